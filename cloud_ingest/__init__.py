@@ -1,0 +1,1 @@
+"""The reference KME Smart cloud ingest: verify, deduplicate and store sealed batches."""

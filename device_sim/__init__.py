@@ -1,0 +1,1 @@
+"""The simulated KME Smart band: clock, person model, sensors, firmware, flash, radio."""

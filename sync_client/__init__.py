@@ -1,0 +1,1 @@
+"""The phone-side sync client: reaches bands only through bleak's public API."""

@@ -214,6 +214,9 @@ class Firmware:
         """Run every estimator over one block and emit the records it completes."""
         acc_rate, ppg_rate = self._check(block)
         t0 = round(block.t0)
+        if block.tz_offset_min != self._tz:
+            # blocks carry the band's local offset (a trace's header, the Current Time set)
+            self.set_tz_offset(block.tz_offset_min, t0)
         if not self._booted:
             self._booted = True
             self.telemetry(TelemetryKind.BOOT, t0)

@@ -29,7 +29,8 @@ class HeartRateConfig:
     nfft: int = 512
     min_bpm: float = 40.0
     max_bpm: float = 210.0
-    min_concentration: float = 0.28  # share of band power near the peak for a pulse to exist
+    min_concentration: float = 0.4  # share of band power near the peak for a pulse to exist
+    concentration_windows: int = 5  # averaged over this many windows: noise peaks wander
     motion_g: float = 0.03  # acc std above which motion suppression is applied
     suppression: float = 4.0  # strength of attenuation at the wrist's motion frequencies
     max_slew_bpm_s: float = 4.0  # how fast the tracked rate may move per second
@@ -78,6 +79,7 @@ class HeartRateEstimator:
         self._next_sec = self.config.window_s // 2  # next centre second to estimate
         self._track: float | None = None
         self._track_age = 0
+        self._recent_conc = np.zeros(0)
 
     def push(self, ppg: F64, acc: F64) -> HeartRateOutput:
         cfg = self.config
@@ -153,9 +155,17 @@ class HeartRateEstimator:
         near = np.zeros(len(norm))
         for off in range(-width, width + 1):  # a handful of bins, vectorised over windows
             near += norm[rows[:, 0], np.clip(idx[:, 0] + off, 0, norm.shape[1] - 1)]
-        pulse = near >= cfg.min_concentration
+        k = cfg.concentration_windows
+        history = np.concatenate((self._recent_conc, near))
+        c = np.concatenate(([0.0], np.cumsum(history)))
+        j = np.arange(1, len(history) + 1)
+        lo = np.maximum(0, j - k)
+        smoothed = (c[j] - c[lo]) / (j - lo)
+        smoothed = smoothed[len(smoothed) - len(near) :]
+        self._recent_conc = history[max(0, len(history) - (k - 1)) :]
+        pulse = smoothed >= cfg.min_concentration
         bpm = self._track_rates(cand_bpm, cand_pow, pulse)
-        conf = np.where(pulse, 1 + (near > 0.45) + (~moving), 0)
+        conf = np.where(pulse, 1 + (near > 0.55) + (~moving), 0)
         conf = np.where(bpm > 0, conf, 0)
         return bpm, conf.astype(np.float64), pulse.astype(np.float64), motion
 

@@ -36,7 +36,7 @@ from cryptography.hazmat.primitives.asymmetric import ec
 
 from protocol.errors import UsageError
 from protocol.gatt_model import SecurityLevel
-from protocol.smp_bond import Bond
+from protocol.smp_bond import Bond, BondFormatError
 from protocol.smp_crypto import InvalidPublicKey, f4, f5, f6, p256_dhkey, p256_public_key_xy
 from protocol.smp_pdu import (
     MAX_ENCRYPTION_KEY_SIZE,
@@ -60,6 +60,33 @@ from protocol.smp_pdu import (
     SmpPduError,
     decode_pdu,
 )
+from protocol.smp_rate_limit import PairingRateLimiter
+
+__all__ = [
+    "PASSKEY_ROUNDS",
+    "SMP_TIMEOUT_S",
+    "AuthReq",
+    "Bond",
+    "BondFormatError",
+    "DeviceAddress",
+    "DisplayPasskey",
+    "IoCapability",
+    "PairingAborted",
+    "PairingComplete",
+    "PairingFailedReason",
+    "PairingRateLimiter",
+    "PasskeyNeeded",
+    "RandomBytes",
+    "SecurityRequested",
+    "SendPdu",
+    "SmpEvent",
+    "SmpInitiator",
+    "SmpPduError",
+    "SmpResponder",
+    "SmpState",
+    "decode_pdu",
+    "passkey_from_bytes",
+]
 
 #: The Security Manager's timeout (3.4): a procedure not finished in 30 s fails.
 SMP_TIMEOUT_S = 30.0
@@ -519,7 +546,8 @@ class SmpResponder(_SmpMachine):
     """The band's side: displays a passkey and accepts only authenticated LE SC pairing.
 
     ``passkey`` is the six-digit value to display, chosen by the caller (for example with
-    :func:`passkey_from_bytes`). Set ``repeated_attempts`` (from a
+    :func:`passkey_from_bytes`) and fresh for every attempt: each opened commitment reveals
+    one bit of it, so a passkey is worthless once used. Set ``repeated_attempts`` (from a
     :class:`~protocol.smp_rate_limit.PairingRateLimiter`) to answer the next Pairing
     Request with Pairing Failed (Repeated Attempts).
     """

@@ -424,6 +424,7 @@ def _decode_features(code: SmpCode, data: bytes) -> PairingRequest | PairingResp
 
 def decode_pdu(data: bytes) -> SmpPdu:
     """Decode one SMP PDU; raises :class:`SmpPduError` (and nothing else) when malformed."""
+    data = bytes(data)
     if not data:
         raise _invalid("empty SMP PDU")
     if data[0] not in SmpCode._value2member_map_:

@@ -14,11 +14,13 @@ from device_sim.radio.medium import (
     CentralLink,
     CentralPort,
     DisconnectReason,
+    EncryptionRefusedError,
     LinkFault,
     Peripheral,
     PeripheralLink,
     Radio,
     RadioError,
+    encryption_proof,
 )
 
 __all__ = [
@@ -28,10 +30,12 @@ __all__ = [
     "CentralLink",
     "CentralPort",
     "DisconnectReason",
+    "EncryptionRefusedError",
     "LinkFault",
     "LinkModel",
     "Peripheral",
     "PeripheralLink",
     "Radio",
     "RadioError",
+    "encryption_proof",
 ]

@@ -10,6 +10,8 @@ Wire format, both directions: a 4-byte big-endian length, then a CBOR map (at mo
 | ``{op: "connect", id, address, central}``        | ``{op: "connected", id, link, max_mtu}``|
 | ``{op: "frame", link, cid, data}``               | ``{op: "frame", link, cid, data}``      |
 | ``{op: "disconnect", id, link}``                 | ``{op: "disconnected", link, reason}``  |
+| ``{op: "encrypt_start", id, link}``              | ``{op: "encrypt_skd", id, skd}``        |
+| ``{op: "encrypt_proof", id, link, skd, proof}``  | ``{op: "encrypted", id, level}``        |
 | any request that fails                           | ``{op: "error", id, message}``          |
 
 Garbage, oversized frames or unknown operations get an ``error`` answer (and the
@@ -35,11 +37,14 @@ from device_sim.radio.medium import (
     CentralLink,
     DisconnectHandler,
     DisconnectReason,
+    EncryptionRefusedError,
     FrameHandler,
     Radio,
     RadioError,
+    encryption_proof,
 )
 from protocol.errors import UsageError
+from protocol.gatt_model import SecurityLevel
 
 log = logging.getLogger(__name__)
 
@@ -142,7 +147,7 @@ class _HubSession:
         self.radio = radio
         self.reader = reader
         self.writer = writer
-        self.links: dict[int, CentralLink] = {}
+        self.links: dict[int, Any] = {}
 
     def send(self, message: dict[str, Any]) -> None:
         if not self.writer.is_closing():
@@ -185,6 +190,16 @@ class _HubSession:
                 )
             elif op == "connect":
                 await self._connect(rid, str(message["address"]), str(message["central"]))
+            elif op == "encrypt_start":
+                if int(message["link"]) not in self.links:
+                    raise RadioError("that link is not open: connect first")
+                self.send({"op": "encrypt_skd", "id": rid, "skd": self.radio._random(16)})
+            elif op == "encrypt_proof":
+                link = self.links.get(int(message["link"]))
+                if link is None:
+                    raise RadioError("that link is not open: connect first")
+                level = link.encrypt_with_proof(bytes(message["skd"]), bytes(message["proof"]))
+                self.send({"op": "encrypted", "id": rid, "level": int(level)})
             elif op == "disconnect":
                 link = self.links.get(int(message["link"]))
                 if link is not None:
@@ -291,10 +306,38 @@ class _RemoteLink:
         self.on_frame = on_frame
         self.on_disconnect = on_disconnect
         self._connected = True
+        self._security = SecurityLevel.NO_SECURITY
 
     @property
     def handle(self) -> int:
         return self._handle
+
+    @property
+    def security_level(self) -> SecurityLevel:
+        return self._security
+
+    async def start_encryption(self, ltk: bytes, timeout_s: float = 5.0) -> SecurityLevel:
+        if not self._connected:
+            raise RadioError("the link is down: reconnect before starting encryption")
+        answer = await self._radio._request(
+            {"op": "encrypt_start", "link": self._handle}, timeout_s
+        )
+        if answer["op"] != "encrypt_skd":
+            raise RadioError(str(answer.get("message", "encryption start failed")))
+        skd = bytes(answer["skd"])
+        answer = await self._radio._request(
+            {
+                "op": "encrypt_proof",
+                "link": self._handle,
+                "skd": skd,
+                "proof": encryption_proof(ltk, skd),
+            },
+            timeout_s,
+        )
+        if answer["op"] != "encrypted":
+            raise EncryptionRefusedError(str(answer.get("message", "encryption refused")))
+        self._security = SecurityLevel(int(answer["level"]))
+        return self._security
 
     @property
     def peer_address(self) -> str:

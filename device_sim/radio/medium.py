@@ -15,6 +15,8 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import enum
+import hashlib
+import hmac
 import math
 from collections import deque
 from collections.abc import Callable
@@ -26,6 +28,7 @@ import numpy as np
 from device_sim.clock import Clock
 from device_sim.radio.link_model import LinkModel
 from protocol.errors import KmebandError, UsageError
+from protocol.gatt_model import SecurityLevel
 
 ATT_CID = 0x0004
 SMP_CID = 0x0006
@@ -36,6 +39,21 @@ SENSITIVITY_DBM = -95.0
 
 class RadioError(KmebandError):
     """A radio operation failed: unknown address, out of range, or a dead link."""
+
+
+class EncryptionRefusedError(RadioError):
+    """The band holds no bond matching the central's key (LL_REJECT_IND, PIN or Key Missing)."""
+
+
+def encryption_proof(ltk: bytes, skd: bytes) -> bytes:
+    """What a central sends to start encryption: proof that it holds the LTK.
+
+    Stands in for the link layer's encryption start (Vol 6 Part B 5.1.3): there the session
+    key is derived from the LTK and both sides' SKD halves, and a wrong LTK fails the MIC.
+    Here the band checks ``HMAC-SHA256(ltk, skd)`` against its bond; the LTK never crosses
+    the radio (or the hub socket).
+    """
+    return hmac.new(ltk, skd, hashlib.sha256).digest()
 
 
 class DisconnectReason(enum.IntEnum):
@@ -100,6 +118,14 @@ class Peripheral(Protocol):
 
     def on_disconnect(self, link: PeripheralLink, reason: DisconnectReason) -> None: ...
 
+    def on_encryption_request(
+        self, link: PeripheralLink, skd: bytes, proof: bytes
+    ) -> SecurityLevel | None:
+        """Check ``proof == encryption_proof(bond.ltk, skd)`` for the central's bond.
+
+        Return the bond's security level to encrypt the link, or None to refuse.
+        """
+
 
 class CaptureSink(Protocol):
     """Receives every frame for a capture file (see device_sim.radio.capture)."""
@@ -111,6 +137,8 @@ class CaptureSink(Protocol):
     ) -> None: ...
 
     def disconnected(self, timestamp: float, handle: int, reason: int) -> None: ...
+
+    def encrypted(self, timestamp: float, handle: int) -> None: ...
 
 
 FrameHandler = Callable[[int, bytes], None]
@@ -132,7 +160,13 @@ class CentralLink(Protocol):
     @property
     def max_mtu(self) -> int | None: ...
 
+    @property
+    def security_level(self) -> SecurityLevel: ...
+
     def send(self, cid: int, payload: bytes) -> None: ...
+
+    async def start_encryption(self, ltk: bytes, timeout_s: float = 5.0) -> SecurityLevel:
+        """Encrypt the link with a bond's LTK; EncryptionRefusedError if the band has none."""
 
     async def disconnect(self) -> None: ...
 
@@ -220,6 +254,7 @@ class Link:
         self._on_central_disconnect = on_disconnect
         self.fault = fault
         self.connected = True
+        self.security_level = SecurityLevel.NO_SECURITY
         self.frames = 0
         self.bytes = 0
         self.central = _CentralEnd(self)
@@ -249,6 +284,26 @@ class Link:
             self._deliver(from_central, cid, payload)
         if fault.drop_after_pdus is not None and self.frames >= fault.drop_after_pdus:
             self.drop(DisconnectReason.CONNECTION_TIMEOUT)
+
+    def start_encryption(self, ltk: bytes) -> SecurityLevel:
+        if not self.connected:
+            raise RadioError("the link is down: reconnect before starting encryption")
+        skd = self.radio._random(16)
+        return self.encrypt_with_proof(skd, encryption_proof(ltk, skd))
+
+    def encrypt_with_proof(self, skd: bytes, proof: bytes) -> SecurityLevel:
+        """The band's half of encryption start (the hub calls this for remote centrals)."""
+        if not self.connected:
+            raise RadioError("the link is down: reconnect before starting encryption")
+        level = self.peripheral.on_encryption_request(self.peripheral_end, skd, proof)
+        if level is None or level <= SecurityLevel.NO_SECURITY:
+            raise EncryptionRefusedError(
+                "the band has no bond for this central (PIN or Key Missing): pair again"
+            )
+        self.security_level = SecurityLevel(level)
+        if self.radio.capture is not None:
+            self.radio.capture.encrypted(self.radio.clock.now(), self.handle)
+        return self.security_level
 
     def _deliver(self, from_central: bool, cid: int, payload: bytes) -> None:
         if not self.connected:
@@ -307,8 +362,18 @@ class _CentralEnd:
     def max_mtu(self) -> int | None:
         return self._link.fault.max_mtu
 
+    @property
+    def security_level(self) -> SecurityLevel:
+        return self._link.security_level
+
     def send(self, cid: int, payload: bytes) -> None:
         self._link._send(True, cid, payload)
+
+    async def start_encryption(self, ltk: bytes, timeout_s: float = 5.0) -> SecurityLevel:
+        return self._link.start_encryption(ltk)
+
+    def encrypt_with_proof(self, skd: bytes, proof: bytes) -> SecurityLevel:
+        return self._link.encrypt_with_proof(skd, proof)
 
     async def disconnect(self) -> None:
         self._link.drop(DisconnectReason.LOCAL_HOST_TERMINATED, by_central=True)
@@ -335,6 +400,11 @@ class PeripheralLink:
     @property
     def fault(self) -> LinkFault:
         return self._link.fault
+
+    @property
+    def security_level(self) -> SecurityLevel:
+        """The link's current security: what the GATT server checks permissions against."""
+        return self._link.security_level
 
     def send(self, cid: int, payload: bytes) -> None:
         self._link._send(False, cid, payload)
@@ -471,6 +541,9 @@ class Radio:
 
     def _mean_rssi(self, address: str, tx_power: int = 0) -> float:
         return tx_power - 41.0 - 20.0 * math.log10(self._distance[address])
+
+    def _random(self, n: int) -> bytes:
+        return self._rng.bytes(n)
 
     def _sample_rssi(self, address: str, tx_power: int) -> int:
         return round(self._mean_rssi(address, tx_power) + float(self._rng.normal(0.0, 2.0)))

@@ -13,15 +13,18 @@ from device_sim.clock import ManualClock
 from device_sim.radio import (
     ATT_CID,
     DisconnectReason,
+    EncryptionRefusedError,
     LinkFault,
     LinkModel,
     PeripheralLink,
     Radio,
     RadioError,
+    encryption_proof,
 )
 from device_sim.radio.hub import HubAddress, HubServer, RemoteRadio
 from device_sim.radio.medium import AdvertisingData
 from protocol.errors import UsageError
+from protocol.gatt_model import SecurityLevel
 
 
 class EchoBand:
@@ -58,6 +61,15 @@ class EchoBand:
 
     def on_disconnect(self, link: PeripheralLink, reason: DisconnectReason) -> None:
         self.disconnects.append(reason)
+
+    bond_ltk = bytes(range(16))
+
+    def on_encryption_request(
+        self, link: PeripheralLink, skd: bytes, proof: bytes
+    ) -> SecurityLevel | None:
+        if proof == encryption_proof(self.bond_ltk, skd):
+            return SecurityLevel.AUTHENTICATED_SECURE_CONNECTIONS
+        return None
 
 
 class CentralRecorder:
@@ -290,3 +302,31 @@ async def test_remote_radio_reports_a_missing_hub(tmp_path: Path) -> None:
     with pytest.raises(RadioError, match="kmeband sim"):
         async with RemoteRadio(f"unix:{tmp_path / 'nothing.sock'}"):
             pass
+
+
+async def test_encryption_needs_the_bonded_key_in_process_and_through_the_hub(
+    tmp_path: Path,
+) -> None:
+    radio = Radio(ManualClock(), seed=3)
+    band = EchoBand("AA:00:00:00:00:01")
+    radio.attach(band)
+    hub = HubServer(radio, HubAddress.parse(f"unix:{tmp_path / 'hub.sock'}"))
+    address = await hub.start()
+    try:
+        local = await _connect(radio, band.address, CentralRecorder())
+        with pytest.raises(EncryptionRefusedError, match="pair again"):
+            await local.start_encryption(bytes(16))
+        assert local.security_level == SecurityLevel.NO_SECURITY
+        level = await local.start_encryption(EchoBand.bond_ltk)
+        assert level == SecurityLevel.AUTHENTICATED_SECURE_CONNECTIONS
+        assert band.connected[-1].security_level == level
+        await local.disconnect()
+        async with RemoteRadio(str(address)) as remote:
+            link = await _connect(remote, band.address, CentralRecorder())
+            with pytest.raises(EncryptionRefusedError):
+                await link.start_encryption(bytes(16))
+            assert await link.start_encryption(EchoBand.bond_ltk) == level
+            assert link.security_level == level
+            assert band.connected[-1].security_level == level
+    finally:
+        await hub.close()

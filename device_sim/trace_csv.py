@@ -116,7 +116,7 @@ class CsvRecording:
         if "skin_temp_c" in col:
             # one value per second: the mean of that second's rows
             per_row = data[:, col["skin_temp_c"]]
-            idx = (np.arange(n) / rate).astype(np.int64)
+            idx = np.floor(np.arange(n) / rate + 1e-6).astype(np.int64)
             temp = np.bincount(idx, per_row, seconds) / np.maximum(
                 np.bincount(idx, None, seconds), 1
             )
@@ -218,7 +218,10 @@ def open_csv(
                     "'# sample_rate_hz=...' comment"
                 )
         else:
-            derived = check_rate("CSV timestamp", 1.0 / float(np.median(np.diff(times))))
+            # six significant digits: 1 / 0.04 s is 25 Hz, not 24.999999999999996
+            derived = check_rate(
+                "CSV timestamp", float(f"{1.0 / float(np.median(np.diff(times))):.6g}")
+            )
             if rate is not None and abs(derived - rate) > _RATE_TOLERANCE * rate:
                 raise TraceRateError(
                     f"CSV {file_path}: the stated sample rate {rate:g} Hz disagrees with the "

@@ -417,3 +417,20 @@ def test_csv_timestamps_going_back_later_in_the_file_are_caught(tmp_path: Path) 
     rec = open_csv(path, block_s=2.0)
     with pytest.raises(TraceTimestampError, match="do not increase at line 452"):
         list(rec.blocks())
+
+
+def test_csv_skin_temperature_is_averaged_per_second_and_gaps_are_refused(tmp_path: Path) -> None:
+    n = 50
+    t = T0 + np.arange(n) / 25.0
+    temp = np.where(np.arange(n) < 25, 32.0, 34.0)
+    path = _csv(
+        tmp_path / "temp.csv", "timestamp,ppg,skin_temp_c", np.column_stack([t, np.ones(n), temp])
+    )
+    (block,) = list(open_csv(path).blocks())
+    np.testing.assert_allclose(block.skin_temp_c, [32.0, 34.0])
+    assert "skin_temp" not in open_csv(path).metadata.absent_channels
+    t_gap = t.copy()
+    t_gap[30:] += 2.0  # two seconds missing in the middle
+    gap = _csv(tmp_path / "gap.csv", "timestamp,ppg", np.column_stack([t_gap, np.ones(n)]))
+    with pytest.raises(TraceTimestampError, match="not steady at line 32"):
+        list(open_csv(gap).blocks())

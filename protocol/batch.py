@@ -496,6 +496,21 @@ def encode_batch_plaintext(records: Sequence[StoredRecord], consent_record: byte
 
 def decode_batch_plaintext(header: BatchHeader, plaintext: bytes) -> BatchBody:
     """Inflate, parse and check a batch body against its header; raise a BatchError."""
+    return decode_body(
+        header.stream,
+        plaintext,
+        count=header.count,
+        first_seq=header.first_seq,
+        last_seq=header.last_seq,
+    )
+
+
+def decode_body(
+    stream: StreamId, plaintext: bytes, *, count: int, first_seq: int, last_seq: int
+) -> BatchBody:
+    """Decode a body given what its header says: stream, record count and sequence range."""
+    if not 1 <= count <= MAX_RECORDS_PER_BATCH:
+        raise MalformedBatchError("batch body: record count out of range")
     inflater = zlib.decompressobj()
     try:
         raw_bytes = inflater.decompress(plaintext, MAX_PLAINTEXT_LEN)
@@ -511,21 +526,20 @@ def decode_batch_plaintext(header: BatchHeader, plaintext: bytes) -> BatchBody:
     consent_record = raw["consent"]
     if type(consent_record) is not bytes or not 0 < len(consent_record) <= MAX_CONSENT_RECORD_LEN:
         raise MalformedBatchError("batch body: the consent record must be 1..16384 bytes")
-    specs = COLUMNS[header.stream]
+    specs = COLUMNS[stream]
     raw_columns = raw["records"]
     expected = {SEQ_COLUMN.field, *(s.field for s in specs)}
     if type(raw_columns) is not dict or set(raw_columns) != expected:
         raise MalformedBatchError(
-            f"batch body: the columns are not those of stream {header.stream.name}"
+            f"batch body: the columns are not those of stream {stream.name}"
         )
-    count = header.count
     seqs = _unpack(SEQ_COLUMN, raw_columns["seq"], count)
-    if seqs[0] != header.first_seq or seqs[-1] != header.last_seq:
+    if seqs[0] != first_seq or seqs[-1] != last_seq:
         raise BatchMismatchError("batch body: sequence numbers disagree with the header range")
     columns = {"seq": seqs}
     for spec in specs:
         columns[spec.field] = _unpack(spec, raw_columns[spec.field], count)
-    return BatchBody(header.stream, consent_record, columns)
+    return BatchBody(stream, consent_record, columns)
 
 
 # ----------------------------------------------------------------------------------------

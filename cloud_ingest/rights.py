@@ -1,0 +1,211 @@
+"""The data subject's rights: export (JSON, CSV, FHIR R4), profile rectification, erasure.
+
+Everything here works on one account's data only; the server passes the authenticated
+account id and the store filters every query by it.
+"""
+
+from __future__ import annotations
+
+import base64
+import csv
+import enum
+import io
+from collections import defaultdict
+from dataclasses import fields
+from datetime import UTC, datetime, timedelta, timezone
+from typing import Any
+
+from cloud_ingest.store import IngestStore
+from protocol.classification import PROFILE_CLASSES
+from protocol.errors import KmebandError
+from protocol.records import (
+    STREAM_CONSENT,
+    ActivityMinute,
+    ConsentCategory,
+    HeartRateSample,
+    SleepSummary,
+    StoredRecord,
+    record_time,
+)
+
+EXPORT_FORMATS = ("json", "csv", "fhir")
+
+#: Profile fields and their accepted ranges (PUT /v1/profile).
+PROFILE_RANGES: dict[str, tuple[int, int] | tuple[str, ...]] = {
+    "birth_year": (1900, 2100),
+    "sex": ("female", "male", "other", "unspecified"),
+    "height_cm": (50, 260),
+    "weight_kg": (10, 400),
+}
+assert set(PROFILE_RANGES) == set(PROFILE_CLASSES)
+
+LOINC = "http://loinc.org"
+UCUM = "http://unitsofmeasure.org"
+
+
+class ProfileError(KmebandError):
+    """A profile update names an unknown field or a value out of range."""
+
+
+def b64(raw: bytes) -> str:
+    return base64.urlsafe_b64encode(raw).rstrip(b"=").decode("ascii")
+
+
+def validate_profile(value: object) -> dict[str, Any]:
+    """Check a rectified profile: known fields only, each in its range."""
+    if not isinstance(value, dict):
+        raise ProfileError("the profile must be a JSON object")
+    unknown = set(value) - set(PROFILE_RANGES)
+    if unknown:
+        raise ProfileError(f"unknown profile fields: {', '.join(sorted(unknown))[:200]}")
+    for name, allowed in PROFILE_RANGES.items():
+        if name not in value or value[name] is None:
+            continue
+        item = value[name]
+        if isinstance(allowed[0], str):
+            if item not in allowed:
+                raise ProfileError(f"{name} must be one of {', '.join(map(str, allowed))}")
+        elif type(item) is not int or not allowed[0] <= item <= allowed[1]:
+            raise ProfileError(f"{name} must be an integer in {allowed[0]}..{allowed[1]}")
+    return {k: v for k, v in value.items() if v is not None}
+
+
+def _records(store: IngestStore, account_id: int) -> list[tuple[bytes, StoredRecord]]:
+    out: list[tuple[bytes, StoredRecord]] = []
+    for segment in store.segments_of(account_id):
+        out.extend((segment.band, r) for r in segment.body.records())
+    return out
+
+
+def _plain(value: Any) -> Any:
+    if value is None or isinstance(value, bool | str):
+        return value
+    if isinstance(value, enum.IntEnum):
+        return value.name.lower()
+    return int(value)
+
+
+def _record_dict(band: bytes, stored: StoredRecord) -> dict[str, Any]:
+    row: dict[str, Any] = {"band": b64(band), "seq": stored.seq}
+    for f in fields(stored.record):
+        row[f.name] = _plain(getattr(stored.record, f.name))
+    return row
+
+
+def export_json(store: IngestStore, account_id: int) -> dict[str, Any]:
+    """Everything the ingest holds for the account, as one JSON document."""
+    records: dict[str, list[dict[str, Any]]] = defaultdict(list)
+    for band, stored in _records(store, account_id):
+        records[stored.stream.name.lower()].append(_record_dict(band, stored))
+    return {
+        "account": account_id,
+        "profile": store.profile(account_id),
+        "bands": [{"band": b64(p), "registered": t} for p, t in store.bands_of(account_id)],
+        "consent_withdrawals": [
+            {"category": c.name.lower(), "at": at}
+            for c, at in sorted(store.withdrawals(account_id).items())
+        ],
+        "consent_records": [
+            {"band": b64(b), "record": b64(r), "received": t}
+            for b, r, t in store.consent_records_of(account_id)
+        ],
+        "batches": [
+            {**row, "batch_id": row["batch_id"].hex(), "band": b64(row["band"])}
+            for row in store.batches_of(account_id)
+        ],
+        "records": dict(records),
+    }
+
+
+def export_csv(store: IngestStore, account_id: int) -> str:
+    """Every record as long-format CSV: one row per field value."""
+    out = io.StringIO()
+    writer = csv.writer(out, lineterminator="\n")
+    writer.writerow(["stream", "band", "seq", "time", "tz_offset_min", "field", "value"])
+    for band, stored in _records(store, account_id):
+        row = _record_dict(band, stored)
+        head = [stored.stream.name.lower(), row["band"], stored.seq, record_time(stored.record)]
+        head.append(row["tz_offset_min"])
+        for name, value in row.items():
+            if name not in ("band", "seq", "tz_offset_min"):
+                writer.writerow([*head, name, "" if value is None else value])
+    return out.getvalue()
+
+
+def _instant(utc_s: int, offset_min: int) -> str:
+    tz = timezone(timedelta(minutes=offset_min))
+    return datetime.fromtimestamp(utc_s, UTC).astimezone(tz).isoformat()
+
+
+def _observation(code: str, display: str, value: float, unit: str, ucum: str) -> dict[str, Any]:
+    return {
+        "resourceType": "Observation",
+        "status": "final",
+        "category": [
+            {
+                "coding": [
+                    {
+                        "system": "http://terminology.hl7.org/CodeSystem/observation-category",
+                        "code": "activity",
+                    }
+                ]
+            }
+        ],
+        "code": {"coding": [{"system": LOINC, "code": code, "display": display}]},
+        "valueQuantity": {"value": value, "unit": unit, "system": UCUM, "code": ucum},
+    }
+
+
+def export_fhir(store: IngestStore, account_id: int) -> dict[str, Any]:
+    """A FHIR R4 Bundle of Observations: heart rate, daily steps, sleep duration (LOINC)."""
+    entries: list[dict[str, Any]] = []
+    steps_per_day: dict[tuple[str, int], int] = defaultdict(int)
+    for _band, stored in _records(store, account_id):
+        record = stored.record
+        if isinstance(record, HeartRateSample) and record.bpm > 0:
+            obs = _observation("8867-4", "Heart rate", record.bpm, "beats/minute", "/min")
+            obs["effectiveDateTime"] = _instant(record.timestamp, record.tz_offset_min)
+            entries.append(obs)
+        elif isinstance(record, ActivityMinute):
+            local = record.start + 60 * record.tz_offset_min
+            day = datetime.fromtimestamp(local, UTC).date().isoformat()
+            steps_per_day[(day, record.tz_offset_min)] += record.steps
+        elif isinstance(record, SleepSummary):
+            asleep = record.light_min + record.deep_min + record.rem_min
+            obs = _observation("93832-4", "Sleep duration", asleep, "min", "min")
+            obs["effectivePeriod"] = {
+                "start": _instant(record.bed_time, record.tz_offset_min),
+                "end": _instant(record.out_of_bed, record.tz_offset_min),
+            }
+            entries.append(obs)
+    for (day, offset), steps in sorted(steps_per_day.items()):
+        obs = _observation("41950-7", "Number of steps in 24 hour Measured", steps, "steps", "1")
+        start = datetime.fromisoformat(day).replace(tzinfo=timezone(timedelta(minutes=offset)))
+        obs["effectivePeriod"] = {
+            "start": start.isoformat(),
+            "end": (start + timedelta(days=1)).isoformat(),
+        }
+        entries.append(obs)
+    return {
+        "resourceType": "Bundle",
+        "type": "collection",
+        "entry": [{"resource": e} for e in entries],
+    }
+
+
+def parse_category(value: object) -> ConsentCategory:
+    """A consent category from its name ("heart_rate") or wire number (2)."""
+    if isinstance(value, str):
+        try:
+            return ConsentCategory[value.upper()]
+        except KeyError:
+            pass
+    elif type(value) is int and value in {int(c) for c in ConsentCategory}:
+        return ConsentCategory(value)
+    names = ", ".join(c.name.lower() for c in ConsentCategory)
+    raise ProfileError(f"unknown consent category; use one of {names}")
+
+
+def streams_of(category: ConsentCategory) -> list[int]:
+    """The streams whose records need ``category``."""
+    return [int(s) for s, c in STREAM_CONSENT.items() if c is category]

@@ -50,7 +50,7 @@ from protocol.records import (
 MINUTE_S = 60
 # the stage of an epoch is known a few seconds after it ends (heart-rate window, filters)
 ALARM_DECISION_LATENCY_S = 5
-_FIELDS = ("covered", "steps", "move", "bpm", "confidence", "pulse")
+_FIELDS = ("covered", "steps", "move", "tilt", "bpm", "confidence", "pulse")
 
 
 class RecordSink(Protocol):
@@ -155,6 +155,7 @@ class Firmware:
         self._booted = False
         self._rest_minutes: deque[tuple[int, int]] = deque()
         self._last_hr: tuple[int, int] = (0, 0)
+        self._last_gravity: F64 | None = None
         self.total_steps = 0
         self.dropped_without_consent: dict[StreamId, int] = dict.fromkeys(StreamId, 0)
 
@@ -235,6 +236,7 @@ class Firmware:
         pending = self._pending
         duration = round(block.duration_s)
         pending.put("covered", t0, np.ones(duration))
+        pending.put("tilt", t0, self._tilt(block, acc_rate, duration))
 
         acc = np.asarray(block.acc, dtype=np.float64)
         step_out = self._steps.push(acc)
@@ -292,6 +294,18 @@ class Firmware:
         self._steps.reset(t0)
         self._hr.reset(t0)
         self._pending = _PendingSeconds(t0 - t0 % MINUTE_S)
+        self._last_gravity = None
+
+    def _tilt(self, block: SensorBlock, rate: int, duration: int) -> F64:
+        """How far the wrist's orientation moved each second (g, summed over axes).
+
+        A seated, awake wrist drifts slowly; a sleeping one stays put between posture
+        shifts. The band-passed magnitude misses that slow drift, so actigraphy needs it.
+        """
+        gravity = np.asarray(block.acc, dtype=np.float64).reshape(duration, rate, 3).mean(axis=1)
+        previous = gravity[:1] if self._last_gravity is None else self._last_gravity
+        self._last_gravity = gravity[-1:]
+        return np.abs(np.diff(np.concatenate((previous, gravity)), axis=0)).sum(axis=1)
 
     def _end_stream(self, force_sleep: bool) -> None:
         """Close every pending second of the current stream (a gap or the end of data)."""
@@ -341,6 +355,7 @@ class Firmware:
         hr_sd = np.sqrt(hr_sq / np.maximum(n_valid, 1))
         covered_n = ep["covered"].sum(axis=1)
         move = (ep["move"] * ep["covered"]).sum(axis=1) / np.maximum(covered_n, 1)
+        tilt = ep["tilt"].sum(axis=1)
         steps = ep["steps"].sum(axis=1)
         pulse = (ep["pulse"] * ep["covered"]).sum(axis=1) / np.maximum(covered_n, 1)
         for i in range(n_epochs):  # one iteration per 30-second epoch
@@ -349,7 +364,13 @@ class Firmware:
             if covered_n[i] > 0:
                 worn = bool(pulse[i] >= self.config.activity.worn_pulse_fraction or steps[i] >= 10)
                 features = EpochFeatures(
-                    start, float(move[i]), int(steps[i]), float(hr_mean[i]), float(hr_sd[i]), worn
+                    start,
+                    float(move[i]),
+                    int(steps[i]),
+                    float(hr_mean[i]),
+                    float(hr_sd[i]),
+                    worn,
+                    float(tilt[i]),
                 )
                 self._sleep_output(self._sleep.add(features, self._tz))
                 stage = self._sleep.current_stage()

@@ -56,68 +56,103 @@ class EpochFeatures:
     hr: float  # mean valid heart rate, bpm; 0 = none
     hr_sd: float  # spread of the 1 Hz heart rate within the epoch, bpm
     worn: bool
+    tilt: float = 0.0  # how far the wrist's orientation moved over the epoch, g
 
 
 @dataclass(frozen=True)
 class StageModel:
-    """Gaussian emissions per stage (WAKE, LIGHT, DEEP, REM) over the observation vector
-    (log movement score, heart rate z-score, heart-rate variability z-score), and the
-    epoch-to-epoch transition matrix."""
+    """A four-state hidden Markov model of sleep stages (WAKE, LIGHT, DEEP, REM).
 
-    means: tuple[tuple[float, float, float], ...] = (
-        (1.0, 1.0, 0.8),
-        (-1.5, 0.0, -0.1),
-        (-2.0, -1.0, -0.7),
-        (-2.2, 0.6, 0.9),
+    Observations per epoch: ``rel``, the log of the epoch's heart rate over the night's
+    median (of still epochs), modelled as a Gaussian per stage with a broad outlier
+    component; and ``moved``, whether the wrist moved, a Bernoulli per stage. Parameters
+    were fitted on training seeds of the person and sensor models (see the module doc).
+    """
+
+    hr_mean: tuple[float, float, float, float] = (0.075, -0.008, -0.059, 0.043)
+    hr_sd: tuple[float, float, float, float] = (0.033, 0.024, 0.030, 0.022)
+    hr_outlier: float = 0.08
+    hr_outlier_sd: float = 0.3
+    p_moved: tuple[float, float, float, float] = (0.23, 0.064, 0.009, 0.037)
+    transition: tuple[tuple[float, float, float, float], ...] = (
+        (0.905, 0.062, 0.019, 0.014),
+        (0.015, 0.968, 0.008, 0.009),
+        (0.015, 0.022, 0.963, 0.0005),
+        (0.018, 0.016, 0.001, 0.965),
     )
-    sds: tuple[tuple[float, float, float], ...] = (
-        (1.2, 1.0, 1.2),
-        (0.8, 0.8, 0.9),
-        (0.7, 0.6, 0.6),
-        (0.7, 0.8, 1.0),
-    )
-    stay: tuple[float, float, float, float] = (0.9, 0.97, 0.97, 0.97)
-    # where a stage goes when it changes (rows: from; columns: to), before normalising
-    moves: tuple[tuple[float, float, float, float], ...] = (
-        (0.0, 1.0, 0.05, 0.1),
-        (0.4, 0.0, 0.4, 0.2),
-        (0.2, 0.8, 0.0, 0.05),
-        (0.4, 0.6, 0.05, 0.0),
-    )
-    prior: tuple[float, float, float, float] = (0.5, 0.4, 0.05, 0.05)
+    prior: tuple[float, float, float, float] = (0.7, 0.28, 0.01, 0.01)
 
     def log_transition(self) -> F64:
-        moves = np.array(self.moves)
-        moves = moves / moves.sum(axis=1, keepdims=True)
-        stay = np.array(self.stay)
-        trans = moves * (1 - stay)[:, None] + np.diag(stay)
-        return np.asarray(np.log(trans))
+        trans = np.array(self.transition)
+        return np.asarray(np.log(trans / trans.sum(axis=1, keepdims=True)))
 
-    def log_emission(self, obs: F64) -> F64:
-        """obs (n, 3) -> log likelihood (n, 4); missing values (nan) are ignored."""
-        means = np.array(self.means)[None, :, :]
-        sds = np.array(self.sds)[None, :, :]
-        z = (obs[:, None, :] - means) / sds
-        ll = -0.5 * z * z - np.log(sds)
-        return np.asarray(np.where(np.isnan(ll), 0.0, ll).sum(axis=2))
+    def log_prior(self) -> F64:
+        return np.asarray(np.log(np.array(self.prior)))
+
+    def log_emission(self, rel: F64, moved: F64) -> F64:
+        """(n,) log heart-rate ratios (nan: none) and moved flags -> (n, 4) log likelihoods."""
+        mean = np.array(self.hr_mean)[None, :]
+        sd = np.array(self.hr_sd)[None, :]
+        z = (rel[:, None] - mean) / sd
+        core = (1 - self.hr_outlier) * np.exp(-0.5 * z * z) / sd
+        wide = self.hr_outlier * np.exp(-0.5 * (rel[:, None] / self.hr_outlier_sd) ** 2)
+        ll_hr = np.log(core + wide / self.hr_outlier_sd + 1e-300)
+        ll_hr = np.where(np.isnan(rel)[:, None], 0.0, ll_hr)
+        p = np.array(self.p_moved)[None, :]
+        ll_move = np.where(moved[:, None] > 0, np.log(p), np.log1p(-p))
+        return np.asarray(ll_hr + ll_move)
 
 
 @dataclass(frozen=True)
 class SleepConfig:
     """Tuning of sleep detection."""
 
-    ck_scale: float = 12.0  # Cole-Kripke P for this band's movement units (g)
+    tilt_floor_g: float = 0.035  # orientation change per epoch a still wrist shows (noise)
+    move_floor_g: float = 0.0025
+    move_gain: float = 20.0
+    step_gain: float = 0.02
+    moved_tilt_g: float = 0.06  # above these an epoch counts as "moved" for staging
+    moved_move_g: float = 0.003
+    ck_scale: float = 2.6  # Cole-Kripke P: sustained activity of 0.05 scores wake
     onset_window_epochs: int = 30  # 15 min
     onset_fraction: float = 0.85
-    end_wake_epochs: int = 40  # 20 min awake ends the period
+    end_wake_epochs: int = 40  # 20 min scored awake ends the period
     end_steps: int = 60  # this many steps within end_steps_epochs ends it too
     end_steps_epochs: int = 10
     min_sleep_epochs: int = 120  # a period with less than 1 h of sleep is not a night
     max_bed_lead_epochs: int = 180  # bed time at most 90 min before onset
-    quiet_move_g: float = 0.05  # above this an epoch is not "lying in bed"
+    quiet_activity: float = 0.05  # above this an epoch is not "lying in bed"
     history_epochs: int = 240
     max_period_epochs: int = 40 * 60 * 2  # safety bound: 40 h
     model: StageModel = field(default_factory=StageModel)
+
+
+def epoch_activity(e: EpochFeatures, cfg: SleepConfig) -> float:
+    """Actigraphy activity of an epoch: movement above the still-wrist noise floor."""
+    if not e.worn:
+        return 1.0
+    return (
+        max(0.0, e.tilt - cfg.tilt_floor_g)
+        + cfg.move_gain * max(0.0, e.move - cfg.move_floor_g)
+        + cfg.step_gain * e.steps
+    )
+
+
+def epoch_moved(e: EpochFeatures, cfg: SleepConfig) -> bool:
+    return e.tilt > cfg.moved_tilt_g or e.move > cfg.moved_move_g or e.steps > 0
+
+
+def night_observations(epochs: list[EpochFeatures], cfg: SleepConfig) -> tuple[F64, F64]:
+    """(rel, moved): log heart rate over the night's median of still epochs, and movement."""
+    hr = np.array([e.hr for e in epochs], dtype=np.float64)
+    moved = np.array([epoch_moved(e, cfg) for e in epochs], dtype=np.float64)
+    still = (hr > 0) & (moved == 0)
+    ref = hr[still] if still.sum() >= 4 else hr[hr > 0]
+    if len(ref) == 0:
+        return np.full(len(hr), np.nan), moved
+    base = float(np.median(ref))
+    rel = np.where(hr > 0, np.log(np.maximum(hr, 1e-6) / base), np.nan)
+    return rel, moved
 
 
 @dataclass(frozen=True)
@@ -134,16 +169,18 @@ class SleepTracker:
     def __init__(self, config: SleepConfig | None = None) -> None:
         self.config = config or SleepConfig()
         self._w = _ck_weights()
-        self._logA = self.config.model.log_transition()
+        self._log_a = self.config.model.log_transition()
         self.reset()
 
     def reset(self) -> None:
         self._epochs: list[EpochFeatures] = []  # history, or the open period and its lead
+        self._acts: list[float] = []
         self._ck: list[float] = []  # Cole-Kripke scores of the epochs scored so far
         self._in_period = False
         self._period_first = 0  # index in _epochs of the first epoch that may be in bed
         self._awake_run = 0
         self._alpha: F64 | None = None  # forward log-probabilities, open period only
+        self._still_hr: list[float] = []
         self._online: SleepStage | None = None
 
     @property
@@ -157,9 +194,10 @@ class SleepTracker:
 
     def add(self, epoch: EpochFeatures, tz_offset_min: int) -> SleepOutput | None:
         self._epochs.append(epoch)
-        self._online_update(epoch)
-        n = len(self._epochs)
-        idx = n - 1 - CK_FUTURE  # the epoch that can now be scored
+        self._acts.append(epoch_activity(epoch, self.config))
+        if self._in_period:
+            self._online_update(epoch)
+        idx = len(self._epochs) - 1 - CK_FUTURE  # the epoch that can now be scored
         if idx < 0:
             return None
         self._ck.append(self._ck_score(idx))
@@ -169,43 +207,37 @@ class SleepTracker:
 
     def flush(self, tz_offset_min: int) -> SleepOutput | None:
         """End an open period now (band taken off, gap in data)."""
-        if not self._in_period:
-            self.reset()
-            return None
-        last = len(self._ck) - 1
-        out = self._close(last, last + 1, tz_offset_min)
+        out = None
+        if self._in_period:
+            last = len(self._ck) - 1
+            out = self._close(last, last + 1, tz_offset_min)
         self.reset()
         return out
 
     # -- scoring -------------------------------------------------------------------------
-    def _activity(self, e: EpochFeatures) -> float:
-        # steps mark wake regardless of how the wrist moved
-        return e.move + 0.02 * e.steps if e.worn else 1.0
-
     def _ck_score(self, idx: int) -> float:
         lo = idx - CK_PAST
-        acts = [
-            self._activity(self._epochs[i]) if 0 <= i < len(self._epochs) else 0.0
-            for i in range(lo, idx + CK_FUTURE + 1)
-        ]
-        return float(self.config.ck_scale * np.dot(self._w, acts))
+        hi = idx + CK_FUTURE + 1
+        acts = np.array(self._acts[max(0, lo) : hi])
+        w = self._w[max(0, -lo) : max(0, -lo) + len(acts)]
+        return float(self.config.ck_scale * np.dot(w, acts))
 
     def _online_update(self, e: EpochFeatures) -> None:
         """Causal stage for the smart alarm: forward filter with no look-ahead."""
-        if not self._in_period:
-            self._online = None
-            return
-        obs = self._observations(self._epochs[-1:], self._period_stats())
-        ll = self.config.model.log_emission(obs)[0]
+        cfg = self.config
+        moved = epoch_moved(e, cfg)
+        if e.hr > 0 and not moved:
+            self._still_hr.append(e.hr)
+        rel = np.nan
+        if e.hr > 0 and len(self._still_hr) >= 4:
+            rel = float(np.log(e.hr / np.median(self._still_hr)))
+        ll = cfg.model.log_emission(np.array([rel]), np.array([float(moved)]))[0]
         if self._alpha is None:
-            alpha = np.log(np.array(self.config.model.prior)) + ll
+            alpha = cfg.model.log_prior() + ll
         else:
-            alpha = _logsumexp(self._alpha[:, None] + self._logA, axis=0) + ll
+            alpha = _logsumexp(self._alpha[:, None] + self._log_a, axis=0) + ll
         self._alpha = alpha - _logsumexp(alpha, axis=0)
-        post = np.exp(self._alpha)
-        best = int(np.argmax(post))
-        causal_wake = self._activity(e) * self.config.ck_scale * 1.4 >= 1.0
-        self._online = SleepStage.WAKE if causal_wake else SleepStage(best)
+        self._online = SleepStage(int(np.argmax(self._alpha)))
 
     # -- periods -------------------------------------------------------------------------
     def _advance(self, idx: int, tz: int) -> SleepOutput | None:
@@ -222,9 +254,8 @@ class SleepTracker:
         self._awake_run = 0 if asleep else self._awake_run + 1
         lo = max(0, idx + 1 - cfg.end_steps_epochs)
         walking = sum(e.steps for e in self._epochs[lo : idx + 1]) >= cfg.end_steps
-        if self._awake_run >= cfg.end_wake_epochs or walking:
-            return self._close(idx, idx + 1, tz)
-        if idx - self._period_first > cfg.max_period_epochs:
+        too_long = idx - self._period_first > cfg.max_period_epochs
+        if self._awake_run >= cfg.end_wake_epochs or walking or too_long:
             return self._close(idx, idx + 1, tz)
         return None
 
@@ -236,34 +267,40 @@ class SleepTracker:
             and onset_idx - first < cfg.max_bed_lead_epochs
             and self._epochs[first - 1].steps == 0
             and self._epochs[first - 1].worn
-            and self._epochs[first - 1].move < cfg.quiet_move_g
+            and self._acts[first - 1] < cfg.quiet_activity
         ):
             first -= 1
         self._in_period = True
         self._period_first = first
         self._awake_run = 0
+        # catch the online filter up over the epochs already in the period
         self._alpha = None
+        self._still_hr = []
+        for e in self._epochs[first:]:
+            self._online_update(e)
 
     def _close(self, last_idx: int, end_idx: int, tz: int) -> SleepOutput | None:
         cfg = self.config
         first = self._period_first
-        ck = np.array(self._ck[first : last_idx + 1])
-        sleep_mask = ck < 1.0
         self._in_period = False
         self._alpha = None
-        if sleep_mask.sum() < cfg.min_sleep_epochs:
-            return None
         epochs = self._epochs[first : last_idx + 1]
-        stages = self._stage(epochs, sleep_mask)
+        ck_sleep = np.array(self._ck[first : last_idx + 1]) < 1.0
+        # the history before the next period starts after this one
+        self._epochs = self._epochs[end_idx:]
+        self._acts = self._acts[end_idx:]
+        self._ck = self._ck[end_idx:]
+        if ck_sleep.sum() < cfg.min_sleep_epochs:
+            return None
+        stages = self._stage(epochs)
         asleep = stages != SleepStage.WAKE
+        if not asleep.any():
+            return None
         onset = int(np.argmax(asleep))
         final = len(stages) - int(np.argmax(asleep[::-1]))  # one past the last sleep epoch
-        # out of bed: the first epoch with steps after the final wake
-        out = final
+        out = final  # out of bed: the first epoch with steps after the final wake
         while out < len(epochs) and epochs[out].steps == 0:
             out += 1
-        stages[:onset] = SleepStage.WAKE
-        stages[final:] = SleepStage.WAKE
         kept = stages[:out]
         records = [SleepEpoch(epochs[i].start, tz, SleepStage(int(s))) for i, s in enumerate(kept)]
         in_sleep = kept[onset:final]
@@ -271,25 +308,20 @@ class SleepTracker:
             np.sum((in_sleep[1:] == SleepStage.WAKE) & (in_sleep[:-1] != SleepStage.WAKE))
         )
         counts = np.bincount(kept, minlength=4)
-        bed = epochs[0].start
-        out_time = epochs[0].start + out * EPOCH_S
-        asleep_epochs = int(counts[1:].sum())
+        start = epochs[0].start
         summary = SleepSummary(
-            bed_time=bed,
+            bed_time=start,
             tz_offset_min=tz,
             sleep_onset=epochs[onset].start,
-            final_wake=epochs[0].start + final * EPOCH_S,
-            out_of_bed=out_time,
-            efficiency_pct=round(100 * asleep_epochs / max(1, len(kept))),
+            final_wake=start + final * EPOCH_S,
+            out_of_bed=start + out * EPOCH_S,
+            efficiency_pct=round(100 * int(counts[1:].sum()) / max(1, len(kept))),
             awakenings=awakenings,
             light_min=int(counts[SleepStage.LIGHT]) // 2,
             deep_min=int(counts[SleepStage.DEEP]) // 2,
             rem_min=int(counts[SleepStage.REM]) // 2,
             wake_min=int(counts[SleepStage.WAKE]) // 2,
         )
-        # epochs after the period stay as history for the next one
-        self._epochs = self._epochs[end_idx:]
-        self._ck = self._ck[end_idx:]
         return SleepOutput(records, summary)
 
     def _trim(self) -> None:
@@ -298,62 +330,13 @@ class SleepTracker:
         extra = len(self._ck) - self.config.history_epochs
         if extra > 0:
             del self._epochs[:extra]
+            del self._acts[:extra]
             del self._ck[:extra]
 
-    # -- staging -------------------------------------------------------------------------
-    def _period_stats(self) -> tuple[float, float, float, float]:
-        """This night's heart-rate level and spread, from the period so far."""
-        epochs = self._epochs[self._period_first :]
-        return _hr_stats(epochs)
-
-    def _observations(
-        self, epochs: list[EpochFeatures], stats: tuple[float, float, float, float]
-    ) -> F64:
-        med, scale, var_med, var_scale = stats
-        move = np.array([self._activity(e) for e in epochs])
-        hr = np.array([e.hr if e.hr > 0 else np.nan for e in epochs])
-        var = np.array([e.hr_sd if e.hr > 0 else np.nan for e in epochs])
-        return np.column_stack(
-            (
-                np.log(self.config.ck_scale * move + 1e-3),
-                (hr - med) / scale,
-                (var - var_med) / var_scale,
-            )
-        )
-
-    def _stage(self, epochs: list[EpochFeatures], sleep_mask: np.ndarray) -> np.ndarray:
-        stats = _hr_stats(epochs)
-        obs = self._observations(epochs, stats)
-        obs[:, 1] = _smooth(obs[:, 1], 5)
-        obs[:, 2] = _smooth(obs[:, 2], 5)
-        ll = self.config.model.log_emission(obs)
-        # actigraphy decides wake vs sleep; the HMM decides among the sleep stages
-        ll[:, SleepStage.WAKE] += np.where(sleep_mask, -3.0, 3.0)
-        return _viterbi(ll, self._logA, np.log(np.array(self.config.model.prior)))
-
-
-def _hr_stats(epochs: list[EpochFeatures]) -> tuple[float, float, float, float]:
-    hr = np.array([e.hr for e in epochs if e.hr > 0])
-    var = np.array([e.hr_sd for e in epochs if e.hr > 0])
-    if len(hr) < 4:
-        return 60.0, 5.0, 1.0, 1.0
-    q25, med, q75 = np.percentile(hr, [25, 50, 75])
-    v25, vmed, v75 = np.percentile(var, [25, 50, 75])
-    return (
-        float(med),
-        max(1.5, float(q75 - q25) / 1.35),
-        float(vmed),
-        max(0.2, float(v75 - v25) / 1.35),
-    )
-
-
-def _smooth(x: F64, width: int) -> F64:
-    """Centred moving mean that ignores nan."""
-    ok = ~np.isnan(x)
-    kernel = np.ones(width)
-    num = np.convolve(np.where(ok, x, 0.0), kernel, mode="same")
-    den = np.convolve(ok.astype(np.float64), kernel, mode="same")
-    return np.where(den > 0, num / np.maximum(den, 1), np.nan)
+    def _stage(self, epochs: list[EpochFeatures]) -> np.ndarray:
+        rel, moved = night_observations(epochs, self.config)
+        ll = self.config.model.log_emission(rel, moved)
+        return _viterbi(ll, self._log_a, self.config.model.log_prior())
 
 
 def _logsumexp(a: F64, axis: int) -> F64:
@@ -365,10 +348,11 @@ def _viterbi(ll: F64, log_a: F64, log_prior: F64) -> np.ndarray:
     n, k = ll.shape
     back = np.zeros((n, k), dtype=np.int64)
     score = log_prior + ll[0]
-    for i in range(1, n):  # one step per 30-s epoch of a night
+    cols = np.arange(k)
+    for i in range(1, n):  # one step per 30-second epoch of a night
         cand = score[:, None] + log_a
         back[i] = np.argmax(cand, axis=0)
-        score = cand[back[i], np.arange(k)] + ll[i]
+        score = cand[back[i], cols] + ll[i]
     path = np.zeros(n, dtype=np.int64)
     path[-1] = int(np.argmax(score))
     for i in range(n - 1, 0, -1):

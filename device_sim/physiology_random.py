@@ -31,14 +31,18 @@ def rng_for(seed: int, name: str, *index: int) -> np.random.Generator:
 
 
 class ChunkedNormal:
-    """Standard normal draws addressed by absolute sample index.
+    """Standard normal (or, with ``uniform``, [0, 1) uniform) draws addressed by absolute
+    sample index.
 
     Sample ``i`` of a stream always has the same value: draws are made a fixed-size chunk
     at a time from ``rng_for(seed, name, chunk)``, and the most recent chunks are kept so
     that consecutive blocks cost one generation per chunk.
     """
 
-    def __init__(self, seed: int, name: str, width: int = 1, chunk: int = 1 << 15) -> None:
+    def __init__(
+        self, seed: int, name: str, width: int = 1, chunk: int = 1 << 15, uniform: bool = False
+    ) -> None:
+        self._uniform = uniform
         self._seed = seed
         self._name = name
         self._width = width
@@ -48,7 +52,9 @@ class ChunkedNormal:
     def _chunk_values(self, c: int) -> F64:
         values = self._cache.get(c)
         if values is None:
-            values = rng_for(self._seed, self._name, c).standard_normal((self._chunk, self._width))
+            rng = rng_for(self._seed, self._name, c)
+            shape = (self._chunk, self._width)
+            values = rng.random(shape) if self._uniform else rng.standard_normal(shape)
             if len(self._cache) >= 3:
                 self._cache.pop(next(iter(self._cache)))
             self._cache[c] = values

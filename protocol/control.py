@@ -191,7 +191,11 @@ class Text(FieldType):
     def problem(self, raw: object) -> str | None:
         if type(raw) is not str:
             return "must be a text string"
-        if len(raw.encode("utf-8", "surrogatepass")) > self.max_bytes:
+        try:
+            size = len(raw.encode("utf-8"))
+        except UnicodeEncodeError:
+            return "must be valid Unicode text (no lone surrogates)"
+        if size > self.max_bytes:
             return f"longer than {self.max_bytes} UTF-8 bytes"
         return None
 
@@ -405,7 +409,14 @@ def _fields_from_map(
             raise ControlDecodeError(f"{path}: required field (key {spec.key}) is missing")
         else:
             kwargs[spec.name] = None
-    return cls(**kwargs)
+    try:
+        return cls(**kwargs)
+    except (KmebandError, TypeError, ValueError):
+        # A registered class may check cross-field rules in __post_init__; to a receiver
+        # that is one more way for the bytes to be invalid.
+        raise ControlDecodeError(
+            f"{where or cls.__name__}: field values are inconsistent with each other"
+        ) from None
 
 
 # ------------------------------------------------------------------ encode / decode

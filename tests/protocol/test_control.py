@@ -409,3 +409,29 @@ def test_unregistered_message_cannot_be_encoded() -> None:
 
     with pytest.raises(ControlEncodeError, match="register_message"):
         encode_control(Loose())
+
+
+def test_lone_surrogate_text_is_an_encode_error() -> None:
+    with pytest.raises(ControlEncodeError, match="tz_name"):
+        encode_control(SetTimeZone(60, 0, "\ud800"))
+
+
+@pytest.mark.usefixtures("scratch_registry")
+def test_cross_field_checks_surface_as_decode_errors() -> None:
+    @register_message
+    @dataclasses.dataclass(frozen=True)
+    class Window(ControlMessage):
+        MESSAGE_TYPE: ClassVar[int] = 0x0B
+        SCHEMA: ClassVar[tuple[Field, ...]] = (
+            Field(2, "low", Int(0, 10)),
+            Field(3, "high", Int(0, 10)),
+        )
+        low: int
+        high: int
+
+        def __post_init__(self) -> None:
+            if self.low > self.high:
+                raise ValueError("low above high")
+
+    with pytest.raises(ControlDecodeError, match="inconsistent"):
+        decode_control(_raw({0: 1, 1: 0x0B, 2: 5, 3: 1}))

@@ -1,0 +1,338 @@
+"""The client's view of the band's consent: read it, turn it into intervals, filter, change it.
+
+The band is the source of truth. Before every sync the client reads the Consent State
+characteristic (current flags) and every page of the Consent Change Log (band-signed),
+and turns the log into per-category intervals ``[start, end)`` of UTC seconds in which the
+category was granted under an accepted privacy-policy version. A record is queued only
+when its stream's category was granted at the record's own time (``record_time``); a field
+that needs a further consent (``FIELD_CONSENT``, e.g. ``avg_hr``) is cleared to 0 when that
+consent was not granted. Everything else is counted as withheld and dropped in memory: it
+never reaches disk, sealed or not.
+
+Withdrawal (read from the band, or made from this client) purges that category's queued
+batches from the outbox.
+
+The band-signed consent record carried in every batch is, until ``protocol.consent``
+defines its own record, the canonical CBOR array of the raw signed Consent Change Log
+pages exactly as the band served them (see docs/sync-client.md).
+"""
+
+from __future__ import annotations
+
+import dataclasses
+from bisect import bisect_right
+from collections.abc import Awaitable, Callable, Iterable, Mapping, Sequence
+from dataclasses import dataclass
+from typing import Protocol
+
+import cbor2
+
+from protocol.control import (
+    ConsentLogEntry,
+    ConsentLogPage,
+    ConsentResult,
+    ConsentState,
+    ControlDecodeError,
+    ControlResult,
+    ControlStatus,
+    SelectConsentLogPage,
+    SetConsent,
+    decode_as,
+    encode_control,
+)
+from protocol.errors import KmebandError
+from protocol.profile import (
+    KME_CONSENT_CHANGE_LOG,
+    KME_CONSENT_CONTROL_POINT,
+    KME_CONSENT_STATE,
+)
+from protocol.records import (
+    FIELD_CONSENT,
+    STREAM_CONSENT,
+    ConsentCategory,
+    StoredRecord,
+    record_time,
+)
+from sync_client.outbox import Outbox
+
+#: ``[start, end)`` in UTC seconds; ``end`` None while the grant still holds.
+Interval = tuple[int, int | None]
+
+#: Log pages read at most per sync: bounds the work a faulty band can cause.
+MAX_LOG_PAGES = 4096
+
+
+class ConsentClientError(KmebandError):
+    """The band's consent could not be read or changed; the message says what to do."""
+
+
+@dataclass(frozen=True, slots=True)
+class AllowedIntervals:
+    """Per consent category, the sorted, disjoint intervals in which it was granted."""
+
+    grants: Mapping[ConsentCategory, tuple[Interval, ...]]
+
+    def allows(self, category: ConsentCategory, t: int) -> bool:
+        """Was ``category`` granted at UTC second ``t``?"""
+        intervals = self.grants.get(category, ())
+        i = bisect_right([start for start, _ in intervals], t) - 1
+        if i < 0:
+            return False
+        end = intervals[i][1]
+        return end is None or t < end
+
+    def granted_now(self, category: ConsentCategory) -> bool:
+        """Does the last interval of ``category`` still hold?"""
+        intervals = self.grants.get(category, ())
+        return bool(intervals) and intervals[-1][1] is None
+
+
+def allowed_intervals(
+    entries: Iterable[ConsentLogEntry], *, min_policy_version: int = 0
+) -> AllowedIntervals:
+    """Fold the band's change log into granted intervals per category.
+
+    Entries are applied in log-index order. A grant under a policy version older than
+    ``min_policy_version`` does not count (the user has not accepted the current policy);
+    a later grant under an accepted version opens a new interval at its own time. Any
+    withdrawal, or a grant under an outdated version, closes the open interval.
+    """
+    open_since: dict[ConsentCategory, int] = {}
+    grants: dict[ConsentCategory, list[Interval]] = {}
+    for entry in sorted(entries, key=lambda e: e.index):
+        category = entry.category
+        valid_grant = entry.granted and entry.policy_version >= min_policy_version
+        started = open_since.get(category)
+        if valid_grant:
+            if started is None:
+                open_since[category] = entry.time
+            continue
+        if started is not None:
+            del open_since[category]
+            if entry.time > started:
+                grants.setdefault(category, []).append((started, entry.time))
+    for category, started in open_since.items():
+        grants.setdefault(category, []).append((started, None))
+    return AllowedIntervals({c: tuple(_merge(v)) for c, v in grants.items()})
+
+
+def _merge(intervals: list[Interval]) -> list[Interval]:
+    """Sort and join overlapping intervals (a band clock set backwards can cause them)."""
+    out: list[Interval] = []
+    for start, end in sorted(intervals, key=lambda iv: iv[0]):
+        if out:
+            last_start, last_end = out[-1]
+            if last_end is None or start <= last_end:
+                merged_end = None if end is None or last_end is None else max(end, last_end)
+                out[-1] = (last_start, merged_end)
+                continue
+        out.append((start, end))
+    return out
+
+
+@dataclass(frozen=True, slots=True)
+class Filtered:
+    """The records that may be queued (fields cleared as needed) and how many were withheld."""
+
+    kept: tuple[StoredRecord, ...]
+    withheld: int
+    fields_cleared: int
+
+
+def filter_record(record: StoredRecord, allowed: AllowedIntervals) -> StoredRecord | None:
+    """``record`` as it may be queued (a field cleared without its consent), or None."""
+    t = record_time(record.record)
+    if not allowed.allows(STREAM_CONSENT[record.stream], t):
+        return None
+    for (stream, field), category in FIELD_CONSENT.items():
+        needs = stream is record.stream and getattr(record.record, field)
+        if needs and not allowed.allows(category, t):
+            cleared = dataclasses.replace(record.record, **{field: 0})
+            record = StoredRecord(record.stream, record.seq, cleared)
+    return record
+
+
+def filter_records(records: Sequence[StoredRecord], allowed: AllowedIntervals) -> Filtered:
+    """Split ``records`` into what consent lets the client queue and a withheld count."""
+    kept: list[StoredRecord] = []
+    cleared = 0
+    for record in records:
+        out = filter_record(record, allowed)
+        if out is None:
+            continue
+        if out is not record:
+            cleared += 1
+        kept.append(out)
+    return Filtered(tuple(kept), len(records) - len(kept), cleared)
+
+
+@dataclass(frozen=True, slots=True)
+class BandConsent:
+    """Everything read from the band's Consent service before a sync.
+
+    ``consent_record`` is the band-signed record each batch carries; ``allowed`` the
+    intervals computed from the log.
+    """
+
+    state: ConsentState
+    entries: tuple[ConsentLogEntry, ...]
+    consent_record: bytes
+    allowed: AllowedIntervals
+
+    def withdrawn(self) -> frozenset[ConsentCategory]:
+        """Categories currently not granted on the band."""
+        return frozenset(f.category for f in self.state.flags if not f.granted)
+
+
+def consent_record_from_pages(pages: Sequence[bytes]) -> bytes:
+    """The consent record a batch carries: the signed log pages, as the band sent them."""
+    return cbor2.dumps([bytes(p) for p in pages], canonical=True)
+
+
+class GattClient(Protocol):
+    """What this module needs of a bleak ``BleakClient``."""
+
+    async def read_gatt_char(self, char_specifier: object, **kwargs: object) -> bytearray: ...
+
+    async def write_gatt_char(
+        self, char_specifier: object, data: bytes, response: bool = ...
+    ) -> None: ...
+
+    async def start_notify(
+        self, char_specifier: object, callback: Callable[..., object], **kwargs: object
+    ) -> None: ...
+
+    async def stop_notify(self, char_specifier: object) -> None: ...
+
+
+async def read_band_consent(
+    client: GattClient, *, min_policy_version: int = 0, timeout_s: float = 10.0
+) -> BandConsent:
+    """Read Consent State and every Consent Change Log page; compute the intervals."""
+    import asyncio
+
+    async def read(uuid: object) -> bytes:
+        try:
+            return bytes(await asyncio.wait_for(client.read_gatt_char(str(uuid)), timeout_s))
+        except TimeoutError:
+            raise ConsentClientError(
+                "the band did not answer a consent read in time; move closer and sync again"
+            ) from None
+
+    try:
+        state = decode_as(await read(KME_CONSENT_STATE), ConsentState)
+    except ControlDecodeError as exc:
+        raise ConsentClientError(f"the band's consent state is malformed ({exc})") from None
+    pages: list[bytes] = []
+    entries: list[ConsentLogEntry] = []
+    next_index = 0
+    while next_index < state.log_length:
+        if len(pages) >= MAX_LOG_PAGES:
+            raise ConsentClientError("the band's consent log is too long to read")
+        select = encode_control(SelectConsentLogPage(next_index))
+        await asyncio.wait_for(
+            client.write_gatt_char(str(KME_CONSENT_CONTROL_POINT), select, response=True),
+            timeout_s,
+        )
+        raw = await read(KME_CONSENT_CHANGE_LOG)
+        try:
+            page = decode_as(raw, ConsentLogPage)
+        except ControlDecodeError as exc:
+            raise ConsentClientError(f"a consent log page is malformed ({exc})") from None
+        if page.first_index != next_index or not page.entries:
+            raise ConsentClientError(
+                "the band's consent log pages do not follow on; sync again, and if it "
+                "persists the band's firmware is faulty"
+            )
+        for offset, entry in enumerate(page.entries):
+            if entry.index != next_index + offset:
+                raise ConsentClientError("the band's consent log entries are out of order")
+        pages.append(raw)
+        entries.extend(page.entries)
+        next_index += len(page.entries)
+    if not pages:
+        raise ConsentClientError(
+            "the band has no consent log: nothing may be synced until consent is granted"
+        )
+    allowed = allowed_intervals(entries, min_policy_version=min_policy_version)
+    return BandConsent(state, tuple(entries), consent_record_from_pages(pages), allowed)
+
+
+def purge_withdrawn(outbox: Outbox, band: bytes, consent: BandConsent) -> dict[int, int]:
+    """Delete queued batches of every category withdrawn on the band; count per category."""
+    purged: dict[int, int] = {}
+    for category in sorted(consent.withdrawn()):
+        n = outbox.purge_category(band, int(category))
+        if n:
+            purged[int(category)] = n
+    return purged
+
+
+async def set_consent(
+    client: GattClient,
+    category: ConsentCategory,
+    granted: bool,
+    policy_version: int,
+    *,
+    outbox: Outbox | None = None,
+    band: bytes | None = None,
+    timeout_s: float = 10.0,
+    wait_indication: Callable[[], Awaitable[bytes]] | None = None,
+) -> int | None:
+    """Grant or withdraw ``category`` on the band (owner only); return the new log index.
+
+    The band logs the change with its own clock. On withdrawal the category's queued
+    batches are purged from ``outbox`` right away. ``wait_indication`` returns the next
+    Consent Control Point indication (the caller subscribed to it); without it the answer
+    is not awaited and None is returned.
+    """
+    import asyncio
+
+    message = encode_control(SetConsent(category, granted, policy_version))
+    try:
+        await asyncio.wait_for(
+            client.write_gatt_char(str(KME_CONSENT_CONTROL_POINT), message, response=True),
+            timeout_s,
+        )
+    except TimeoutError:
+        raise ConsentClientError("the band did not take the consent change in time") from None
+    log_index: int | None = None
+    if wait_indication is not None:
+        try:
+            raw = await asyncio.wait_for(wait_indication(), timeout_s)
+            answer = decode_as(raw, ConsentResult, ControlResult)
+        except TimeoutError:
+            raise ConsentClientError(
+                "the band did not confirm the consent change; read consent again to check"
+            ) from None
+        except ControlDecodeError as exc:
+            raise ConsentClientError(f"the band's answer is malformed ({exc})") from None
+        if answer.status is not ControlStatus.OK:
+            hint = (
+                "; authenticate as the owner first"
+                if answer.status in (ControlStatus.NOT_OWNER, ControlStatus.AUTH_FAILED)
+                else ""
+            )
+            raise ConsentClientError(
+                f"the band refused the consent change ({answer.status.name}){hint}"
+            )
+        log_index = answer.log_index if isinstance(answer, ConsentResult) else None
+    if not granted and outbox is not None and band is not None:
+        outbox.purge_category(band, int(category))
+    return log_index
+
+
+__all__ = [
+    "AllowedIntervals",
+    "BandConsent",
+    "ConsentClientError",
+    "Filtered",
+    "Interval",
+    "allowed_intervals",
+    "consent_record_from_pages",
+    "filter_record",
+    "filter_records",
+    "purge_withdrawn",
+    "read_band_consent",
+    "set_consent",
+]

@@ -96,7 +96,7 @@ def check_coverage(
     """Every record's time inside a grant of each category it needs; never after a withdrawal."""
     times = body.times()
     category = STREAM_CONSENT[stream]
-    _check_times(verified, category, times, withdrawals, "records")
+    _check_times(verified, category, times, withdrawals, "records", body.time_bounds)
     for (field_stream, field), field_category in FIELD_CONSENT.items():
         if field_stream is not stream:
             continue
@@ -104,7 +104,8 @@ def check_coverage(
         # Only records that carry the field (non-zero) need its extra consent.
         carrying = [t for t, v in zip(times, values, strict=True) if v]
         if carrying:
-            _check_times(verified, field_category, carrying, withdrawals, f"field {field}")
+            bounds = (min(carrying), max(carrying))
+            _check_times(verified, field_category, carrying, withdrawals, f"field {field}", bounds)
 
 
 def _check_times(
@@ -113,6 +114,7 @@ def _check_times(
     times: Sequence[int],
     withdrawals: dict[ConsentCategory, int],
     what: str,
+    bounds: tuple[int, int],
 ) -> None:
     withdrawn_at = withdrawals.get(category)
     intervals = _clip(verified.grants.get(category, []), withdrawn_at)
@@ -128,7 +130,7 @@ def _check_times(
             "consent_not_covering",
             f"the consent record grants no {name} consent for these {what}",
         )
-    low, high = min(times), max(times)
+    low, high = bounds
     if any(start <= low and (end is None or high < end) for start, end in intervals):
         return  # the common case: one grant covers the whole batch
     starts = [start for start, _ in intervals]

@@ -18,6 +18,7 @@ from protocol.batch import (
     SUITE_X25519,
     BatchError,
     BatchHeader,
+    Envelope,
     decode_envelope,
     hpke_info,
 )
@@ -42,7 +43,13 @@ def open_batch(envelope: bytes, private_key: PrivateKey | IngestKeys) -> tuple[B
     ``private_key`` is either one private key or the ingest's :class:`IngestKeys`, which
     picks the key of the envelope's suite.
     """
-    parsed = decode_envelope(envelope)
+    return open_envelope(decode_envelope(envelope), private_key)
+
+
+def open_envelope(
+    parsed: Envelope, private_key: PrivateKey | IngestKeys
+) -> tuple[BatchHeader, bytes]:
+    """Decrypt an envelope already parsed with ``protocol.batch.decode_envelope``."""
     key = (
         private_key.private_key(parsed.suite)
         if isinstance(private_key, IngestKeys)

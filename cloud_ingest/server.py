@@ -25,7 +25,7 @@ from aiohttp import web
 from cloud_ingest.consent_check import ConsentRejected, verify_consent
 from cloud_ingest.keys import IngestKeys, load_or_create_keys
 from cloud_ingest.limits import RateLimiter
-from cloud_ingest.opening import BatchOpenError, open_batch
+from cloud_ingest.opening import BatchOpenError, open_envelope
 from cloud_ingest.rights import (
     EXPORT_FORMATS,
     ProfileError,
@@ -46,6 +46,7 @@ from protocol.batch import (
     decode_envelope,
 )
 from protocol.errors import KmebandError
+from protocol.records import ConsentCategory
 
 log = logging.getLogger("cloud_ingest")
 
@@ -130,6 +131,16 @@ class _State:
         self.accounts: dict[str, int] = {}  # token -> account id
         self.bands: dict[bytes, Band] = {}
         self.verified_consent: dict[tuple[bytes, bytes], object] = {}
+        self._withdrawals: dict[int, dict[ConsentCategory, int]] = {}
+
+    def withdrawals_of(self, account: int, store: IngestStore) -> dict[ConsentCategory, int]:
+        cached = self._withdrawals.get(account)
+        if cached is None:
+            cached = self._withdrawals[account] = store.withdrawals(account)
+        return cached
+
+    def forget_withdrawals(self, account: int) -> None:
+        self._withdrawals.pop(account, None)
 
 
 def _wall() -> int:
@@ -285,7 +296,7 @@ async def post_batch(request: web.Request) -> web.Response:
         log.info("batch %s replayed: nothing stored", header.batch_id.hex())
         return _stored(header.batch_id, 0, header.count, "duplicate")
     try:
-        _, plaintext = open_batch(data, app[KEYS])
+        _, plaintext = open_envelope(envelope, app[KEYS])
         body = decode_batch_plaintext(header, plaintext)
     except BatchOpenError as exc:
         raise ApiError(400, "cannot_open", str(exc)) from exc
@@ -300,7 +311,7 @@ async def post_batch(request: web.Request) -> web.Response:
             header,
             body,
             min_policy_version=app[CONFIG].min_policy_version,
-            withdrawals=store.withdrawals(account),
+            withdrawals=state.withdrawals_of(account, store),
             cache=state.verified_consent,
         )
     except ConsentRejected as exc:
@@ -381,6 +392,7 @@ async def post_withdrawal(request: web.Request) -> web.Response:
     erased = request.app[STORE].withdraw(
         account, category, at, streams_of(category) if erase else []
     )
+    request.app[STATE].forget_withdrawals(account)
     log.info("consent withdrawal recorded; %d records erased", erased)
     return web.json_response(
         {"category": category.name.lower(), "at": at, "erased_records": erased}, status=201

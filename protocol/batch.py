@@ -377,10 +377,31 @@ def _pack(spec: ColumnSpec, values: Sequence[int]) -> bytes:
     return packed.tobytes()
 
 
-def _unpack(spec: ColumnSpec, data: object, count: int) -> array[int]:
+_TYPE_RANGE: Final = {
+    "q": (-(2**63), 2**63 - 1),
+    "i": (-(2**31), 2**31 - 1),
+    "h": (-(2**15), 2**15 - 1),
+    "B": (0, 255),
+    "b": (-128, 127),
+}
+_ONES: Final = array("q", [1] * MAX_RECORDS_PER_BATCH).tobytes()
+
+
+def _unpack(
+    spec: ColumnSpec, data: object, count: int, first: int | None = None
+) -> tuple[array[int], int, int]:
+    """A column's values and their (min, max); ``first`` enables the contiguous fast path."""
     size = array(spec.typecode).itemsize
     if type(data) is not bytes or len(data) != count * size:
         raise MalformedBatchError(f"batch body: column {spec.field!r} has the wrong length")
+    if (
+        first is not None
+        and _LITTLE_ENDIAN
+        and data[8:] == _ONES[: 8 * (count - 1)]
+        and data[:8] == first.to_bytes(8, "little", signed=True)
+    ):
+        # Contiguous sequence numbers, the usual case: no per-value work at all.
+        return array("q", range(first, first + count)), first, first + count - 1
     column = array(spec.typecode)
     column.frombytes(data)
     if not _LITTLE_ENDIAN:  # pragma: no cover - big-endian hosts only
@@ -392,9 +413,12 @@ def _unpack(spec: ColumnSpec, data: object, count: int) -> array[int]:
             column = array("q", accumulate(column))
         except OverflowError as exc:
             raise MalformedBatchError(f"batch body: column {spec.field!r} overflows") from exc
-    if count and (min(column) < spec.low or max(column) > spec.high):
+    elif (spec.low, spec.high) == _TYPE_RANGE[spec.typecode]:
+        return column, spec.low, spec.high  # the width itself is the range
+    low, high = min(column), max(column)
+    if low < spec.low or high > spec.high:
         raise MalformedBatchError(f"batch body: column {spec.field!r} has values out of range")
-    return column
+    return column, low, high
 
 
 def _field_value(record: Record, name: str) -> int:
@@ -416,6 +440,7 @@ class BatchBody:
     stream: StreamId
     consent_record: bytes
     columns: Mapping[str, array[int]]
+    time_bounds: tuple[int, int]  # the earliest and latest record time
 
     @property
     def seqs(self) -> array[int]:
@@ -530,16 +555,18 @@ def decode_body(
     raw_columns = raw["records"]
     expected = {SEQ_COLUMN.field, *(s.field for s in specs)}
     if type(raw_columns) is not dict or set(raw_columns) != expected:
-        raise MalformedBatchError(
-            f"batch body: the columns are not those of stream {stream.name}"
-        )
-    seqs = _unpack(SEQ_COLUMN, raw_columns["seq"], count)
+        raise MalformedBatchError(f"batch body: the columns are not those of stream {stream.name}")
+    contiguous = first_seq if last_seq - first_seq + 1 == count else None
+    seqs, _, _ = _unpack(SEQ_COLUMN, raw_columns["seq"], count, contiguous)
     if seqs[0] != first_seq or seqs[-1] != last_seq:
         raise BatchMismatchError("batch body: sequence numbers disagree with the header range")
     columns = {"seq": seqs}
-    for spec in specs:
-        columns[spec.field] = _unpack(spec, raw_columns[spec.field], count)
-    return BatchBody(stream, consent_record, columns)
+    time_bounds = (0, 0)
+    for i, spec in enumerate(specs):
+        columns[spec.field], low, high = _unpack(spec, raw_columns[spec.field], count)
+        if i == 0:
+            time_bounds = (low, high)
+    return BatchBody(stream, consent_record, columns, time_bounds)
 
 
 # ----------------------------------------------------------------------------------------

@@ -255,7 +255,7 @@ def _lag_pieces(target: F64, tau_up: float, tau_down: float, x0: float, piece: i
     rising = means > starts
     tau = np.where(rising, tau_up, tau_down)
     frac = np.arange(piece, dtype=np.float64)[None, :] / tau[:, None]
-    out = means[:, None] + (starts - means)[:, None] * np.exp(-frac)
+    out: F64 = means[:, None] + (starts - means)[:, None] * np.exp(-frac)
     return out.reshape(-1)[:n]
 
 

@@ -310,7 +310,8 @@ class SensorModel:
             table[:, 0] = np.sort(rng.uniform(0, 3600, m)) + hour * 3600.0
             table[:, 1] = rng.uniform(*ev.dur_s, m)
             table[:, 2] = rng.uniform(*ev.freq_hz, m)
-            table[:, 3] = np.exp(rng.uniform(*np.log(ev.amp_g), m))
+            log_lo, log_hi = math.log(ev.amp_g[0]), math.log(ev.amp_g[1])
+            table[:, 3] = np.exp(rng.uniform(log_lo, log_hi, m))
             d = rng.normal(0.0, 1.0, (m, 3))
             d /= np.linalg.norm(d, axis=1, keepdims=True)
             table[:, 4], table[:, 5], table[:, 7] = d[:, 0], d[:, 1], d[:, 2]

@@ -179,3 +179,24 @@ def test_bad_battery_voltage_raises(person: Person) -> None:
         SensorModel(1).render(
             person.truth(T0, 60), person, gnss_allowed=False, battery_v=float("nan")
         )
+
+
+def _naive_peaks(acc: np.ndarray, hz: float) -> int:
+    """A naive step counter: smoothed magnitude peaks above 0.05 g, 0.24 s apart."""
+    mag = np.convolve(np.linalg.norm(acc, axis=1) - 1.0, np.ones(3) / 3, "same")
+    peaks = np.flatnonzero((mag[1:-1] > mag[:-2]) & (mag[1:-1] >= mag[2:]) & (mag[1:-1] > 0.05))
+    count, last = 0, -1_000
+    for i in peaks.tolist():
+        if i - last >= 0.24 * hz:
+            count, last = count + 1, i
+    return count
+
+
+def test_desk_gestures_fool_a_naive_step_counter(person: Person) -> None:
+    desk = _first(person, SegmentKind.DESK, min_s=3000)
+    acc = _render(person, SensorModel(5), desk.start, 3000).acc
+    assert _naive_peaks(acc, 25.0) * 3600 / 3000 > 50
+    walk = _first(person, SegmentKind.WALK, min_s=300, label="commute")
+    truth = person.truth(walk.start + 60, 120)
+    walk_acc = SensorModel(5).render(truth, person, gnss_allowed=False, battery_v=3.9).acc
+    assert abs(_naive_peaks(walk_acc, 25.0) - truth.steps.sum()) < 0.15 * truth.steps.sum()

@@ -276,7 +276,9 @@ def compute_beats(p: Physique, day: DayTruth) -> F64:
     rr_ms = np.maximum(rr_ms, 250.0)
     phase = np.empty(tg.size + 1)
     rng = rng_for(p.seed, "beats", day.index)
-    phase[0] = rng.random()
+    # Days are computed on their own: start half a beat in and drop a beat crowding the
+    # day's end, so the interval across a day boundary stays within 0.8-1.8 beats.
+    phase[0] = 0.5
     np.cumsum(step * 1000.0 / rr_ms, out=phase[1:])
     phase[1:] += phase[0]
     k = np.arange(math.floor(phase[0]) + 1, math.floor(phase[-1]) + 1, dtype=np.float64)
@@ -288,6 +290,8 @@ def compute_beats(p: Physique, day: DayTruth) -> F64:
     )
     rr_here = rr_ms[np.minimum(j - 1, tg.size - 1)]
     beats = beats + np.clip(jitter_ms, -0.15 * rr_here, 0.15 * rr_here) / 1000.0
+    if beats.size and beats[-1] > n - 0.3 * rr_ms[-1] / 1000.0:
+        beats = beats[:-1]
     return day.start + beats
 
 

@@ -77,7 +77,7 @@ class ChunkedNormal:
 
 def smooth_noise(seed: int, name: str, t: F64, period_s: float, width: int = 1) -> F64:
     """Smooth zero-mean unit-variance noise at times ``t``: knots every ``period_s``,
-    interpolated with a raised-cosine blend so it has no corners. Shape (len(t), width).
+    interpolated with a smoothstep blend so it has no corners. Shape (len(t), width).
 
     Knots sit at absolute multiples of ``period_s``, so the value at an instant does not
     depend on the span asked for.
@@ -85,13 +85,20 @@ def smooth_noise(seed: int, name: str, t: F64, period_s: float, width: int = 1) 
     if t.size == 0:
         return np.zeros((0, width))
     pos = t / period_s
-    k0 = int(np.floor(pos.min()))
-    k1 = int(np.floor(pos.max())) + 2
+    whole = np.floor(pos)
+    k0 = int(whole.min())
+    k1 = int(whole.max()) + 2
     knots = _knot_values(seed, name, k0, k1, width)
-    i = np.floor(pos).astype(np.int64) - k0
-    frac = pos - np.floor(pos)
-    w = 0.5 - 0.5 * np.cos(np.pi * frac)
-    return knots[i] * (1.0 - w)[:, None] + knots[i + 1] * w[:, None]
+    i = whole.astype(np.int64) - k0
+    frac = pos - whole
+    w = frac * frac * (3.0 - 2.0 * frac)  # smoothstep: no corners at the knots
+    if width == 1:
+        flat = knots[:, 0]
+        a = flat[i]
+        out = a + (flat[i + 1] - a) * w
+        return out[:, None]
+    a2 = knots[i]
+    return a2 + (knots[i + 1] - a2) * w[:, None]
 
 
 _KNOT_CHUNK = 4096

@@ -27,6 +27,7 @@ same seed gives identical records. Consent beyond location is the caller's to ap
 from __future__ import annotations
 
 import math
+from itertools import repeat
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 
@@ -73,6 +74,8 @@ _FALSE_STEPS_PER_MIN = np.array([0.0, 0.35, 0.9, 0.0, 0.0, 0.0])  # by ActivityC
 _INTENSITY = np.array([0, 0, 1, 2, 3, 0])
 _TTFF_S = 15
 _EPOCH_S = 30
+_CLASS = sorted(ActivityClass)  # index = value
+_STAGE = sorted(SleepStage)
 _NIGHT_MIN_S = 3 * 3600
 
 
@@ -232,7 +235,7 @@ class SummaryModel:
         tz = person.tz_offset_min
         starts = (t0 + 60 * np.arange(m)).tolist()
         out.activity_minutes.extend(
-            ActivityMinute(s, tz, st, ActivityClass(c), it, hr_, w)
+            ActivityMinute(s, tz, st, _CLASS[c], it, hr_, w)
             for s, st, c, it, hr_, w in zip(
                 starts,
                 steps.tolist(),
@@ -252,10 +255,7 @@ class SummaryModel:
         conf = _HR_CONFIDENCE[np.clip(tb.activity[idx], 0, 5)]
         conf = np.where(lock[idx // 60], 0, conf)
         times = (t0 + idx).tolist()
-        out.hr_samples.extend(
-            HeartRateSample(t, tz, b, c)
-            for t, b, c in zip(times, bpm.tolist(), conf.tolist(), strict=True)
-        )
+        out.hr_samples.extend(map(HeartRateSample, times, repeat(tz), bpm.tolist(), conf.tolist()))
 
     # ---- sleep ------------------------------------------------------------------------
 
@@ -294,7 +294,7 @@ class SummaryModel:
             (starts >= t0) & (starts < t1) & (np.arange(n_ep) >= first) & (np.arange(n_ep) < last)
         )
         out.sleep_epochs.extend(
-            SleepEpoch(s, tz, SleepStage(st))
+            SleepEpoch(s, tz, _STAGE[st])
             for s, st in zip(starts[inside].tolist(), est[inside].tolist(), strict=True)
         )
         pos = (starts[inside] - t0) // _EPOCH_S

@@ -27,9 +27,9 @@ same seed gives identical records. Consent beyond location is the caller's to ap
 from __future__ import annotations
 
 import math
-from itertools import repeat
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
+from itertools import repeat
 
 import numpy as np
 import numpy.typing as npt

@@ -149,6 +149,12 @@ class IngestStore:
                     if statement.strip():
                         self._db.execute(statement)
                 self._db.execute(f"PRAGMA user_version={SCHEMA_VERSION}")
+            # Caches of what the hot path would otherwise query for every batch.
+            self._erased: set[tuple[bytes, int]] = {
+                (bytes(b), int(st))
+                for b, st in self._db.execute("SELECT band, stream FROM erased_through")
+            }
+            self._known_consent: set[bytes] = set()
         except sqlite3.DatabaseError as exc:
             raise StoreError(
                 f"cannot open the ingest database {Path(path).name}: {exc}; "
@@ -231,68 +237,71 @@ class IngestStore:
         now: int,
     ) -> StoreOutcome:
         """Store a verified batch in one transaction, trimmed to records not yet held."""
-        with self.transaction() as db:
-            if db.execute(
-                "SELECT 1 FROM batches WHERE batch_id = ?", (header.batch_id,)
-            ).fetchone():
-                return StoreOutcome(0, header.count, replay=True)
-            held = self._held_seqs(db, header)
-            if held:
-                kept = [r for r in body.records() if r.seq not in held]
-                duplicates = header.count - len(kept)
-                if kept:
-                    self._insert_segment(db, account_id, header.band, kept, body.consent_record)
-            else:
-                kept_count = header.count
-                duplicates = 0
+        new_consent = consent_digest not in self._known_consent
+        try:
+            with self.transaction() as db:
+                held = self._held_seqs(db, header)
+                kept = [r for r in body.records() if r.seq not in held] if held else None
+                stored = header.count if kept is None else len(kept)
+                # The batch row goes first: a replayed id fails here, before anything else.
                 db.execute(
-                    "INSERT INTO segments(account_id, band, stream, first_seq, last_seq, count, "
-                    "body) VALUES (?,?,?,?,?,?,?)",
+                    "INSERT INTO batches VALUES (?,?,?,?,?,?,?,?,?,?,?,?,?,?)",
                     (
+                        header.batch_id,
                         account_id,
                         header.band,
                         int(header.stream),
                         header.first_seq,
                         header.last_seq,
-                        kept_count,
-                        plaintext,
+                        stored,
+                        now,
+                        header.firmware_version,
+                        header.model,
+                        header.client_os,
+                        header.client_version,
+                        header.created,
+                        consent_digest,
                     ),
                 )
-            stored = header.count - duplicates
-            db.execute(
-                "INSERT INTO batches VALUES (?,?,?,?,?,?,?,?,?,?,?,?,?,?)",
-                (
-                    header.batch_id,
-                    account_id,
-                    header.band,
-                    int(header.stream),
-                    header.first_seq,
-                    header.last_seq,
-                    stored,
-                    now,
-                    header.firmware_version,
-                    header.model,
-                    header.client_os,
-                    header.client_version,
-                    header.created,
-                    consent_digest,
-                ),
-            )
-            db.execute(
-                "INSERT OR IGNORE INTO consent_records VALUES (?,?,?,?,?)",
-                (consent_digest, account_id, header.band, body.consent_record, now),
-            )
-            return StoreOutcome(stored, duplicates, replay=False)
+                if kept is None:
+                    db.execute(
+                        "INSERT INTO segments(account_id, band, stream, first_seq, last_seq, "
+                        "count, body) VALUES (?,?,?,?,?,?,?)",
+                        (
+                            account_id,
+                            header.band,
+                            int(header.stream),
+                            header.first_seq,
+                            header.last_seq,
+                            header.count,
+                            plaintext,
+                        ),
+                    )
+                elif kept:
+                    self._insert_segment(db, account_id, header.band, kept, body.consent_record)
+                if new_consent:
+                    db.execute(
+                        "INSERT OR IGNORE INTO consent_records VALUES (?,?,?,?,?)",
+                        (consent_digest, account_id, header.band, body.consent_record, now),
+                    )
+        except sqlite3.IntegrityError:
+            if self.has_batch(header.batch_id):
+                return StoreOutcome(0, header.count, replay=True)
+            raise
+        if new_consent:
+            self._known_consent.add(consent_digest)
+        return StoreOutcome(stored, header.count - stored, replay=False)
 
     def _held_seqs(self, db: sqlite3.Connection, header: BatchHeader) -> set[int]:
         """The sequence numbers in the batch's range that are already stored (or erased)."""
         held: set[int] = set()
-        row = db.execute(
-            "SELECT last_seq FROM erased_through WHERE band = ? AND stream = ?",
-            (header.band, int(header.stream)),
-        ).fetchone()
-        if row is not None and row[0] >= header.first_seq:
-            held.update(range(header.first_seq, min(int(row[0]), header.last_seq) + 1))
+        if (header.band, int(header.stream)) in self._erased:
+            row = db.execute(
+                "SELECT last_seq FROM erased_through WHERE band = ? AND stream = ?",
+                (header.band, int(header.stream)),
+            ).fetchone()
+            if row is not None and row[0] >= header.first_seq:
+                held.update(range(header.first_seq, min(int(row[0]), header.last_seq) + 1))
         overlapping = db.execute(
             "SELECT first_seq, last_seq, count, body FROM segments "
             "WHERE band = ? AND stream = ? AND last_seq >= ? AND first_seq <= ?",
@@ -420,10 +429,16 @@ class IngestStore:
                 erased += self._erase(db, account_id, int(stream))
             db.execute("DELETE FROM batches WHERE account_id = ?", (account_id,))
             db.execute("DELETE FROM consent_records WHERE account_id = ?", (account_id,))
+            self._known_consent.clear()
             db.execute("DELETE FROM profiles WHERE account_id = ?", (account_id,))
             return erased
 
     def _erase(self, db: sqlite3.Connection, account_id: int, stream: int) -> int:
+        bands = db.execute(
+            "SELECT DISTINCT band FROM segments WHERE account_id = ? AND stream = ?",
+            (account_id, stream),
+        ).fetchall()
+        self._erased.update((bytes(b), stream) for (b,) in bands)
         # Remember how far each band's stream was erased, so that a replay of old batches
         # (their ids are forgotten with them) cannot bring erased records back.
         db.execute(

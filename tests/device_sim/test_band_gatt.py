@@ -1,0 +1,225 @@
+"""The band on the radio, driven by a bare GATT central: every service, end to end."""
+
+from __future__ import annotations
+
+import asyncio
+
+import pytest
+from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
+
+from device_sim.band import BandConfig, SimulatedBand
+from device_sim.band_gatt import BandGattEndpoint
+from device_sim.clock import ManualClock
+from device_sim.radio import Radio
+from protocol import control as ctl
+from protocol import profile as P
+from protocol import sig_codecs as sig
+from protocol.att import AttErrorCode
+from protocol.gatt import GattProcedureError
+from protocol.ownership import activation_request, prove_ownership, verify_activation
+from protocol.record_sync import (
+    ClientSyncReceiver,
+    RecordsReceived,
+    StreamList,
+    TransferComplete,
+)
+from protocol.records import ConsentCategory, StreamId
+from tests.device_sim.band_central import Central
+
+
+async def _setup(seed: int = 7, hours: float = 2) -> tuple[ManualClock, Radio, BandGattEndpoint]:
+    clock = ManualClock()
+    band = SimulatedBand(BandConfig(seed=seed, fidelity="summary"), clock)
+    band.simulate_until(clock.now() + hours * 3600)
+    radio = Radio(clock, seed=seed)
+    endpoint = BandGattEndpoint(band)
+    radio.attach(endpoint)
+    return clock, radio, endpoint
+
+
+async def test_open_reads_and_security_errors_before_pairing() -> None:
+    _, radio, endpoint = await _setup()
+    [report] = await radio.scan()
+    assert report.data.local_name == "KME Smart"
+    assert str(P.HEART_RATE_SERVICE) in report.data.service_uuids
+    central = await Central(radio, endpoint.address).connect()
+    assert central.client.mtu == 517
+    assert sig.decode_utf8s(await central.read(P.MANUFACTURER_NAME)) == "KME Smart"
+    assert sig.decode_utf8s(await central.read(P.MODEL_NUMBER)) == endpoint.band.identity.model
+    assert 0 <= sig.decode_battery_level(await central.read(P.BATTERY_LEVEL)) <= 100
+    state = ctl.decode_as(await central.read(P.KME_ACTIVATION_STATE), ctl.ActivationState)
+    assert not state.activated
+    for protected in (P.SERIAL_NUMBER, P.KME_CONSENT_STATE, P.AGE):
+        with pytest.raises(GattProcedureError) as info:
+            await central.read(protected)
+        assert info.value.error_code == AttErrorCode.INSUFFICIENT_ENCRYPTION
+    # one connection at a time: the band stops advertising while connected
+    assert await radio.scan() == []
+
+
+async def test_pairing_with_the_displayed_passkey_then_activation_and_record_sync() -> None:
+    _, radio, endpoint = await _setup()
+    band = endpoint.band
+    central = await Central(radio, endpoint.address, seed=1).connect()
+    await central.pair(lambda: endpoint.display)
+    assert sig.decode_utf8s(await central.read(P.SERIAL_NUMBER)) == band.identity.serial
+    assert sig.decode_age(await central.read(P.AGE)) == band.profile.profile.age
+    await central.write(P.HEIGHT, sig.encode_height(181))
+    assert band.profile.profile.height_cm == 181
+
+    for cp in (
+        P.KME_ACTIVATION_CONTROL_POINT,
+        P.KME_CONSENT_CONTROL_POINT,
+        P.KME_RECORD_SYNC_CONTROL_POINT,
+    ):
+        await central.subscribe(cp, indicate=True)
+    await central.subscribe(P.KME_RECORD_SYNC_DATA)
+
+    # record sync is the owner's: refused before activation
+    refused = ctl.decode_as(
+        await central.control(P.KME_RECORD_SYNC_CONTROL_POINT, b"\xa2\x00\x01\x01\x10"),
+        ctl.ControlResult,
+    )
+    assert refused.status == ctl.ControlStatus.NOT_OWNER
+
+    owner = Ed25519PrivateKey.generate()
+    request = activation_request(owner, b"\x01" * 16, b"\x02" * 16)
+    result = ctl.decode_as(
+        await central.control(P.KME_ACTIVATION_CONTROL_POINT, ctl.encode_control(request)),
+        ctl.ActivationResult,
+    )
+    assert verify_activation(request, result) == band.identity.public_key_bytes
+
+    # withdraw SLEEP from the client: logged on the band with the client as source
+    answer = ctl.decode_as(
+        await central.control(
+            P.KME_CONSENT_CONTROL_POINT,
+            ctl.encode_control(ctl.SetConsent(ConsentCategory.SLEEP, False, 1)),
+        ),
+        ctl.ConsentResult,
+    )
+    assert answer.status == ctl.ControlStatus.OK
+    assert not band.consent.is_granted(ConsentCategory.SLEEP)
+    page = ctl.decode_as(await central.read(P.KME_CONSENT_CHANGE_LOG), ctl.ConsentLogPage)
+    assert page.entries[-1].source == ctl.ConsentSource.OWNER_CLIENT
+    assert page.signature is not None
+
+    # pull the whole activity stream, then acknowledge it so the band frees it
+    stream = StreamId.ACTIVITY_MINUTES
+    on_band = band.flash.count(stream)
+    assert on_band == 120
+    status = ctl.decode_as(await central.read(P.KME_RECORD_SYNC_STATUS), StreamList)
+    assert any(s.stream == stream for s in status.streams)
+    receiver = ClientSyncReceiver(stream, 1, min(central.client.mtu - 3, P.MAX_RECORD_CHUNK))
+    got = []
+    done = False
+    seen_notes = seen_inds = 0
+
+    def feed() -> None:
+        nonlocal done, seen_notes, seen_inds
+        while seen_notes < len(central.notifications) or seen_inds < len(central.indications):
+            if seen_notes < len(central.notifications):
+                events = receiver.receive_data(central.notifications[seen_notes][1])
+                seen_notes += 1
+            else:
+                events = receiver.receive_control(central.indications[seen_inds][1])
+                seen_inds += 1
+            for e in events:
+                if isinstance(e, RecordsReceived):
+                    got.extend(e.records)
+                elif isinstance(e, TransferComplete):
+                    done = True
+
+    seen_inds = len(central.indications)
+    await central.write(P.KME_RECORD_SYNC_CONTROL_POINT, receiver.start_request())
+    for _ in range(2000):
+        feed()
+        if done:
+            break
+        await asyncio.sleep(0)
+    assert done and [r.seq for r in got] == list(range(1, on_band + 1))
+    assert [r.record for r in got] == [r.record for r in band.flash.read(stream, 1, 10_000)]
+    await central.write(P.KME_RECORD_SYNC_CONTROL_POINT, receiver.stored_up_to(on_band))
+    for _ in range(100):
+        if band.flash.count(stream) == 0:
+            break
+        await asyncio.sleep(0)
+    assert band.flash.count(stream) == 0
+
+
+async def test_a_second_connection_must_prove_ownership_and_bonds_encrypt_again() -> None:
+    _, radio, endpoint = await _setup()
+    first = await Central(radio, endpoint.address, seed=2).connect()
+    bond = await first.pair(lambda: endpoint.display)
+    await first.subscribe(P.KME_ACTIVATION_CONTROL_POINT, indicate=True)
+    owner = Ed25519PrivateKey.generate()
+    request = activation_request(owner, b"\x01" * 16, b"\x02" * 16)
+    await first.control(P.KME_ACTIVATION_CONTROL_POINT, ctl.encode_control(request))
+    await first.link.disconnect()
+
+    second = await Central(radio, endpoint.address, seed=3).connect()
+    await second.link.start_encryption(bond.ltk)  # no pairing again
+    await second.subscribe(P.KME_ACTIVATION_CONTROL_POINT, indicate=True)
+    await second.subscribe(P.KME_CONSENT_CONTROL_POINT, indicate=True)
+    set_consent = ctl.encode_control(ctl.SetConsent(ConsentCategory.LOCATION, False, 1))
+    refused = ctl.decode_as(
+        await second.control(P.KME_CONSENT_CONTROL_POINT, set_consent), ctl.ConsentResult
+    )
+    assert refused.status == ctl.ControlStatus.NOT_OWNER
+    challenge = ctl.decode_as(
+        await second.control(
+            P.KME_ACTIVATION_CONTROL_POINT, ctl.encode_control(ctl.RequestOwnerChallenge())
+        ),
+        ctl.OwnerChallenge,
+    )
+    assert challenge.nonce is not None
+    wrong = prove_ownership(
+        Ed25519PrivateKey.generate(), endpoint.band.identity.public_key_bytes, challenge.nonce
+    )
+    bad = ctl.decode_as(
+        await second.control(P.KME_ACTIVATION_CONTROL_POINT, ctl.encode_control(wrong)),
+        ctl.ControlResult,
+    )
+    assert bad.status == ctl.ControlStatus.AUTH_FAILED
+    challenge = ctl.decode_as(
+        await second.control(
+            P.KME_ACTIVATION_CONTROL_POINT, ctl.encode_control(ctl.RequestOwnerChallenge())
+        ),
+        ctl.OwnerChallenge,
+    )
+    assert challenge.nonce is not None
+    proof = prove_ownership(owner, endpoint.band.identity.public_key_bytes, challenge.nonce)
+    ok = ctl.decode_as(
+        await second.control(P.KME_ACTIVATION_CONTROL_POINT, ctl.encode_control(proof)),
+        ctl.ControlResult,
+    )
+    assert ok.status == ctl.ControlStatus.OK
+    accepted = ctl.decode_as(
+        await second.control(P.KME_CONSENT_CONTROL_POINT, set_consent), ctl.ConsentResult
+    )
+    assert accepted.status == ctl.ControlStatus.OK
+
+
+async def test_wrong_passkey_fails_and_repeated_failures_are_rate_limited() -> None:
+    _, radio, endpoint = await _setup()
+    central = await Central(radio, endpoint.address, seed=4).connect()
+    with pytest.raises(AssertionError, match="CONFIRM_VALUE_FAILED"):
+        await central.pair(lambda: (int(endpoint.display or "0") + 1) % 1_000_000)
+    with pytest.raises(AssertionError, match="REPEATED_ATTEMPTS"):
+        await central.pair(lambda: endpoint.display)
+
+
+async def test_live_heart_rate_notifications_follow_the_firmware() -> None:
+    _, radio, endpoint = await _setup(hours=0)
+    clock = endpoint.band.clock
+    signal_band = SimulatedBand(BandConfig(seed=9), clock)
+    endpoint = BandGattEndpoint(signal_band)
+    radio.attach(endpoint)
+    signal_band.simulate_until(clock.now() + 600)
+    central = await Central(radio, endpoint.address, seed=5).connect()
+    await central.pair(lambda: endpoint.display)
+    await central.subscribe(P.HEART_RATE_MEASUREMENT)
+    endpoint.push_live_values()
+    handle = central.handle(P.HEART_RATE_MEASUREMENT)
+    values = [sig.decode_heart_rate_measurement(v) for h, v in central.notifications if h == handle]
+    assert values and values[-1].bpm == signal_band.firmware.current_hr[0]

@@ -1,0 +1,366 @@
+"""Pull record streams from a band over the KME Record Sync service, exactly once.
+
+Per stream: ask from the outbox's stored cursor + 1, feed every Data notification and
+Control Point indication to a ``protocol.record_sync.ClientSyncReceiver`` (which checks
+CRCs, sequence continuity, sizes, duplicates and the end marker's counts), filter the
+new records by consent (withheld ones are only counted), seal them into batches, commit
+batches and cursor in ONE outbox transaction, and only then acknowledge the range so the
+band may free it. With ``keep_on_band`` nothing is acknowledged.
+
+Every wait has a timeout. A band that sends bad data stops only that stream, with a
+:class:`StreamSyncError` in its result; the records that arrived valid before the fault
+are stored and acknowledged, nothing after them. A dropped link ends the pull with
+:class:`LinkLostError`; the next pull resumes from the stored cursor, so nothing is
+fetched twice once stored and nothing is lost.
+
+The puller needs only ``write_gatt_char``, ``start_notify``, ``stop_notify`` and
+``mtu_size`` of a bleak ``BleakClient``; the session calls :meth:`Puller.connection_lost`
+from bleak's ``disconnected_callback``.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import inspect
+import time
+from collections.abc import Callable, Iterable, Sequence
+from dataclasses import dataclass, field
+from typing import Any, Protocol
+
+from protocol.errors import KmebandError
+from protocol.profile import KME_RECORD_SYNC_CONTROL_POINT, KME_RECORD_SYNC_DATA
+from protocol.record_codec import MAX_PAYLOAD_SIZE, MIN_PAYLOAD_SIZE
+from protocol.record_sync import (
+    ClientSyncReceiver,
+    ReceiverState,
+    RecordsLostOnBand,
+    RecordsReceived,
+    SyncError,
+    TransferComplete,
+)
+from protocol.records import StoredRecord, StreamId
+from sync_client.batcher import Batcher
+from sync_client.consent import AllowedIntervals, filter_record
+from sync_client.outbox import Outbox
+
+_CONTROL = str(KME_RECORD_SYNC_CONTROL_POINT)
+_DATA = str(KME_RECORD_SYNC_DATA)
+
+
+class PullError(KmebandError):
+    """Base of the record-pull errors."""
+
+
+class LinkLostError(PullError):
+    """The link to the band dropped mid-pull; sync again to resume where it stopped."""
+
+
+class StreamSyncError(PullError):
+    """One stream's sync stopped on bad input from the band or a timeout."""
+
+
+class GattWriter(Protocol):
+    """What the puller needs of a bleak ``BleakClient``."""
+
+    @property
+    def mtu_size(self) -> int: ...
+
+    async def write_gatt_char(
+        self, char_specifier: Any, data: bytes, response: bool = ...
+    ) -> None: ...
+
+    async def start_notify(
+        self, char_specifier: Any, callback: Callable[..., Any], **kwargs: Any
+    ) -> None: ...
+
+    async def stop_notify(self, char_specifier: Any) -> None: ...
+
+
+@dataclass(frozen=True, slots=True)
+class Progress:
+    """A progress event for user interfaces: counts so far for ``stream`` in this pull."""
+
+    stream: StreamId
+    records: int
+    bytes: int
+    elapsed_s: float
+
+    @property
+    def records_per_s(self) -> float:
+        return self.records / self.elapsed_s if self.elapsed_s > 0 else 0.0
+
+
+@dataclass(slots=True)
+class StreamResult:
+    """What a pull of one stream did."""
+
+    stream: StreamId
+    received: int = 0
+    queued: int = 0
+    withheld: int = 0
+    fields_cleared: int = 0
+    batches: int = 0
+    air_bytes: int = 0
+    lost_on_band: int = 0
+    stored_up_to: int = 0
+    acked_up_to: int | None = None
+    complete: bool = False
+    error: str | None = None
+
+
+@dataclass(slots=True)
+class _Pending:
+    """Records received but not yet committed, and the last sequence they cover."""
+
+    records: list[StoredRecord] = field(default_factory=list)
+    withheld: int = 0
+    cleared: int = 0
+    handled_up_to: int | None = None
+
+
+_LINK_LOST = object()
+
+
+class Puller:
+    """Pulls streams from one band into the outbox; one stream at a time."""
+
+    def __init__(
+        self,
+        client: GattWriter,
+        outbox: Outbox,
+        band: bytes,
+        batcher: Batcher,
+        allowed: AllowedIntervals,
+        *,
+        keep_on_band: bool = False,
+        timeout_s: float = 10.0,
+        max_records_per_transfer: int | None = None,
+        on_progress: Callable[[Progress], None] | None = None,
+        clock: Callable[[], float] = time.monotonic,
+    ) -> None:
+        self.client = client
+        self.outbox = outbox
+        self.band = band
+        self.batcher = batcher
+        self.allowed = allowed
+        self.keep_on_band = keep_on_band
+        self.timeout_s = timeout_s
+        self.max_records_per_transfer = max_records_per_transfer
+        self.on_progress = on_progress
+        self._clock = clock
+        self._inbox: asyncio.Queue[tuple[str, bytes] | object] = asyncio.Queue()
+        self._subscribed = False
+        self._lost = False
+
+    # -- link plumbing
+
+    def connection_lost(self) -> None:
+        """Call from bleak's ``disconnected_callback``: wakes every wait at once."""
+        self._lost = True
+        self._inbox.put_nowait(_LINK_LOST)
+
+    def _on_data(self, _characteristic: Any, data: bytearray) -> None:
+        self._inbox.put_nowait(("data", bytes(data)))
+
+    def _on_control(self, _characteristic: Any, data: bytearray) -> None:
+        self._inbox.put_nowait(("control", bytes(data)))
+
+    async def _subscribe(self) -> None:
+        if not self._subscribed:
+            await self._guard(self.client.start_notify(_CONTROL, self._on_control))
+            await self._guard(self.client.start_notify(_DATA, self._on_data))
+            self._subscribed = True
+
+    async def unsubscribe(self) -> None:
+        """Stop notifications (best effort: the link may be gone)."""
+        if self._subscribed and not self._lost:
+            for uuid in (_DATA, _CONTROL):
+                try:
+                    await asyncio.wait_for(self.client.stop_notify(uuid), self.timeout_s)
+                except Exception:  # the link is closing anyway
+                    break
+        self._subscribed = False
+
+    async def _guard(self, op: Any) -> Any:
+        """Run one GATT operation with the timeout; any link failure is LinkLostError."""
+        if self._lost:
+            if inspect.iscoroutine(op):
+                op.close()  # never started: close it so it is not reported as forgotten
+            raise LinkLostError("the link to the band dropped; sync again to resume")
+        try:
+            return await asyncio.wait_for(op, self.timeout_s)
+        except TimeoutError:
+            raise LinkLostError(
+                "the band did not answer in time; move closer and sync again to resume"
+            ) from None
+        except PullError:
+            raise
+        except Exception as exc:  # bleak raises BleakError and OSError subclasses
+            self._lost = True
+            raise LinkLostError(
+                f"the link to the band failed ({exc.__class__.__name__}); sync again to resume"
+            ) from None
+
+    async def _write(self, payload: bytes) -> None:
+        await self._guard(self.client.write_gatt_char(_CONTROL, payload, response=True))
+
+    def _payload_size(self) -> int:
+        try:
+            mtu = int(self.client.mtu_size)
+        except Exception:  # some backends know it only after discovery
+            mtu = 23
+        return max(MIN_PAYLOAD_SIZE, min(MAX_PAYLOAD_SIZE, mtu - 3))
+
+    # -- pulling
+
+    async def pull_all(self, streams: Iterable[StreamId] = tuple(StreamId)) -> list[StreamResult]:
+        """Pull every stream in turn; a stream's bad input does not stop the others.
+
+        Raises :class:`LinkLostError` when the link drops (what was stored stays stored).
+        """
+        results = []
+        for stream in streams:
+            results.append(await self.pull_stream(stream))
+        return results
+
+    async def pull_stream(self, stream: StreamId) -> StreamResult:
+        """Pull one stream from the stored cursor + 1 to the band's end."""
+        stream = StreamId(stream)
+        await self._subscribe()
+        self._drain_inbox()
+        stored = self.outbox.stored_up_to(self.band, int(stream))
+        result = StreamResult(stream, stored_up_to=stored)
+        receiver = ClientSyncReceiver(
+            stream, stored + 1, self._payload_size(), max_records=self.max_records_per_transfer
+        )
+        pending = _Pending()
+        started = self._clock()
+        await self._write(receiver.start_request())
+        try:
+            while receiver.state is ReceiverState.RECEIVING:
+                item = await self._next_item()
+                kind, payload = item
+                if kind == "data":
+                    events = receiver.receive_data(payload)
+                else:
+                    events = receiver.receive_control(payload)
+                for event in events:
+                    if isinstance(event, RecordsReceived):
+                        result.air_bytes += event.chunk_bytes
+                        await self._take(event.records, pending, receiver, result)
+                        self._progress(result, started)
+                    elif isinstance(event, RecordsLostOnBand):
+                        result.lost_on_band += event.count
+                    elif isinstance(event, TransferComplete):
+                        result.complete = True
+                    elif isinstance(event, SyncError):
+                        result.error = event.reason
+        except TimeoutError:
+            result.error = "the band stopped sending mid-transfer; sync again to resume"
+        except LinkLostError:
+            # Keep what arrived valid: it is sealed and committed, but nothing is acked.
+            self._commit(pending, result)
+            raise
+        if result.error is not None:
+            await self._abort(receiver)
+        await self._flush(pending, receiver, result)
+        return result
+
+    async def _next_item(self) -> tuple[str, bytes]:
+        try:
+            item = await asyncio.wait_for(self._inbox.get(), self.timeout_s)
+        except TimeoutError:
+            if self._lost:
+                raise LinkLostError("the link to the band dropped; sync again") from None
+            raise
+        if item is _LINK_LOST:
+            raise LinkLostError("the link to the band dropped; sync again to resume")
+        assert isinstance(item, tuple)
+        return item
+
+    def _drain_inbox(self) -> None:
+        """Forget stray notifications of an earlier transfer (a new receiver starts clean)."""
+        while not self._inbox.empty():
+            if self._inbox.get_nowait() is _LINK_LOST:
+                self._lost = True
+
+    async def _abort(self, receiver: ClientSyncReceiver) -> None:
+        with contextlib.suppress(LinkLostError):
+            await self._write(receiver.abort())
+
+    async def _take(
+        self,
+        records: Sequence[StoredRecord],
+        pending: _Pending,
+        receiver: ClientSyncReceiver,
+        result: StreamResult,
+    ) -> None:
+        """Filter new records into ``pending``; flush whenever a batch is full."""
+        for record in records:
+            if record.seq <= result.stored_up_to:
+                continue  # already stored before: never queue twice
+            result.received += 1
+            kept = filter_record(record, self.allowed)
+            if kept is None:
+                pending.withheld += 1
+            else:
+                if not self.batcher.fits(pending.records, kept):
+                    await self._flush(pending, receiver, result)
+                if kept is not record:
+                    pending.cleared += 1
+                pending.records.append(kept)
+            pending.handled_up_to = record.seq
+
+    def _commit(self, pending: _Pending, result: StreamResult) -> int | None:
+        """Seal ``pending`` and commit it with the cursor; return the new cursor."""
+        up_to = pending.handled_up_to
+        if up_to is None:
+            return None
+        batches = self.batcher.seal(pending.records) if pending.records else []
+        self.outbox.commit(self.band, int(result.stream), up_to, batches, pending.withheld)
+        result.batches += len(batches)
+        result.queued += len(pending.records)
+        result.withheld += pending.withheld
+        result.fields_cleared += pending.cleared
+        result.stored_up_to = up_to
+        pending.records = []
+        pending.withheld = 0
+        pending.cleared = 0
+        pending.handled_up_to = None
+        return up_to
+
+    async def _flush(
+        self, pending: _Pending, receiver: ClientSyncReceiver, result: StreamResult
+    ) -> None:
+        """Commit ``pending``, then (only then) acknowledge it to the band."""
+        up_to = self._commit(pending, result)
+        if up_to is None or self.keep_on_band:
+            return
+        await self._write(receiver.stored_up_to(up_to))
+        result.acked_up_to = up_to
+
+    def _progress(self, result: StreamResult, started: float) -> None:
+        if self.on_progress is not None:
+            elapsed = self._clock() - started
+            self.on_progress(Progress(result.stream, result.received, result.air_bytes, elapsed))
+
+
+def raise_for_errors(results: Sequence[StreamResult]) -> None:
+    """Raise StreamSyncError naming the streams whose sync stopped (after all ran)."""
+    failed = [r for r in results if r.error is not None]
+    if failed:
+        detail = "; ".join(f"{r.stream.name.lower()}: {r.error}" for r in failed)
+        raise StreamSyncError(f"some streams stopped: {detail}")
+
+
+__all__ = [
+    "GattWriter",
+    "LinkLostError",
+    "Progress",
+    "PullError",
+    "Puller",
+    "StreamResult",
+    "StreamSyncError",
+    "raise_for_errors",
+]

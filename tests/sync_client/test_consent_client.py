@@ -1,0 +1,110 @@
+"""The client's consent view: log to intervals, filtering, withdrawal purging the outbox."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+from hypothesis import given, settings
+from hypothesis import strategies as st
+
+from protocol.control import ConsentFlag, ConsentLogEntry, ConsentSource, ConsentState
+from protocol.records import STREAM_CONSENT, ConsentCategory, StreamId, record_time
+from sync_client.consent import (
+    AllowedIntervals,
+    BandConsent,
+    allowed_intervals,
+    filter_records,
+    purge_withdrawn,
+)
+from sync_client.outbox import Outbox, QueuedBatch
+from tests.sync_client.band_fakes import activity_minutes
+
+A, HR = ConsentCategory.ACTIVITY, ConsentCategory.HEART_RATE
+
+
+def entry(
+    index: int, category: ConsentCategory, granted: bool, t: int, policy: int = 3
+) -> ConsentLogEntry:
+    return ConsentLogEntry(index, category, granted, policy, t, 0, ConsentSource.OWNER_CLIENT)
+
+
+def test_log_folds_into_intervals() -> None:
+    log = [
+        entry(0, A, True, 100),
+        entry(1, HR, True, 150),
+        entry(2, A, False, 200),
+        entry(3, A, True, 300),
+        entry(4, A, True, 310),  # a repeated grant does not restart the interval
+    ]
+    allowed = allowed_intervals(log)
+    assert allowed.grants[A] == ((100, 200), (300, None))
+    assert allowed.grants[HR] == ((150, None),)
+    assert allowed.allows(A, 100) and allowed.allows(A, 199) and not allowed.allows(A, 200)
+    assert not allowed.allows(A, 99) and allowed.allows(A, 10**9)
+    assert not allowed.allows(ConsentCategory.LOCATION, 150)
+
+
+def test_grants_under_an_outdated_policy_do_not_count() -> None:
+    log = [entry(0, A, True, 100, policy=1), entry(1, A, True, 400, policy=2)]
+    assert allowed_intervals(log, min_policy_version=2).grants[A] == ((400, None),)
+    # re-granting under an old version closes the interval
+    log2 = [entry(0, A, True, 100, policy=2), entry(1, A, True, 400, policy=1)]
+    assert allowed_intervals(log2, min_policy_version=2).grants[A] == ((100, 400),)
+
+
+EVENTS = st.lists(
+    st.tuples(st.sampled_from([A, HR]), st.booleans(), st.integers(0, 120_000), st.integers(1, 3)),
+    max_size=12,
+)
+
+
+@settings(max_examples=150, deadline=None, derandomize=True)
+@given(events=EVENTS, min_policy=st.integers(1, 3))
+def test_no_kept_record_outside_its_consented_interval(
+    events: list[tuple[ConsentCategory, bool, int, int]], min_policy: int
+) -> None:
+    events.sort(key=lambda e: e[2])
+    log = [entry(i, c, g, t, p) for i, (c, g, t, p) in enumerate(events)]
+    allowed = allowed_intervals(log, min_policy_version=min_policy)
+    records = activity_minutes(60 * 30, start=60)
+
+    def granted_at(category: ConsentCategory, t: int) -> bool:
+        # the log replayed directly: the state of the last change at or before t
+        state = False
+        for e in log:
+            if e.category is category and e.time <= t:
+                state = e.granted and e.policy_version >= min_policy
+        return state
+
+    result = filter_records(records, allowed)
+    kept_seqs = {r.seq for r in result.kept}
+    assert result.withheld == len(records) - len(result.kept)
+    for r in records:
+        t = record_time(r.record)
+        assert (r.seq in kept_seqs) == granted_at(STREAM_CONSENT[r.stream], t)
+    for r in result.kept:
+        if not granted_at(HR, record_time(r.record)):
+            assert r.record.avg_hr == 0  # type: ignore[union-attr]
+
+
+def queued(band: bytes, stream: StreamId, seq: int) -> QueuedBatch:
+    return QueuedBatch(
+        bytes([seq]) * 16, band, int(stream), int(STREAM_CONSENT[stream]), seq, seq, 1, b"x", 0.0
+    )
+
+
+def test_withdrawal_on_the_band_purges_that_categorys_queued_batches(tmp_path: Path) -> None:
+    band = b"\x01" * 32
+    with Outbox(tmp_path / "outbox.db") as outbox:
+        outbox.commit(
+            band, StreamId.ACTIVITY_MINUTES, 1, [queued(band, StreamId.ACTIVITY_MINUTES, 1)]
+        )
+        outbox.commit(band, StreamId.HR_SAMPLES, 2, [queued(band, StreamId.HR_SAMPLES, 2)])
+        outbox.commit(band, StreamId.SLEEP_EPOCHS, 3, [queued(band, StreamId.SLEEP_EPOCHS, 3)])
+        flags = tuple(ConsentFlag(c, c is not HR, 3, 500, 0) for c in ConsentCategory)
+        consent = BandConsent(ConsentState(flags, 0), (), b"record", AllowedIntervals({}))
+        assert purge_withdrawn(outbox, band, consent) == {int(HR): 1}
+        left = {q.stream for q in outbox.due(now=float("inf"))}
+        assert left == {StreamId.ACTIVITY_MINUTES, StreamId.SLEEP_EPOCHS}
+        # cursors stay: purged data is never fetched again
+        assert outbox.stored_up_to(band, StreamId.HR_SAMPLES) == 2

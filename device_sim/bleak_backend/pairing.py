@@ -5,9 +5,10 @@ Where the passkey comes from, in order: the ``passkey`` argument, a ``passkey_ca
 int or a string), then the ``KMEBAND_PASSKEY`` environment variable. The Security
 Manager's 30-second timeout bounds the whole pairing.
 
-Both ends of the pairing use public device addresses: the central's is
-:func:`~device_sim.bleak_backend.bonds.central_address`, the band's is its radio address
-(they enter the f5/f6 key derivation, so the band must use the same).
+The addresses enter the f5/f6 key derivation, so both ends must type them alike: the
+central's (:func:`~device_sim.bleak_backend.bonds.central_address`) counts as public, the
+band's as static random when its two top bits are set (as simulated bands' are), else
+public (:func:`band_device_address`).
 """
 
 from __future__ import annotations
@@ -62,6 +63,12 @@ _ADVICE = {
 }
 
 
+def band_device_address(address: str) -> DeviceAddress:
+    """A band's address with its type: static random when the two top bits are set."""
+    parsed = DeviceAddress.parse(address)
+    return DeviceAddress(parsed.address, random=parsed.address[0] & 0xC0 == 0xC0)
+
+
 def parse_passkey(value: int | str) -> int:
     """A passkey as an int 0..999999 from an int or a string of up to six digits."""
     if isinstance(value, bool):
@@ -89,7 +96,7 @@ class PairingSession:
         self._send = send
         self._machine = SmpInitiator(
             local_address=DeviceAddress.parse(central),
-            peer_address=DeviceAddress.parse(band),
+            peer_address=band_device_address(band),
             private_key=ec.generate_private_key(ec.SECP256R1()),
             random_bytes=os.urandom,
         )

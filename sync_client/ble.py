@@ -1,0 +1,294 @@
+"""The bleak session with a band: scan, connect, pair, read device info, set the clock.
+
+Bands are reached only through bleak's public API (``BleakScanner``, ``BleakClient``), so
+the same code talks to a real band and to a simulated one. Which bleak backend to use is
+the caller's choice: pass ``backend=`` classes, or set ``KMEBAND_BLEAK_BACKEND`` to a
+module name (e.g. ``device_sim.bleak_backend``) whose ``SimBleakScanner`` and
+``SimBleakClient`` are then used; unset means bleak's platform backend.
+
+A band that offers only SIG services (a third-party heart-rate band) is reported plainly
+as :attr:`BandInfo.kme` False: battery, device information and live heart rate still work.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import datetime as dt
+import importlib
+import os
+from collections.abc import Awaitable, Callable
+from dataclasses import dataclass
+from typing import Any, TypeVar
+
+from bleak import BleakClient, BleakScanner
+from bleak.backends.device import BLEDevice
+from bleak.backends.scanner import AdvertisementData
+
+from protocol import profile as P
+from protocol import sig_codecs as sig
+from protocol.control import ControlDecodeError, ControlMessage, decode_as, encode_control
+from protocol.errors import KmebandError
+
+_M = TypeVar("_M", bound=ControlMessage)
+
+BACKEND_ENV = "KMEBAND_BLEAK_BACKEND"
+
+#: Services a scan filters on: every KME service, plus Heart Rate for SIG-only bands.
+KME_SERVICE_UUIDS = (
+    str(P.KME_RECORD_SYNC_SERVICE),
+    str(P.KME_CONSENT_SERVICE),
+    str(P.KME_ACTIVATION_SERVICE),
+)
+SCAN_SERVICE_UUIDS = (*KME_SERVICE_UUIDS, str(P.HEART_RATE_SERVICE))
+
+#: A band clock further off than this is set (and any time-zone change is written).
+MAX_CLOCK_DRIFT_S = 2.0
+
+
+class BleError(KmebandError):
+    """Talking to a band over Bluetooth failed; the message says what to try."""
+
+
+class BandNotFoundError(BleError):
+    """No band answered the scan or the connect; check it is near and awake."""
+
+
+@dataclass(frozen=True)
+class Backend:
+    """The bleak backend classes to use (None: bleak's platform default)."""
+
+    scanner: type | None = None
+    client: type | None = None
+
+
+def backend_from_env(environ: dict[str, str] | None = None) -> Backend:
+    """Resolve ``KMEBAND_BLEAK_BACKEND`` (a module with SimBleakScanner/SimBleakClient)."""
+    name = (environ if environ is not None else dict(os.environ)).get(BACKEND_ENV, "")
+    if not name:
+        return Backend()
+    try:
+        module = importlib.import_module(name)
+    except ImportError:
+        raise BleError(
+            f"{BACKEND_ENV}={name!r} cannot be imported; unset it or name an installed module"
+        ) from None
+    scanner = getattr(module, "SimBleakScanner", None) or getattr(module, "BleakScanner", None)
+    client = getattr(module, "SimBleakClient", None) or getattr(module, "BleakClient", None)
+    if scanner is None or client is None:
+        raise BleError(f"{BACKEND_ENV}={name!r} has no scanner and client backend classes")
+    return Backend(scanner, client)
+
+
+@dataclass(frozen=True)
+class FoundBand:
+    """A band seen in a scan. ``address`` is for connecting only: never logged or uploaded."""
+
+    address: str
+    name: str | None
+    rssi: int | None
+    kme: bool
+
+
+async def scan(timeout_s: float = 5.0, backend: Backend | None = None) -> list[FoundBand]:
+    """Scan for bands advertising a KME service (or Heart Rate, for SIG-only bands)."""
+    backend = backend or backend_from_env()
+    kwargs: dict[str, Any] = {"service_uuids": list(SCAN_SERVICE_UUIDS)}
+    if backend.scanner is not None:
+        kwargs["backend"] = backend.scanner
+    try:
+        seen: dict[str, tuple[BLEDevice, AdvertisementData]] = await BleakScanner.discover(
+            timeout=timeout_s, return_adv=True, **kwargs
+        )
+    except Exception as exc:
+        raise BleError(f"scanning failed ({exc.__class__.__name__}); is Bluetooth on?") from None
+    found = []
+    for device, adv in seen.values():
+        uuids = {u.lower() for u in adv.service_uuids}
+        kme = any(u in uuids for u in KME_SERVICE_UUIDS)
+        found.append(FoundBand(device.address, adv.local_name or device.name, adv.rssi, kme))
+    return sorted(found, key=lambda b: -(b.rssi or -999))
+
+
+@dataclass(frozen=True)
+class BandInfo:
+    """What a band says about itself. ``serial`` stays on the phone (pseudonymised)."""
+
+    kme: bool
+    model: str
+    firmware_version: str
+    serial: str
+    battery_pct: int | None
+
+    def describe(self) -> str:
+        kind = "KME band" if self.kme else "SIG-only band: live heart rate, battery and info"
+        return f"{kind}, model {self.model}, firmware {self.firmware_version}"
+
+
+class BandLink:
+    """One connected band: GATT helpers with a timeout on every operation."""
+
+    def __init__(self, client: BleakClient, timeout_s: float = 10.0) -> None:
+        self.client = client
+        self.timeout_s = timeout_s
+        self._indications: dict[str, asyncio.Queue[bytes]] = {}
+
+    def has_service(self, uuid: object) -> bool:
+        return self.client.services.get_service(str(uuid)) is not None
+
+    def has_char(self, uuid: object) -> bool:
+        return self.client.services.get_characteristic(str(uuid)) is not None
+
+    async def _timed(self, op: Awaitable[Any], what: str) -> Any:
+        try:
+            return await asyncio.wait_for(op, self.timeout_s)
+        except TimeoutError:
+            raise BleError(f"the band did not answer {what} in time; move closer") from None
+        except KmebandError:
+            raise
+        except Exception as exc:
+            raise BleError(f"{what} failed ({exc.__class__.__name__})") from None
+
+    async def read(self, uuid: object) -> bytes:
+        return bytes(await self._timed(self.client.read_gatt_char(str(uuid)), "a read"))
+
+    async def write(self, uuid: object, data: bytes) -> None:
+        await self._timed(self.client.write_gatt_char(str(uuid), data, response=True), "a write")
+
+    async def subscribe_control(self, uuid: object) -> None:
+        """Take indications of a control point into a queue for :meth:`request`."""
+        key = str(uuid)
+        if key in self._indications:
+            return
+        queue: asyncio.Queue[bytes] = asyncio.Queue()
+        self._indications[key] = queue
+        await self._timed(
+            self.client.start_notify(key, lambda _c, data: queue.put_nowait(bytes(data))),
+            "a subscription",
+        )
+
+    async def request(self, uuid: object, message: ControlMessage, *answers: type[_M]) -> _M:
+        """Write a CBOR request to a control point and await its indicated answer."""
+        await self.subscribe_control(uuid)
+        queue = self._indications[str(uuid)]
+        while not queue.empty():
+            queue.get_nowait()
+        await self.write(uuid, encode_control(message))
+        raw = await self._timed(queue.get(), "a control request")
+        try:
+            return decode_as(raw, *answers)
+        except ControlDecodeError as exc:
+            raise BleError(f"the band's answer is malformed ({exc})") from None
+
+    async def next_indication(self, uuid: object) -> bytes:
+        await self.subscribe_control(uuid)
+        queue = self._indications[str(uuid)]
+        result: bytes = await self._timed(queue.get(), "an indication")
+        return result
+
+    async def read_info(self) -> BandInfo:
+        """Device Information and battery; works on SIG-only bands too."""
+
+        async def text(uuid: object) -> str:
+            if not self.has_char(uuid):
+                return ""
+            return (await self.read(uuid)).decode("utf-8", "replace").rstrip("\x00")
+
+        battery = None
+        if self.has_char(P.BATTERY_LEVEL):
+            raw = await self.read(P.BATTERY_LEVEL)
+            battery = raw[0] if raw else None
+        return BandInfo(
+            kme=self.has_service(P.KME_RECORD_SYNC_SERVICE),
+            model=await text(P.MODEL_NUMBER),
+            firmware_version=await text(P.FIRMWARE_REVISION),
+            serial=await text(P.SERIAL_NUMBER),
+            battery_pct=battery,
+        )
+
+    async def sync_clock(self, now: dt.datetime, *, max_drift_s: float = MAX_CLOCK_DRIFT_S) -> bool:
+        """Set Current Time when the band's clock drifted or its time zone differs.
+
+        ``now`` is the phone's aware local time. Returns whether the band was written.
+        """
+        if not self.has_char(P.CURRENT_TIME):
+            return False
+        offset_min = int((now.utcoffset() or dt.timedelta(0)).total_seconds() // 60)
+        reason = sig.AdjustReason.NONE
+        if self.has_char(P.LOCAL_TIME_INFORMATION):
+            try:
+                local = sig.decode_local_time_information(await self.read(P.LOCAL_TIME_INFORMATION))
+                tz_changed = local.total_offset_min != offset_min
+            except KmebandError:
+                tz_changed = True
+            if tz_changed and offset_min % 15 == 0:
+                info = sig.LocalTimeInformation.from_offsets(offset_min, 0)
+                await self.write(P.LOCAL_TIME_INFORMATION, sig.encode_local_time_information(info))
+                reason |= sig.AdjustReason.CHANGE_OF_TIME_ZONE
+        try:
+            band_dt = sig.decode_current_time(await self.read(P.CURRENT_TIME)).to_datetime()
+            drift = abs((band_dt - now.replace(tzinfo=None)).total_seconds())
+        except KmebandError:
+            drift = float("inf")  # an unknown or invalid band time: set it
+        if drift > max_drift_s or reason:
+            if drift > max_drift_s:
+                reason |= sig.AdjustReason.MANUAL_TIME_UPDATE
+            value = sig.CurrentTime.from_datetime(now.replace(tzinfo=None), reason)
+            await self.write(P.CURRENT_TIME, sig.encode_current_time(value))
+            return True
+        return False
+
+
+PasskeyCallback = Callable[[], int | str]
+
+
+async def connect(
+    address: str,
+    *,
+    backend: Backend | None = None,
+    attempts: int = 3,
+    timeout_s: float = 10.0,
+    passkey_callback: PasskeyCallback | None = None,
+    disconnected_callback: Callable[[BleakClient], None] | None = None,
+    backend_options: dict[str, Any] | None = None,
+) -> BleakClient:
+    """Connect with retries and a timeout per attempt; pair when a passkey callback is given."""
+    backend = backend or backend_from_env()
+    kwargs: dict[str, Any] = dict(backend_options or {})
+    if backend.client is not None:
+        kwargs["backend"] = backend.client
+    if passkey_callback is not None:
+        kwargs.setdefault("passkey_callback", passkey_callback)
+    last: str = "no attempt"
+    for attempt in range(max(1, attempts)):
+        client = BleakClient(
+            address, disconnected_callback=disconnected_callback, timeout=timeout_s, **kwargs
+        )
+        try:
+            await asyncio.wait_for(client.connect(), timeout_s)
+            if passkey_callback is not None:
+                await asyncio.wait_for(client.pair(), timeout_s * 3)
+            return client
+        except Exception as exc:  # bleak raises BleakError, OSError and TimeoutError
+            last = exc.__class__.__name__
+            with contextlib.suppress(Exception):  # the failed attempt's link is gone already
+                await asyncio.wait_for(client.disconnect(), timeout_s)
+            await asyncio.sleep(min(2.0, 0.2 * 2**attempt))
+    raise BandNotFoundError(
+        f"could not connect to the band after {attempts} attempts ({last}); "
+        "check it is near, awake and not connected to another phone"
+    )
+
+
+__all__ = [
+    "BACKEND_ENV",
+    "Backend",
+    "BandInfo",
+    "BandLink",
+    "BandNotFoundError",
+    "BleError",
+    "FoundBand",
+    "backend_from_env",
+    "connect",
+    "scan",
+]

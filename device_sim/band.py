@@ -100,7 +100,9 @@ def band_address(seed: int) -> str:
 class SimulatedBand:
     """One simulated band: state, firmware and simulation (radio side in band_gatt)."""
 
-    def __init__(self, config: BandConfig, clock: Clock) -> None:
+    def __init__(self, config: BandConfig, clock: Clock, *, start: float | None = None) -> None:
+        """``start`` is when the band's recorded life begins (default: now, by the clock);
+        give an earlier time to simulate a backlog with :meth:`simulate_until`."""
         self.config = config
         self.clock = clock
         self.address = band_address(config.seed)
@@ -126,6 +128,7 @@ class SimulatedBand:
             self.consent = ConsentStore(clock)
             self.profile = ProfileStore()
             first_boot = True
+        begin = clock.now() if start is None else start
         if first_boot:
             for category in config.granted:
                 self.consent.set(
@@ -134,12 +137,13 @@ class SimulatedBand:
                     config.policy_version,
                     source=ConsentSource.BAND,
                     tz_offset_min=config.tz_offset_min,
+                    at=begin,
                 )
         self.battery = Battery()
         self.firmware = Firmware(
             self.flash, self.consent.is_allowed, tz_offset_min=config.tz_offset_min
         )
-        start = int(clock.now()) // config.block_s * config.block_s
+        start = int(begin) // config.block_s * config.block_s
         self.person = Person.from_preset(
             config.scenario, seed=config.seed, start_utc=start, tz_offset_min=config.tz_offset_min
         )

@@ -125,8 +125,12 @@ class ConsentStore:
         *,
         source: ConsentSource = ConsentSource.OWNER_CLIENT,
         tz_offset_min: int = 0,
+        at: float | None = None,
     ) -> ConsentLogEntry:
         """Grant or withdraw ``category`` now (by the clock); log, persist, and notify.
+
+        ``at`` overrides the time for a band's out-of-the-box (first boot) consents when
+        its simulated life starts before the clock's now; normal changes leave it None.
 
         Withdrawing is as easy as granting: same call, ``granted=False``. Raises
         ConsentCategoryError, PolicyVersionError or ConsentError (nothing is changed).
@@ -155,7 +159,7 @@ class ConsentStore:
             raise ConsentError("source must be a ConsentSource") from None
         if not isinstance(tz_offset_min, int) or not _TZ_RANGE[0] <= tz_offset_min <= _TZ_RANGE[1]:
             raise ConsentError("tz_offset_min must be whole minutes between -720 and 840")
-        now = self._clock.now()
+        now = self._clock.now() if at is None else at
         if not (math.isfinite(now) and now >= 0):
             raise ConsentError("the band clock is not set; set the time before changing consent")
         entry = ConsentLogEntry(

@@ -10,6 +10,7 @@ Wire format, both directions: a 4-byte big-endian length, then a CBOR map (at mo
 | ``{op: "connect", id, address, central}``        | ``{op: "connected", id, link, max_mtu}``|
 | ``{op: "frame", link, cid, data}``               | ``{op: "frame", link, cid, data}``      |
 | ``{op: "disconnect", id, link}``                 | ``{op: "disconnected", link, reason}``  |
+| ``{op: "display", id, address}``                 | ``{op: "display", id, text}``           |
 | ``{op: "encrypt_start", id, link}``              | ``{op: "encrypt_skd", id, skd}``        |
 | ``{op: "encrypt_proof", id, link, skd, proof}``  | ``{op: "encrypted", id, level}``        |
 | any request that fails                           | ``{op: "error", id, message}``          |
@@ -190,6 +191,9 @@ class _HubSession:
                 )
             elif op == "connect":
                 await self._connect(rid, str(message["address"]), str(message["central"]))
+            elif op == "display":
+                text = await self.radio.read_display(str(message["address"]))
+                self.send({"op": "display", "id": rid, "text": text})
             elif op == "encrypt_start":
                 if int(message["link"]) not in self.links:
                     raise RadioError("that link is not open: connect first")
@@ -482,6 +486,14 @@ class RemoteRadio:
         future = self._pending.get(rid)
         if future is not None and not future.done():
             future.set_result(message)
+
+    async def read_display(self, address: str) -> str | None:
+        """What the band's screen shows now (a passkey during pairing)."""
+        answer = await self._request({"op": "display", "address": address}, 10.0)
+        if answer["op"] == "error":
+            raise RadioError(str(answer["message"]))
+        text = answer.get("text")
+        return text if isinstance(text, str) else None
 
     async def scan(self, duration_s: float = 0.0) -> list[AdvertisementReport]:
         answer = await self._request({"op": "scan", "duration": duration_s}, duration_s + 10.0)

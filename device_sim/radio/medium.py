@@ -176,6 +176,9 @@ class CentralPort(Protocol):
 
     async def scan(self, duration_s: float = 0.0) -> list[AdvertisementReport]: ...
 
+    async def read_display(self, address: str) -> str | None:
+        """What the band's screen shows (a user looking at it): the passkey while pairing."""
+
     async def connect(
         self,
         address: str,
@@ -477,6 +480,12 @@ class Radio:
 
     def links_to(self, address: str) -> list[Link]:
         return [lk for lk in self._links.values() if lk.peripheral.address == address]
+
+    async def read_display(self, address: str) -> str | None:
+        """What the band's screen shows now (a passkey during pairing), as a user would see it."""
+        self._require(address)
+        text = getattr(self._peripherals[address], "display", None)
+        return text if isinstance(text, str) else None
 
     def drop_links(self, address: str, reason: DisconnectReason) -> None:
         """Drop every link to a band (used for reboots and dead batteries)."""

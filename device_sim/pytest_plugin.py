@@ -5,11 +5,15 @@ Fixtures:
 * ``kme_clock``: a :class:`~device_sim.clock.ManualClock` (time moves when the test says).
 * ``kme_radio``: an in-process :class:`~device_sim.radio.medium.Radio` on that clock, made
   the bleak backend's radio for the test (:func:`~device_sim.bleak_backend.use_radio`).
-* ``kme_band_factory``: ``kme_band_factory(seed=0, profile=BAND_PROFILE, name=...,
-  distance_m=1.0)`` puts a band on the radio and returns it; its passkey display is
-  ``band.displayed_passkey``.
+* ``kme_band_factory``: ``kme_band_factory(seed=0, scenario="default_day",
+  fidelity="summary", simulate_s=0.0, distance_m=1.0, **BandConfig fields)`` builds a
+  :class:`~device_sim.band.SimulatedBand` on ``kme_clock``, simulates ``simulate_s``
+  seconds of its wearer's life, puts it on the radio and returns its
+  :class:`~device_sim.band_gatt.BandGattEndpoint` (``.band`` is the band; ``.display`` is
+  the passkey it shows while pairing).
 * ``kme_bleak_client``: a connected ``bleak.BleakClient`` (simulated backend) to a fresh
-  band, with its own in-memory bond store; disconnected after the test.
+  band, with its own in-memory bond store and a ``passkey_callback`` that reads the band's
+  display (so ``await client.pair()`` just works); disconnected after the test.
 
 Use in a test module with ``pytest_plugins = ["device_sim.pytest_plugin"]``, or install
 kmeband, which registers it under the ``pytest11`` entry point ``kmeband``.
@@ -23,19 +27,13 @@ from typing import Any
 import pytest
 from bleak import BleakClient
 
+from device_sim.band import BandConfig, SimulatedBand
+from device_sim.band_gatt import BandGattEndpoint
 from device_sim.bleak_backend import BondStore, SimBleakClient, use_radio
-from device_sim.bleak_backend.profile_peripheral import ProfilePeripheral
 from device_sim.clock import ManualClock
 from device_sim.radio import Radio
-from protocol.gatt_model import ServiceDefinition
-from protocol.profile import BAND_PROFILE
 
-BandFactory = Callable[..., ProfilePeripheral]
-
-
-def _address(seed: int) -> str:
-    # Static random addresses (two top bits set), distinct per seed.
-    return "C1:4B:4D:" + ":".join(f"{b:02X}" for b in seed.to_bytes(3, "big"))
+BandFactory = Callable[..., BandGattEndpoint]
 
 
 @pytest.fixture
@@ -55,14 +53,21 @@ def kme_band_factory(kme_radio: Radio) -> BandFactory:
     def make(
         seed: int = 0,
         *,
-        profile: tuple[ServiceDefinition, ...] = BAND_PROFILE,
-        name: str | None = "KME Smart",
+        scenario: str = "default_day",
+        fidelity: str = "summary",
+        simulate_s: float = 0.0,
         distance_m: float = 1.0,
-        **options: Any,
-    ) -> ProfilePeripheral:
-        band = ProfilePeripheral(_address(seed), profile, name=name, seed=seed, **options)
-        kme_radio.attach(band, distance_m=distance_m)
-        return band
+        **config: Any,
+    ) -> BandGattEndpoint:
+        clock = kme_radio.clock
+        band = SimulatedBand(
+            BandConfig(seed=seed, scenario=scenario, fidelity=fidelity, **config), clock
+        )
+        if simulate_s > 0:
+            band.simulate_until(clock.now() + simulate_s)
+        endpoint = BandGattEndpoint(band)
+        kme_radio.attach(endpoint, distance_m=distance_m)
+        return endpoint
 
     return make
 
@@ -74,7 +79,7 @@ async def kme_bleak_client(kme_band_factory: BandFactory) -> AsyncIterator[Bleak
         band.address,
         backend=SimBleakClient,
         bond_store=BondStore(),
-        passkey_callback=lambda: band.displayed_passkey,
+        passkey_callback=lambda: band.display,
     )
     await client.connect()
     try:

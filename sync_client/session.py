@@ -1,0 +1,179 @@
+"""One sync of one band: connect, authenticate, read consent, pull every stream, upload.
+
+:class:`SyncSession` wires the pieces together in the order the architecture requires:
+consent is read from the band before any record is pulled, withdrawn categories are
+purged from the outbox first, records are sealed and committed before the band is
+acknowledged, and the upload drains the outbox (which survives anything in between).
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import platform
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from pathlib import Path
+
+from cryptography.hazmat.primitives.asymmetric import x25519
+
+from protocol.batch import SUITE_X25519, HpkeSuiteId
+from protocol.records import StreamId
+from sync_client.activation import AccountFile, ClientKeys, ensure_owner, register_band
+from sync_client.batcher import Batcher, BatchLimits, ServiceData
+from sync_client.ble import Backend, BandInfo, BandLink, connect
+from sync_client.consent import BandConsent, purge_withdrawn, read_band_consent
+from sync_client.outbox import Outbox
+from sync_client.puller import Progress, Puller, StreamResult
+from sync_client.sealing import RecipientPublicKey
+from sync_client.uploader import UploadReport, Uploader
+
+CLIENT_VERSION = "0.1.0"
+
+
+@dataclass
+class SyncOptions:
+    """How a sync runs."""
+
+    keep_on_band: bool = False
+    timeout_s: float = 10.0
+    connect_attempts: int = 3
+    streams: tuple[StreamId, ...] = tuple(StreamId)
+    limits: BatchLimits = field(default_factory=BatchLimits)
+    min_policy_version: int = 0
+    suite: HpkeSuiteId = SUITE_X25519
+    upload: bool = True
+    set_clock: bool = True
+    on_progress: Callable[[Progress], None] | None = None
+
+
+@dataclass
+class SyncReport:
+    """What a sync did (no identifiers, no health data: safe to print)."""
+
+    band_info: BandInfo | None = None
+    newly_activated: bool = False
+    clock_set: bool = False
+    purged_batches: dict[int, int] = field(default_factory=dict)
+    streams: list[StreamResult] = field(default_factory=list)
+    upload: UploadReport | None = None
+    sig_only: bool = False
+
+
+class SyncSession:
+    """Syncs one band into the outbox and on to the ingest."""
+
+    def __init__(
+        self,
+        address: str,
+        keys: ClientKeys,
+        outbox: Outbox,
+        ingest_key: RecipientPublicKey,
+        account: AccountFile | None,
+        *,
+        backend: Backend | None = None,
+        options: SyncOptions | None = None,
+        passkey_callback: Callable[[], int | str] | None = None,
+        backend_options: dict[str, object] | None = None,
+    ) -> None:
+        self.address = address
+        self.keys = keys
+        self.outbox = outbox
+        self.ingest_key = ingest_key
+        self.account = account
+        self.backend = backend
+        self.options = options or SyncOptions()
+        self.passkey_callback = passkey_callback
+        self.backend_options = backend_options
+        self._puller: Puller | None = None
+
+    def _on_disconnect(self, _client: object) -> None:
+        if self._puller is not None:
+            self._puller.connection_lost()
+
+    async def run(self) -> SyncReport:
+        """Connect, sync and upload; a LinkLostError leaves everything stored resumable."""
+        opts = self.options
+        report = SyncReport()
+        client = await connect(
+            self.address,
+            backend=self.backend,
+            attempts=opts.connect_attempts,
+            timeout_s=opts.timeout_s,
+            passkey_callback=self.passkey_callback,
+            disconnected_callback=self._on_disconnect,
+            backend_options=dict(self.backend_options or {}),
+        )
+        try:
+            link = BandLink(client, opts.timeout_s)
+            info = await link.read_info()
+            report.band_info = info
+            if opts.set_clock:
+                report.clock_set = await link.sync_clock(dt.datetime.now().astimezone())
+            if not info.kme:
+                report.sig_only = True  # live HR, battery and info only: nothing to pull
+                return report
+            band = self.keys.band_pseudonym(info.serial)
+            band_key, report.newly_activated = await ensure_owner(link, self.keys)
+            if report.newly_activated and self.account is not None:
+                await register_band(self.account, band, band_key)
+            consent = await read_band_consent(
+                client, min_policy_version=opts.min_policy_version, timeout_s=opts.timeout_s
+            )
+            report.purged_batches = purge_withdrawn(self.outbox, band, consent)
+            report.streams = await self._pull(client, band, info, consent)
+        finally:
+            if self._puller is not None:
+                await self._puller.unsubscribe()
+            await client.disconnect()
+        if opts.upload and self.account is not None:
+            uploader = Uploader(self.outbox, self.account.ingest_url, self.account.token)
+            report.upload = await uploader.drain()
+        return report
+
+    async def _pull(
+        self, client: object, band: bytes, info: BandInfo, consent: BandConsent
+    ) -> list[StreamResult]:
+        opts = self.options
+        batcher = Batcher(
+            band=band,
+            service=ServiceData(
+                info.firmware_version[:64],
+                info.model[:64],
+                f"{platform.system()} {platform.release()}"[:64],
+                CLIENT_VERSION,
+            ),
+            consent_record=consent.consent_record,
+            recipient_key=self.ingest_key,
+            suite=opts.suite,
+            limits=opts.limits,
+        )
+        self._puller = Puller(
+            client,  # type: ignore[arg-type]
+            self.outbox,
+            band,
+            batcher,
+            consent.allowed,
+            keep_on_band=opts.keep_on_band,
+            timeout_s=opts.timeout_s,
+            on_progress=opts.on_progress,
+        )
+        return await self._puller.pull_all(opts.streams)
+
+
+def load_ingest_key(raw: bytes) -> x25519.X25519PublicKey:
+    """The ingest's X25519 public key from its 32 raw bytes (GET /v1/keys)."""
+    return x25519.X25519PublicKey.from_public_bytes(raw)
+
+
+def default_outbox(directory: Path) -> Outbox:
+    return Outbox(directory / "outbox.db")
+
+
+__all__ = [
+    "CLIENT_VERSION",
+    "SyncOptions",
+    "SyncReport",
+    "SyncSession",
+    "default_outbox",
+    "load_ingest_key",
+]

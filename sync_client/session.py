@@ -25,7 +25,7 @@ from sync_client.consent import BandConsent, purge_withdrawn, read_band_consent
 from sync_client.outbox import Outbox
 from sync_client.puller import Progress, Puller, StreamResult
 from sync_client.sealing import RecipientPublicKey
-from sync_client.uploader import UploadReport, Uploader
+from sync_client.uploader import Uploader, UploadReport
 
 CLIENT_VERSION = "0.1.0"
 

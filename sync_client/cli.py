@@ -1,0 +1,187 @@
+"""The ``scan``, ``pair``, ``sync`` and ``consent show|set`` subcommands.
+
+``register(subparsers)`` adds them to the project's CLI; each handler returns an exit
+code: 0 done, 1 a typed error (the message says what to do), 2 usage, 3 band not found,
+4 some streams stopped (the rest synced). ``--json`` prints one JSON object.
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import base64
+import json
+import sys
+from dataclasses import asdict
+from pathlib import Path
+from typing import Any
+
+from protocol.control import ConsentState, decode_as
+from protocol.errors import KmebandError
+from protocol.profile import KME_CONSENT_STATE
+from protocol.records import ConsentCategory
+from sync_client.activation import AccountFile, ClientKeys, client_dir, ensure_owner
+from sync_client.ble import BandLink, BandNotFoundError, connect, scan
+from sync_client.consent import read_band_consent, set_consent
+from sync_client.outbox import Outbox
+from sync_client.session import SyncOptions, SyncSession, load_ingest_key
+
+EXIT_OK, EXIT_ERROR, EXIT_USAGE, EXIT_NOT_FOUND, EXIT_PARTIAL = 0, 1, 2, 3, 4
+
+
+def _emit(args: argparse.Namespace, data: dict[str, Any], text: str) -> None:
+    print(json.dumps(data, default=str) if args.json else text)
+
+
+def _run(args: argparse.Namespace, coro: Any) -> int:
+    try:
+        result: int = asyncio.run(coro)
+        return result
+    except BandNotFoundError as exc:
+        _emit(args, {"error": str(exc)}, f"error: {exc}")
+        return EXIT_NOT_FOUND
+    except KmebandError as exc:
+        _emit(args, {"error": str(exc)}, f"error: {exc}")
+        return EXIT_ERROR
+
+
+def _passkey() -> int:
+    return int(input("passkey shown on the band: ").strip())
+
+
+async def _scan(args: argparse.Namespace) -> int:
+    bands = await scan(args.timeout)
+    rows = [{"address": b.address, "name": b.name, "rssi": b.rssi, "kme": b.kme} for b in bands]
+    text = "\n".join(
+        f"{b.address}  {b.name or '?'}  rssi {b.rssi}  {'KME' if b.kme else 'SIG-only'}"
+        for b in bands
+    )
+    _emit(args, {"bands": rows}, text or "no band found")
+    return EXIT_OK if bands else EXIT_NOT_FOUND
+
+
+async def _pair(args: argparse.Namespace) -> int:
+    client = await connect(args.address, passkey_callback=_passkey, timeout_s=args.timeout)
+    try:
+        link = BandLink(client, args.timeout)
+        info = await link.read_info()
+        data: dict[str, Any] = {"paired": True, "kme": info.kme}
+        if info.kme:
+            keys = ClientKeys.load_or_create(client_dir(args.client_dir))
+            _, data["activated"] = await ensure_owner(link, keys)
+        _emit(args, data, f"paired: {info.describe()}")
+    finally:
+        await client.disconnect()
+    return EXIT_OK
+
+
+async def _sync(args: argparse.Namespace) -> int:
+    directory = client_dir(args.client_dir)
+    keys = ClientKeys.load_or_create(directory)
+    account = AccountFile.load(directory)
+    ingest_key = load_ingest_key(base64.urlsafe_b64decode(args.ingest_key + "=="))
+    options = SyncOptions(keep_on_band=args.keep_on_band, timeout_s=args.timeout)
+    with Outbox(directory / "outbox.db") as outbox:
+        session = SyncSession(args.address, keys, outbox, ingest_key, account, options=options)
+        report = await session.run()
+    data = {
+        "sig_only": report.sig_only,
+        "streams": [asdict(r) | {"stream": r.stream.name.lower()} for r in report.streams],
+        "purged_batches": report.purged_batches,
+        "uploaded": report.upload is not None,
+    }
+    failed = [r for r in report.streams if r.error]
+    text = "\n".join(
+        f"{r.stream.name.lower()}: {r.queued} queued, {r.withheld} withheld"
+        + (f", stopped: {r.error}" if r.error else "")
+        for r in report.streams
+    )
+    _emit(args, data, text or (report.band_info.describe() if report.band_info else ""))
+    return EXIT_PARTIAL if failed else EXIT_OK
+
+
+async def _consent(args: argparse.Namespace) -> int:
+    directory = client_dir(args.client_dir)
+    keys = ClientKeys.load_or_create(directory)
+    client = await connect(args.address, timeout_s=args.timeout)
+    try:
+        link = BandLink(client, args.timeout)
+        await ensure_owner(link, keys)
+        if args.consent_action == "set":
+            category = ConsentCategory[args.category.upper()]
+            info = await link.read_info()
+            with Outbox(directory / "outbox.db") as outbox:
+                await set_consent(
+                    client,
+                    category,
+                    args.value == "grant",
+                    args.policy_version,
+                    outbox=outbox,
+                    band=keys.band_pseudonym(info.serial),
+                    timeout_s=args.timeout,
+                )
+        state = decode_as(await link.read(KME_CONSENT_STATE), ConsentState)
+        if args.consent_action == "show":
+            await read_band_consent(client, timeout_s=args.timeout)  # the log must read cleanly
+        flags = {
+            f.category.name.lower(): {"granted": f.granted, "policy_version": f.policy_version}
+            for f in state.flags
+        }
+        text = "\n".join(
+            f"{name}: {'granted' if v['granted'] else 'withdrawn'} (policy {v['policy_version']})"
+            for name, v in flags.items()
+        )
+        _emit(args, {"consent": flags, "log_length": state.log_length}, text)
+    finally:
+        await client.disconnect()
+    return EXIT_OK
+
+
+def _common(p: argparse.ArgumentParser) -> None:
+    p.add_argument("--json", action="store_true", help="print one JSON object")
+    p.add_argument("--timeout", type=float, default=10.0, help="seconds per wait")
+    p.add_argument("--client-dir", type=Path, default=None, help="keys and outbox directory")
+
+
+def register(subparsers: Any) -> None:
+    """Add ``scan``, ``pair``, ``sync`` and ``consent`` to the project's CLI."""
+    p = subparsers.add_parser("scan", help="find bands nearby")
+    _common(p)
+    p.set_defaults(handler=lambda a: _run(a, _scan(a)))
+
+    p = subparsers.add_parser("pair", help="pair with a band (passkey) and activate it")
+    p.add_argument("address")
+    _common(p)
+    p.set_defaults(handler=lambda a: _run(a, _pair(a)))
+
+    p = subparsers.add_parser("sync", help="pull a band's records, seal, queue, upload")
+    p.add_argument("address")
+    p.add_argument("--ingest-key", required=True, help="the ingest's X25519 key, base64url")
+    p.add_argument("--keep-on-band", action="store_true", help="do not let the band free data")
+    _common(p)
+    p.set_defaults(handler=lambda a: _run(a, _sync(a)))
+
+    p = subparsers.add_parser("consent", help="show or change the band's consent")
+    actions = p.add_subparsers(dest="consent_action", required=True)
+    show = actions.add_parser("show")
+    show.add_argument("address")
+    _common(show)
+    change = actions.add_parser("set")
+    change.add_argument("address")
+    change.add_argument("category", choices=[c.name.lower() for c in ConsentCategory])
+    change.add_argument("value", choices=["grant", "withdraw"])
+    change.add_argument("--policy-version", type=int, default=1)
+    _common(change)
+    p.set_defaults(handler=lambda a: _run(a, _consent(a)))
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(prog="kmeband-sync")
+    register(parser.add_subparsers(dest="command", required=True))
+    args = parser.parse_args(argv)
+    code: int = args.handler(args)
+    return code
+
+
+if __name__ == "__main__":
+    sys.exit(main())

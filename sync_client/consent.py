@@ -23,7 +23,7 @@ import dataclasses
 from bisect import bisect_right
 from collections.abc import Awaitable, Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass
-from typing import Protocol
+from typing import Any, Protocol, cast
 
 import cbor2
 
@@ -147,7 +147,7 @@ def filter_record(record: StoredRecord, allowed: AllowedIntervals) -> StoredReco
     for (stream, field), category in FIELD_CONSENT.items():
         needs = stream is record.stream and getattr(record.record, field)
         if needs and not allowed.allows(category, t):
-            cleared = dataclasses.replace(record.record, **{field: 0})
+            cleared = dataclasses.replace(cast(Any, record.record), **{field: 0})
             record = StoredRecord(record.stream, record.seq, cleared)
     return record
 
@@ -300,7 +300,9 @@ async def set_consent(
     if wait_indication is not None:
         try:
             raw = await asyncio.wait_for(wait_indication(), timeout_s)
-            answer = decode_as(raw, ConsentResult, ControlResult)
+            answer = cast(
+                ConsentResult | ControlResult, decode_as(raw, ConsentResult, ControlResult)
+            )
         except TimeoutError:
             raise ConsentClientError(
                 "the band did not confirm the consent change; read consent again to check"

@@ -82,7 +82,7 @@ async def bench_notifications(count: int) -> float:
             notify, send, value = state.server.notify, state.link.send, bytes(PAYLOAD)
             start = time.perf_counter()
             for _ in range(count):
-                send(ATT_CID, notify(handle, value))
+                send(ATT_CID, notify(handle, value))  # type: ignore[arg-type]
             elapsed = time.perf_counter() - start
     assert received == count * PAYLOAD, "notifications were lost"
     return received / elapsed / 1e6
@@ -94,6 +94,7 @@ async def bench_reads(count: int) -> float:
     with use_radio(radio):
         async with _client(BAND) as client:
             char = client.services.get_characteristic(str(BENCH_VALUE))
+            assert char is not None
             assert len(await client.read_gatt_char(char)) == READ_SIZE
             read = client.read_gatt_char
             start = time.perf_counter()
@@ -149,7 +150,9 @@ async def bench_link_goodput(count: int) -> float:
         handle = band.value_handle(HEART_RATE_MEASUREMENT)
         start = clock.now()
         for _ in range(count):
-            state.link.send(ATT_CID, state.server.notify(handle, bytes(PAYLOAD)))
+            pdu = state.server.notify(handle, bytes(PAYLOAD))
+            assert pdu is not None, "the client is subscribed"
+            state.link.send(ATT_CID, pdu)
         while received < count * PAYLOAD:
             await clock.advance(step)
         await client.disconnect()

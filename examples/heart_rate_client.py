@@ -53,9 +53,10 @@ async def read_heart_rate(count: int, passkey_callback: Callable[[], object]) ->
 
 
 async def _ask_passkey() -> str:
-    return os.environ.get("KMEBAND_PASSKEY") or await asyncio.to_thread(
-        input, "passkey shown on the band: "
-    )
+    passkey = os.environ.get("KMEBAND_PASSKEY")
+    if passkey:
+        return passkey
+    return await asyncio.to_thread(input, "passkey shown on the band: ")
 
 
 async def _with_in_process_band(count: int, seed: int) -> list[int]:

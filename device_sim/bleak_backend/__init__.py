@@ -67,10 +67,10 @@ def install() -> None:
 
     if _originals:
         return
-    _originals["client"] = bleak.get_platform_client_backend_type
-    _originals["scanner"] = bleak.get_platform_scanner_backend_type
-    bleak.get_platform_client_backend_type = _client_backend  # type: ignore[assignment]
-    bleak.get_platform_scanner_backend_type = _scanner_backend  # type: ignore[assignment]
+    _originals["client"] = bleak.get_platform_client_backend_type  # type: ignore[attr-defined]
+    _originals["scanner"] = bleak.get_platform_scanner_backend_type  # type: ignore[attr-defined]
+    bleak.get_platform_client_backend_type = _client_backend  # type: ignore[attr-defined,assignment]
+    bleak.get_platform_scanner_backend_type = _scanner_backend  # type: ignore[attr-defined,assignment]
 
 
 def uninstall() -> None:
@@ -79,8 +79,8 @@ def uninstall() -> None:
 
     if not _originals:
         return
-    bleak.get_platform_client_backend_type = _originals.pop("client")
-    bleak.get_platform_scanner_backend_type = _originals.pop("scanner")
+    bleak.get_platform_client_backend_type = _originals.pop("client")  # type: ignore[attr-defined]
+    bleak.get_platform_scanner_backend_type = _originals.pop("scanner")  # type: ignore[attr-defined]
 
 
 def installed() -> bool:

@@ -12,7 +12,6 @@ from bleak_helpers import parse_heart_rate
 from device_sim.bleak_backend import SimBleakClient, SimBleakScanner
 from protocol.profile import BATTERY_LEVEL, HEART_RATE_MEASUREMENT, SERIAL_NUMBER
 
-pytest_plugins = ["device_sim.pytest_plugin"]
 
 
 async def test_connected_client_reads_open_values_and_pairs_for_protected_ones(

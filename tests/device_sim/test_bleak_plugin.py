@@ -13,7 +13,6 @@ from device_sim.bleak_backend import SimBleakClient, SimBleakScanner
 from protocol.profile import BATTERY_LEVEL, HEART_RATE_MEASUREMENT, SERIAL_NUMBER
 
 
-
 async def test_connected_client_reads_open_values_and_pairs_for_protected_ones(
     kme_bleak_client: BleakClient,
 ) -> None:

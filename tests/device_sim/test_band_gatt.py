@@ -5,6 +5,7 @@ from __future__ import annotations
 import asyncio
 
 import pytest
+from band_central import Central
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
 
 from device_sim.band import BandConfig, SimulatedBand
@@ -24,7 +25,6 @@ from protocol.record_sync import (
     TransferComplete,
 )
 from protocol.records import ConsentCategory, StreamId
-from tests.device_sim.band_central import Central
 
 
 async def _setup(seed: int = 7, hours: float = 2) -> tuple[ManualClock, Radio, BandGattEndpoint]:

@@ -7,6 +7,7 @@ import subprocess
 from pathlib import Path
 
 import pytest
+from band_central import Central
 
 from device_sim.band import BandConfig, SimulatedBand
 from device_sim.band_gatt import BandGattEndpoint
@@ -15,7 +16,6 @@ from device_sim.radio import Radio
 from device_sim.radio.capture import BtsnoopCapture
 from protocol import profile as P
 from protocol.btsnoop import read_btsnoop
-from tests.device_sim.band_central import Central
 
 
 async def _session(path: Path) -> int:

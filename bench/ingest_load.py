@@ -27,7 +27,7 @@ import aiohttp
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 
 from batch_records import realistic_records
-from bench_consent import CONSENT_SEAM, signed_consent_record
+from bench_consent import signed_consent_record
 from cryptography.hazmat.primitives.asymmetric import ed25519, x25519
 
 from protocol.batch import (
@@ -42,8 +42,6 @@ from sync_client.sealing import seal_batch
 
 def _serve(db: str, key_dir: str, ready: Any) -> None:
     from cloud_ingest.server import IngestConfig, IngestServer
-
-    CONSENT_SEAM()
 
     async def run() -> None:
         config = IngestConfig(rate_per_band=1e9, burst_per_band=1e9, max_body_bytes=8 << 20)

@@ -2,11 +2,14 @@
 
 The batch body carries the encoded consent record; the header carries its SHA-256. The
 ingest checks, in order: the digest matches; the band's signature verifies against the
-public key registered at activation; the policy version is recent enough; every record's
-time falls in an interval where its stream's category (and, for fields such as
-``avg_hr``, the field's category) was granted; nothing falls after a withdrawal the
-account recorded here. Verified records are cached by (band, digest): a band's consent
-changes rarely, its batches come often.
+public key registered at activation; every record's time is inside the record's covered
+range and in an interval where its stream's category (and, for fields such as
+``avg_hr``, the field's category) was granted under a recent enough privacy policy;
+nothing falls after a withdrawal the account recorded here. Verified records are cached
+by (band, key, digest): a band's consent changes rarely, its batches come often.
+
+The record itself is ``protocol.consent.ConsentRecord``: the band's log entries deciding
+consent over ``covers_from..covers_to``, signed with the band's Ed25519 key.
 """
 
 from __future__ import annotations
@@ -16,6 +19,7 @@ from collections.abc import MutableMapping, Sequence
 from dataclasses import dataclass
 
 from protocol.batch import BatchBody, BatchHeader, consent_digest_of
+from protocol.consent import ConsentError, ConsentRecord, ConsentSignatureError
 from protocol.errors import KmebandError
 from protocol.records import FIELD_CONSENT, STREAM_CONSENT, ConsentCategory, StreamId
 
@@ -33,12 +37,23 @@ class ConsentRejected(KmebandError):
         self.code = code
 
 
-@dataclass(frozen=True)
 class VerifiedConsent:
-    """A consent record whose signature verified: its grants per category, as intervals."""
+    """A consent record whose band signature verified, with its intervals per category."""
 
-    policy_version: int
-    grants: dict[ConsentCategory, list[Interval]]
+    def __init__(self, record: ConsentRecord) -> None:
+        self.covers_from = record.covers_from
+        self.covers_to = record.covers_to
+        self._log = record.log()
+        self._intervals: dict[tuple[ConsentCategory, int | None], list[Interval]] = {}
+
+    def intervals(
+        self, category: ConsentCategory, min_policy_version: int | None
+    ) -> list[Interval]:
+        """Consented ``[start, end)`` intervals, counting only grants of recent policies."""
+        key = (category, min_policy_version)
+        if key not in self._intervals:
+            self._intervals[key] = self._log.intervals(category, min_policy_version)
+        return self._intervals[key]
 
 
 def verify_consent(
@@ -49,7 +64,7 @@ def verify_consent(
     *,
     min_policy_version: int,
     withdrawals: dict[ConsentCategory, int],
-    cache: MutableMapping[tuple[bytes, bytes], object] | None = None,
+    cache: MutableMapping[tuple[bytes, bytes, bytes], object] | None = None,
 ) -> bytes:
     """Check the batch's consent; return the record's digest or raise ConsentRejected."""
     digest = consent_digest_of(consent_record)
@@ -57,7 +72,7 @@ def verify_consent(
         raise ConsentRejected(
             "consent_mismatch", "the consent record in the batch is not the one its header names"
         )
-    key = (header.band, digest)
+    key = (header.band, band_public_key, digest)
     verified = cache.get(key) if cache is not None else None
     if not isinstance(verified, VerifiedConsent):
         verified = decode_and_verify(consent_record, band_public_key)
@@ -65,26 +80,26 @@ def verify_consent(
             if len(cache) >= _MAX_CACHE:
                 cache.clear()
             cache[key] = verified
-    if verified.policy_version < min_policy_version:
-        raise ConsentRejected(
-            "policy_outdated",
-            f"the consent was given to privacy policy version {verified.policy_version}; this "
-            f"ingest needs version {min_policy_version} or later: ask the user to accept it",
-        )
-    check_coverage(verified, header.stream, body, withdrawals)
+    check_coverage(verified, header.stream, body, withdrawals, min_policy_version)
     return digest
 
 
 def decode_and_verify(consent_record: bytes, band_public_key: bytes) -> VerifiedConsent:
     """Decode the band-signed record and verify its signature with the registered key."""
     try:
-        from cloud_ingest.consent_codec import verified_grants
-    except ImportError as exc:
+        record = ConsentRecord.decode(consent_record)
+        record.verify(band_public_key)
+    except ConsentSignatureError as exc:
         raise ConsentRejected(
-            "consent_unverifiable", "this ingest cannot read consent records yet; try later"
+            "consent_invalid",
+            "the consent record's signature does not verify with the key registered for "
+            "this band; re-register the band or send its own signed record",
         ) from exc
-    verified: VerifiedConsent = verified_grants(consent_record, band_public_key)
-    return verified
+    except ConsentError as exc:
+        raise ConsentRejected(
+            "consent_invalid", "the consent record is malformed; ask the band for a new one"
+        ) from exc
+    return VerifiedConsent(record)
 
 
 def check_coverage(
@@ -92,11 +107,20 @@ def check_coverage(
     stream: StreamId,
     body: BatchBody,
     withdrawals: dict[ConsentCategory, int],
+    min_policy_version: int,
 ) -> None:
     """Every record's time inside a grant of each category it needs; never after a withdrawal."""
+    low, high = body.time_bounds
+    if low < verified.covers_from or high > verified.covers_to:
+        raise ConsentRejected(
+            "consent_not_covering",
+            "the consent record does not cover the time range of these records; send the "
+            "record the band signed for them",
+        )
     times = body.times()
     category = STREAM_CONSENT[stream]
-    _check_times(verified, category, times, withdrawals, "records", body.time_bounds)
+    check = _Check(verified, withdrawals, min_policy_version)
+    check.times(category, times, "records", body.time_bounds)
     for (field_stream, field), field_category in FIELD_CONSENT.items():
         if field_stream is not stream:
             continue
@@ -105,54 +129,67 @@ def check_coverage(
         carrying = [t for t, v in zip(times, values, strict=True) if v]
         if carrying:
             bounds = (min(carrying), max(carrying))
-            _check_times(verified, field_category, carrying, withdrawals, f"field {field}", bounds)
+            check.times(field_category, carrying, f"field {field}", bounds)
 
 
-def _check_times(
-    verified: VerifiedConsent,
-    category: ConsentCategory,
-    times: Sequence[int],
-    withdrawals: dict[ConsentCategory, int],
-    what: str,
-    bounds: tuple[int, int],
-) -> None:
-    withdrawn_at = withdrawals.get(category)
-    intervals = _clip(verified.grants.get(category, []), withdrawn_at)
-    name = category.name.lower()
-    if not intervals:
-        if withdrawn_at is not None:
+@dataclass(frozen=True)
+class _Check:
+    verified: VerifiedConsent
+    withdrawals: dict[ConsentCategory, int]
+    min_policy_version: int
+
+    def times(
+        self,
+        category: ConsentCategory,
+        times: Sequence[int],
+        what: str,
+        bounds: tuple[int, int],
+    ) -> None:
+        name = category.name.lower()
+        withdrawn_at = self.withdrawals.get(category)
+        intervals = _clip(self.verified.intervals(category, self.min_policy_version), withdrawn_at)
+        if _covered(intervals, times, bounds):
+            return
+        if withdrawn_at is not None and _covered(
+            self.verified.intervals(category, self.min_policy_version), times, bounds
+        ):
             raise ConsentRejected(
                 "consent_withdrawn",
                 f"consent for {name} was withdrawn on this account; no new {name} data is "
                 "accepted until the user grants it again on the band",
             )
+        if _covered(_clip(self.verified.intervals(category, None), withdrawn_at), times, bounds):
+            raise ConsentRejected(
+                "policy_outdated",
+                f"the {name} consent was given to a privacy policy older than version "
+                f"{self.min_policy_version}; ask the user to accept the current policy",
+            )
         raise ConsentRejected(
             "consent_not_covering",
-            f"the consent record grants no {name} consent for these {what}",
+            f"some {what} fall outside every interval with {name} consent; "
+            "they must not be uploaded",
         )
+
+
+def _covered(intervals: list[Interval], times: Sequence[int], bounds: tuple[int, int]) -> bool:
+    if not intervals:
+        return False
     low, high = bounds
     if any(start <= low and (end is None or high < end) for start, end in intervals):
-        return  # the common case: one grant covers the whole batch
+        return True  # the common case: one grant covers the whole batch
     starts = [start for start, _ in intervals]
     for t in times:
         i = bisect_right(starts, t) - 1
-        if i < 0 or not (intervals[i][1] is None or t < intervals[i][1]):  # type: ignore[operator]
-            raise ConsentRejected(
-                "consent_not_covering",
-                f"some {what} fall outside every interval with {name} consent; "
-                "they must not be uploaded",
-            )
+        if i < 0:
+            return False
+        end = intervals[i][1]
+        if end is not None and t >= end:
+            return False
+    return True
 
 
 def _clip(intervals: list[Interval], withdrawn_at: int | None) -> list[Interval]:
+    # After a withdrawal recorded here, only a grant given after it counts for new data.
     if withdrawn_at is None:
-        return sorted(intervals)
-    clipped: list[Interval] = []
-    for start, end in sorted(intervals):
-        if end is not None and end <= withdrawn_at:
-            continue
-        # Only a grant given after the withdrawal here counts for new data.
-        if start <= withdrawn_at:
-            continue
-        clipped.append((start, end))
-    return clipped
+        return intervals
+    return [(start, end) for start, end in intervals if start > withdrawn_at]

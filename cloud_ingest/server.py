@@ -130,7 +130,7 @@ class _State:
         self.limiter = RateLimiter(config.rate_per_band, config.burst_per_band)
         self.accounts: dict[str, int] = {}  # token -> account id
         self.bands: dict[bytes, Band] = {}
-        self.verified_consent: dict[tuple[bytes, bytes], object] = {}
+        self.verified_consent: dict[tuple[bytes, bytes, bytes], object] = {}
         self._withdrawals: dict[int, dict[ConsentCategory, int]] = {}
 
     def withdrawals_of(self, account: int, store: IngestStore) -> dict[ConsentCategory, int]:

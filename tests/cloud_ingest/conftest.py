@@ -11,17 +11,10 @@ from aiohttp.test_utils import TestClient, TestServer
 
 sys.path.insert(0, str(Path(__file__).parent))
 
-import tests_consent
 
-from cloud_ingest import consent_check
 from cloud_ingest.keys import IngestKeys, load_or_create_keys
 from cloud_ingest.server import IngestConfig, create_app
 from cloud_ingest.store import IngestStore
-
-
-@pytest.fixture(autouse=True)
-def consent_codec(monkeypatch: pytest.MonkeyPatch) -> None:
-    monkeypatch.setattr(consent_check, "decode_and_verify", tests_consent.verified_grants)
 
 
 @pytest.fixture(scope="session")

@@ -88,7 +88,8 @@ class SampleBand:
         return {"band": b64(self.pseudonym), "public_key": b64(public)}
 
     def consent_record(self) -> bytes:
-        return signed_consent(self.signing_key, self.grants, self.policy_version)
+        covers = (T0 - 86_400, T0 + 30 * 86_400)
+        return signed_consent(self.signing_key, self.grants, self.policy_version, covers)
 
     def header(
         self, records: Sequence[StoredRecord], consent: bytes, **changes: Any

@@ -13,7 +13,9 @@ from ingest_samples import T0, SampleBand, activity, b64, hr, sleep_summary
 
 from cloud_ingest.keys import IngestKeys, load_or_create_keys
 from cloud_ingest.store import IngestStore
+from protocol.batch import encode_batch_plaintext
 from protocol.records import ConsentCategory, StreamId
+from sync_client.sealing import seal_batch
 
 
 async def account(client: TestClient) -> dict[str, str]:
@@ -299,3 +301,38 @@ def test_streams_have_consent_categories() -> None:
     from protocol.records import STREAM_CONSENT
 
     assert set(STREAM_CONSENT) == set(StreamId)
+
+
+async def test_records_outside_the_covered_range_or_a_mismatched_digest_are_refused(
+    client: TestClient, keys: IngestKeys, store: IngestStore
+) -> None:
+    band = SampleBand()
+    auth = await registered(client, band)
+    late = hr(5, start=T0 + 40 * 86_400)  # after the record's covers_to
+    status, answer = await _refused(client, store, auth, band.seal(late, keys.public_key))
+    assert (status, answer["error"]) == (422, "consent_not_covering")
+    other = SampleBand(policy_version=4).consent_record()
+    header = band.header(hr(5), band.consent_record())
+    envelope = seal_batch(header, encode_batch_plaintext(hr(5), other), keys.public_key)
+    status, answer = await _refused(client, store, auth, envelope)
+    assert (status, answer["error"]) == (422, "consent_mismatch")
+
+
+async def test_a_grant_after_a_withdrawal_lets_new_data_in_again(
+    client: TestClient, keys: IngestKeys, clock: Any
+) -> None:
+    band = SampleBand()
+    auth = await registered(client, band)
+    clock.wall = T0 + 86_400
+    response = await client.post("/v1/consent/withdrawals", json={"category": 2}, headers=auth)
+    assert (await response.json())["at"] == T0 + 86_400
+    # The band logged the withdrawal and a new grant two days later.
+    band.grants[ConsentCategory.HEART_RATE] = [
+        (T0 - 86_400, T0 + 86_400),
+        (T0 + 2 * 86_400, None),
+    ]
+    after = hr(5, start=T0 + 3 * 86_400)
+    assert (await post(client, auth, band.seal(after, keys.public_key)))[0] == 200
+    before = hr(5, first_seq=100, start=T0 + 3600)
+    status, answer = await post(client, auth, band.seal(before, keys.public_key))
+    assert (status, answer["error"]) == (422, "consent_withdrawn")

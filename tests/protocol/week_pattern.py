@@ -9,6 +9,8 @@ the activity's level, sampled every 5 s; sleep epochs cover the whole day (wake 
 
 from __future__ import annotations
 
+from functools import cache
+
 import numpy as np
 
 from protocol.records import (
@@ -68,8 +70,12 @@ def _minute_plan(rng: np.random.Generator) -> tuple[np.ndarray, ...]:
     return cls, steps, level, intensity
 
 
+@cache
 def week_records(seed: int = 7) -> dict[StreamId, list[StoredRecord]]:
-    """Activity minutes, 5-second heart-rate samples and sleep epochs of one week."""
+    """Activity minutes, 5-second heart-rate samples and sleep epochs of one week.
+
+    Cached: callers must not modify the lists.
+    """
     rng = np.random.default_rng(seed)
     cls, steps, level, intensity = _minute_plan(rng)
     worn = cls != ActivityClass.OFF_WRIST

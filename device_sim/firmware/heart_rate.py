@@ -12,6 +12,7 @@ when no spectral peak stands out, there is no reading (bpm 0).
 
 from __future__ import annotations
 
+import math
 from dataclasses import dataclass
 
 import numpy as np
@@ -34,7 +35,19 @@ class HeartRateConfig:
     motion_g: float = 0.03  # acc std above which motion suppression is applied
     suppression: float = 4.0  # strength of attenuation at the wrist's motion frequencies
     max_slew_bpm_s: float = 4.0  # how fast the tracked rate may move per second
-    candidates: int = 3
+    track_tolerance_bpm: float = 4.0
+    track_memory_s: int = 10  # seconds without contact before the tracked rate is dropped
+    hold_factor: float = 1.5  # a candidate farther than this x the reach is not followed
+    reacquire_s: int = 20  # seconds with no candidate near the tracked rate before a new lock
+    candidates: int = 6
+    relock_share: float = 0.12  # peak share of a still window that re-locks the tracker
+    clean_peak_share: float = 0.08  # a picked peak this prominent earns more confidence
+    gait_motion_g: float = 0.1  # acc std of walking or running
+    notch_level: float = 0.3  # acc spectral peaks above this share of the largest...
+    notch_bins: int = 2  # ...are notched this many FFT bins each side...
+    notch_depth: float = 0.02  # ...down to this
+    cancel_motion: bool = False  # regress the accelerometer out of the PPG first
+    ridge: float = 1e-3  # regularisation of the motion-artefact regression
 
 
 @dataclass(frozen=True)
@@ -66,6 +79,7 @@ class HeartRateEstimator:
         self._freqs_bpm = freqs[self._band] * 60.0
         self._bin_bpm = float(freqs[1] * 60.0)
         self._hann = np.hanning(self._win)
+
         self._ahann = np.hanning(self._awin)
         # the accelerometer FFT gets the same bin spacing as the PPG one
         self._anfft = cfg.nfft * acc_rate // ppg_rate
@@ -79,6 +93,7 @@ class HeartRateEstimator:
         self._next_sec = self.config.window_s // 2  # next centre second to estimate
         self._track: float | None = None
         self._track_age = 0
+        self._misses = 0
         self._recent_conc = np.zeros(0)
 
     def push(self, ppg: F64, acc: F64) -> HeartRateOutput:
@@ -125,82 +140,112 @@ class HeartRateEstimator:
 
     def _estimate(self, pw: F64, aw: F64) -> tuple[F64, F64, F64, F64]:
         cfg = self.config
-        ppg_power = _power(pw, self._hann, cfg.nfft)[:, self._band]
-        # aw: (m, 3, n) -> per-axis spectra summed
+        raw_power = _power(pw, self._hann, cfg.nfft)[:, self._band]
         motion = aw.std(axis=2).max(axis=1)
         moving = motion > cfg.motion_g
-        clean = ppg_power.copy()
+        # wrist contact: a periodic optical signal (pulse, or motion artefact on skin)
+        pulse = self._contact(raw_power / (raw_power.sum(axis=1, keepdims=True) + 1e-12))
+        clean = raw_power.copy()
         if moving.any():
-            acc_power = _power(aw[moving], self._ahann, self._anfft).sum(axis=1)[:, self._band]
+            if cfg.cancel_motion and self.acc_rate == self.ppg_rate:
+                residual = _cancel_motion(pw[moving], aw[moving], cfg.ridge)
+                clean[moving] = _power(residual, self._hann, cfg.nfft)[:, self._band]
+            # what the regression left at the wrist's own frequencies is attenuated too
+            acc_power = _power(aw[moving], self._ahann, self._anfft).sum(axis=1)
+            acc_power = acc_power[:, self._band]
             acc_norm = acc_power / np.maximum(acc_power.max(axis=1, keepdims=True), 1e-12)
-            clean[moving] = ppg_power[moving] / (1.0 + cfg.suppression * acc_norm)
-        total = clean.sum(axis=1) + 1e-12
-        norm = clean / total[:, None]
+            clean[moving] = clean[moving] / (1.0 + cfg.suppression * acc_norm)
+            # rhythmic gait: the arm-swing and step peaks are notched out altogether (a
+            # pulse passing through them is carried by the tracker)
+            gait = (motion[moving] > cfg.gait_motion_g)[:, None]
+            hot = (acc_norm > cfg.notch_level) & gait
+            notch = hot.copy()
+            for off in range(1, cfg.notch_bins + 1):  # widen by a few bins each side
+                notch[:, off:] |= hot[:, :-off]
+                notch[:, :-off] |= hot[:, off:]
+            clean[moving] = np.where(notch, cfg.notch_depth, 1.0) * clean[moving]
+        norm = clean / (clean.sum(axis=1, keepdims=True) + 1e-12)
         # local maxima; the K strongest are the candidates
         interior = (norm[:, 1:-1] > norm[:, :-2]) & (norm[:, 1:-1] >= norm[:, 2:])
         peaks = np.where(interior, norm[:, 1:-1], 0.0)
-        k = cfg.candidates
-        idx = np.argsort(-peaks, axis=1)[:, :k] + 1
+        idx = np.argsort(-peaks, axis=1)[:, : cfg.candidates] + 1
         rows = np.arange(len(norm))[:, None]
         cand_pow = norm[rows, idx]
         # parabolic interpolation of each candidate's frequency
         lo, mid, hi = norm[rows, idx - 1], cand_pow, norm[rows, idx + 1]
         denom = lo - 2 * mid + hi
-        shift = np.where(
-            np.abs(denom) > 1e-12, 0.5 * (lo - hi) / np.where(denom == 0, 1, denom), 0.0
-        )
+        safe = np.where(np.abs(denom) > 1e-12, denom, 1.0)
+        shift = np.where(np.abs(denom) > 1e-12, 0.5 * (lo - hi) / safe, 0.0)
         cand_bpm = self._freqs_bpm[idx] + np.clip(shift, -0.5, 0.5) * self._bin_bpm
-        # spectral concentration around the best peak: a pulse stands out, noise does not
-        width = 3
+        bpm, strength = self._track_rates(cand_bpm, cand_pow, pulse, ~moving)
+        conf = np.where(pulse, 1 + (strength > cfg.clean_peak_share) + (~moving), 0)
+        conf = np.where(bpm > 0, conf, 0)
+        return bpm, conf.astype(np.float64), pulse.astype(np.float64), motion
+
+    def _contact(self, norm: F64) -> F64:
+        """Spectral concentration around the strongest peak, averaged over recent windows:
+        a pulse (or a rhythmic artefact on skin) stands out, sensor noise does not."""
+        cfg = self.config
+        best = np.argmax(norm, axis=1)
+        rows = np.arange(len(norm))
         near = np.zeros(len(norm))
-        for off in range(-width, width + 1):  # a handful of bins, vectorised over windows
-            near += norm[rows[:, 0], np.clip(idx[:, 0] + off, 0, norm.shape[1] - 1)]
+        for off in range(-3, 4):  # a handful of bins, vectorised over windows
+            near += norm[rows, np.clip(best + off, 0, norm.shape[1] - 1)]
         k = cfg.concentration_windows
         history = np.concatenate((self._recent_conc, near))
         c = np.concatenate(([0.0], np.cumsum(history)))
         j = np.arange(1, len(history) + 1)
         lo = np.maximum(0, j - k)
-        smoothed = (c[j] - c[lo]) / (j - lo)
-        smoothed = smoothed[len(smoothed) - len(near) :]
+        smoothed = ((c[j] - c[lo]) / (j - lo))[len(history) - len(near) :]
         self._recent_conc = history[max(0, len(history) - (k - 1)) :]
-        pulse = smoothed >= cfg.min_concentration
-        bpm = self._track_rates(cand_bpm, cand_pow, pulse)
-        conf = np.where(pulse, 1 + (near > 0.55) + (~moving), 0)
-        conf = np.where(bpm > 0, conf, 0)
-        return bpm, conf.astype(np.float64), pulse.astype(np.float64), motion
+        return np.asarray(smoothed >= cfg.min_concentration)
 
-    def _track_rates(self, cand_bpm: F64, cand_pow: F64, pulse: F64) -> F64:
-        """Pick, window by window, the candidate most consistent with the tracked rate."""
+    def _track_rates(
+        self, cand_bpm: F64, cand_pow: F64, pulse: F64, still: F64
+    ) -> tuple[F64, F64]:
+        """Pick, window by window, the candidate most consistent with the tracked rate;
+        return the rates and the picked peaks' share of the spectrum."""
         cfg = self.config
         out = np.zeros(len(cand_bpm))
+        strength = np.zeros(len(cand_bpm))
         slew = cfg.max_slew_bpm_s * cfg.hop_s
         bpms = cand_bpm.tolist()
         pows = cand_pow.tolist()
+        calm = still.tolist()
         for i, ok in enumerate(pulse.tolist()):  # one iteration per window (per second)
             if not ok:
                 self._track_age += 1
-                if self._track_age > 10:
+                if self._track_age > cfg.track_memory_s:
                     self._track = None
                 continue
             track = self._track
-            if track is None:
-                best = bpms[i][0]
+            # a still wrist with one clear peak: that is the pulse, whatever was tracked
+            clear = calm[i] and pows[i][0] > cfg.relock_share and pows[i][0] > 2 * pows[i][1]
+            if track is None or self._misses > cfg.reacquire_s or clear:
+                best, best_pow = bpms[i][0], pows[i][0]
+                self._misses = 0
             else:
                 # power weighted by closeness to the tracked rate
-                best, best_score = track, -1.0
+                reach = slew * (1 + self._track_age) + cfg.track_tolerance_bpm
+                best, best_pow, best_score = track, 0.0, -1.0
                 for b, p in zip(bpms[i], pows[i], strict=True):
-                    d = (b - track) / (slew * (1 + self._track_age) + 4.0)
-                    score = p / (1.0 + d * d)
+                    d = (b - track) / reach
+                    score = p * math.exp(-0.5 * d * d)
                     if score > best_score:
-                        best, best_score = b, score
-                best = min(
-                    max(best, track - slew * (1 + self._track_age)),
-                    track + slew * (1 + self._track_age),
-                )
+                        best, best_pow, best_score = b, p, score
+                if abs(best - track) > cfg.hold_factor * reach:
+                    # nothing plausible near the tracked rate: hold it for a while
+                    best, best_pow = track, 0.0
+                    self._misses += 1
+                else:
+                    self._misses = 0
+                step = slew * (1 + self._track_age)
+                best = min(max(best, track - step), track + step)
             self._track = best
             self._track_age = 0
             out[i] = best
-        return out
+            strength[i] = best_pow
+        return out, strength
 
 
 def _power(windows: F64, taper: F64, nfft: int) -> F64:
@@ -212,3 +257,25 @@ def _power(windows: F64, taper: F64, nfft: int) -> F64:
     detrended = (windows - mean - slope * t) * taper
     spec = np.fft.rfft(detrended, nfft, axis=-1)
     return np.asarray(spec.real**2 + spec.imag**2)
+
+
+def _cancel_motion(ppg: F64, acc: F64, ridge: float) -> F64:
+    """Remove from each PPG window what its wrist acceleration explains.
+
+    Adaptive noise cancellation with the accelerometer as the reference: a least-squares
+    fit of the PPG window on the detrended acceleration axes and their products (motion
+    moves the sensor against the skin both linearly and through the size of the jolt),
+    subtracted. Windows: ppg (m, n), acc (m, 3, n) at the same rate.
+    """
+    a = acc - acc.mean(axis=2, keepdims=True)
+    x, y, z = a[:, 0], a[:, 1], a[:, 2]
+    ramp = np.broadcast_to(np.linspace(-1.0, 1.0, a.shape[2]), x.shape)
+    terms = [x, y, z, x * x, y * y, z * z, x * y, x * z, y * z, ramp]
+    reg = np.stack([t - t.mean(axis=1, keepdims=True) for t in terms], axis=2)  # (m, n, k)
+    target = ppg - ppg.mean(axis=1, keepdims=True)
+    gram = np.einsum("mnk,mnl->mkl", reg, reg)
+    scale = np.trace(gram, axis1=1, axis2=2)[:, None, None] / gram.shape[1]
+    gram = gram + ridge * scale * np.eye(gram.shape[1])[None]
+    rhs = np.einsum("mnk,mn->mk", reg, target)
+    beta = np.linalg.solve(gram, rhs[:, :, None])[:, :, 0]
+    return np.asarray(target - np.einsum("mnk,mk->mn", reg, beta))

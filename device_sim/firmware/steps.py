@@ -27,7 +27,7 @@ class StepCounterConfig:
     high_hz: float = 4.0
     filter_s: float = 3.0  # FIR length
     min_peak_g: float = 0.06  # absolute floor for a step peak
-    rel_threshold: float = 0.9  # peak must exceed this x the local RMS of the filtered signal
+    rel_threshold: float = 0.6  # peak must exceed this x the local RMS of the filtered signal
     rms_window_s: float = 2.0
     min_interval_s: float = 0.27  # 222 steps/min
     max_interval_s: float = 1.6  # 37 steps/min

@@ -28,6 +28,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import dataclasses
 import datetime as dt
 import hmac
 import logging
@@ -54,6 +55,8 @@ from device_sim.radio.medium import (
 from protocol import control as ctl
 from protocol import profile as P
 from protocol import sig_codecs as sig
+from protocol.consent import ConsentChange, ConsentError, ConsentLog, ConsentRecord
+from protocol.errors import KmebandError
 from protocol.gatt import (
     AttributeDatabase,
     GattRejection,
@@ -103,6 +106,7 @@ class _Connection:
     owner: bool = False
     nonce: bytes | None = None
     log_page: int = 0
+    consent_record: bytes = b""
     sender: BandSyncSender | None = None
     indications: deque[tuple[int, bytes]] = field(default_factory=deque)
     pump: asyncio.Task[None] | None = None
@@ -335,6 +339,7 @@ class BandGattEndpoint:
             ),
             P.KME_CONSENT_STATE: lambda c: self._consent_state(),
             P.KME_CONSENT_CHANGE_LOG: self._consent_log_page,
+            P.KME_CONSENT_RECORD: self._consent_record,
             P.KME_ALARM_LIST: lambda c: ctl.encode_control(self._alarm_list()),
             P.KME_ACTIVATION_STATE: lambda c: ctl.encode_control(
                 ctl.ActivationState(self.activated, (ctl.SCHEMA_VERSION,))
@@ -473,6 +478,9 @@ class BandGattEndpoint:
         if isinstance(message, ctl.SelectConsentLogPage):
             conn.log_page = message.first_index
             self._result(conn, handle, message.MESSAGE_TYPE, ctl.ControlStatus.OK)
+        elif isinstance(message, ctl.RequestConsentRecord):
+            status = self._sign_consent_record(conn, message)
+            self._result(conn, handle, message.MESSAGE_TYPE, status)
         elif isinstance(message, ctl.SetConsent):
             if not conn.owner:
                 self._indicate(
@@ -487,13 +495,41 @@ class BandGattEndpoint:
                     source=ctl.ConsentSource.OWNER_CLIENT,
                     tz_offset_min=self.band.firmware.tz_offset_min,
                 )
-            except Exception:
-                status = ctl.ConsentResult(ctl.ControlStatus.INVALID_REQUEST)
+            except KmebandError:
+                answer = ctl.ConsentResult(ctl.ControlStatus.INVALID_REQUEST)
             else:
-                status = ctl.ConsentResult(ctl.ControlStatus.OK, entry.index)
-            self._indicate(conn, handle, ctl.encode_control(status))
+                answer = ctl.ConsentResult(ctl.ControlStatus.OK, entry.index)
+            self._indicate(conn, handle, ctl.encode_control(answer))
         elif message is not None:
             self._result(conn, handle, message.MESSAGE_TYPE, ctl.ControlStatus.UNSUPPORTED)
+
+    def _consent_record(self, connection: object) -> bytes:
+        conn = self._connections.get(connection)  # type: ignore[call-overload]
+        return conn.consent_record if conn is not None else b""
+
+    def _sign_consent_record(
+        self, conn: _Connection, request: ctl.RequestConsentRecord
+    ) -> ctl.ControlStatus:
+        """Sign the record of the consent governing the requested range (owner only)."""
+        if not conn.owner:
+            return ctl.ControlStatus.NOT_OWNER
+        now = int(self.band.clock.now())
+        covers_to = min(request.covers_to, now)  # a record never speaks of the future
+        if covers_to < request.covers_from:
+            return ctl.ControlStatus.INVALID_REQUEST
+        log = ConsentLog(ConsentChange.from_entry(e) for e in self.band.consent.log())
+        try:
+            record = ConsentRecord.covering(log, request.covers_from, covers_to, now)
+        except ConsentError:
+            return ctl.ControlStatus.LIMIT_REACHED
+        signed = dataclasses.replace(
+            record, signature=self.band.identity.sign(record.signed_bytes())
+        )
+        encoded = signed.encode()
+        if len(encoded) > P.MAX_CONTROL_VALUE:
+            return ctl.ControlStatus.LIMIT_REACHED
+        conn.consent_record = encoded
+        return ctl.ControlStatus.OK
 
     def _alarm_list(self) -> ctl.AlarmList:
         return ctl.AlarmList(

@@ -716,6 +716,28 @@ class ConsentResult(ControlMessage):
     log_index: int | None = None
 
 
+@register_message
+@dataclass(frozen=True, slots=True)
+class RequestConsentRecord(ControlMessage):
+    """Ask the band to sign a consent record covering ``covers_from..covers_to`` (UTC, inclusive).
+
+    Owner only. The band clamps ``covers_to`` to its clock's now (a record never speaks of
+    the future) and answers :class:`ControlResult` (OK; INVALID_REQUEST when the range is
+    then empty; LIMIT_REACHED when the record would not fit in one 512-byte value: ask for
+    a shorter range); on OK the record (``protocol.consent.
+    ConsentRecord``) is then readable from the Consent Record characteristic on this
+    connection. Batches carry it so the cloud can check their consent with the band's key.
+    """
+
+    MESSAGE_TYPE: ClassVar[int] = 0x25
+    SCHEMA: ClassVar[tuple[Field, ...]] = (
+        Field(2, "covers_from", _UTC_SECONDS, doc="UTC seconds, inclusive"),
+        Field(3, "covers_to", _UTC_SECONDS, doc="UTC seconds, inclusive; clamped to now"),
+    )
+    covers_from: int
+    covers_to: int
+
+
 # --------------------------------------------------------------------------- alarms
 
 #: Weekday bits of :attr:`Alarm.weekdays`: bit 0 Monday .. bit 6 Sunday; 0 = once.

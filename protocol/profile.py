@@ -121,6 +121,7 @@ KME_CONSENT_SERVICE = kme_uuid(0x02)
 KME_CONSENT_STATE = kme_uuid(0x02, 0x01)
 KME_CONSENT_CHANGE_LOG = kme_uuid(0x02, 0x02)
 KME_CONSENT_CONTROL_POINT = kme_uuid(0x02, 0x03)
+KME_CONSENT_RECORD = kme_uuid(0x02, 0x04)
 
 KME_ALARMS_SERVICE = kme_uuid(0x03)
 KME_ALARM_LIST = kme_uuid(0x03, 0x01)
@@ -324,10 +325,13 @@ KME_CONSENT = ServiceDefinition(
               description="Band-signed page of the consent change log"),
         _char(KME_CONSENT_CONTROL_POINT, "Consent Control Point", _W | _I,
               PROTECTED_CONTROL_POINT,
-              "CBOR SelectConsentLogPage (0x22), SetConsent (0x23); "
-              "results ControlResult (0x01), ConsentResult (0x24)",
+              "CBOR SelectConsentLogPage (0x22), SetConsent (0x23), "
+              "RequestConsentRecord (0x25); results ControlResult (0x01), ConsentResult (0x24)",
               max_length=MAX_CONTROL_VALUE,
-              description="Grant or withdraw consent; page the change log"),
+              description="Grant or withdraw consent; page the change log; sign a record"),
+        _char(KME_CONSENT_RECORD, "Consent Record", _R, PROTECTED_READ,
+              "CBOR ConsentRecord (protocol.consent), band-signed", max_length=MAX_CONTROL_VALUE,
+              description="The consent record last requested on this connection"),
     ),
     description="Consent flags (the band is the source of truth) and their change log.",
 )  # fmt: skip

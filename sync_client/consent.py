@@ -4,7 +4,8 @@ The band is the source of truth. Before every sync the client reads the Consent 
 characteristic (current flags) and every page of the Consent Change Log (band-signed),
 and turns the log into per-category intervals ``[start, end)`` of UTC seconds in which the
 category was granted under an accepted privacy-policy version. A record is queued only
-when its stream's category was granted at the record's own time (``record_time``); a field
+when its stream's category was granted at the record's own time (``record_time``) and is
+still granted when the client syncs (a withdrawal stops all further upload); a field
 that needs a further consent (``FIELD_CONSENT``, e.g. ``avg_hr``) is cleared to 0 when that
 consent was not granted. Everything else is counted as withheld and dropped in memory: it
 never reaches disk, sealed or not.
@@ -12,9 +13,11 @@ never reaches disk, sealed or not.
 Withdrawal (read from the band, or made from this client) purges that category's queued
 batches from the outbox.
 
-The band-signed consent record carried in every batch is, until ``protocol.consent``
-defines its own record, the canonical CBOR array of the raw signed Consent Change Log
-pages exactly as the band served them (see docs/sync-client.md).
+Every batch carries a band-signed ``protocol.consent.ConsentRecord``: after reading the
+log the client asks the band (Consent Control Point, RequestConsentRecord) to sign the
+record of the consent since its first log entry, and reads it from the Consent Record
+characteristic. The cloud verifies it with the band's key and checks every record of the
+batch against it.
 """
 
 from __future__ import annotations
@@ -25,8 +28,7 @@ from collections.abc import Awaitable, Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any, Protocol, cast
 
-import cbor2
-
+from protocol.consent import ConsentRecord, ConsentRecordError
 from protocol.control import (
     ConsentLogEntry,
     ConsentLogPage,
@@ -35,6 +37,7 @@ from protocol.control import (
     ControlDecodeError,
     ControlResult,
     ControlStatus,
+    RequestConsentRecord,
     SelectConsentLogPage,
     SetConsent,
     decode_as,
@@ -44,6 +47,7 @@ from protocol.errors import KmebandError
 from protocol.profile import (
     KME_CONSENT_CHANGE_LOG,
     KME_CONSENT_CONTROL_POINT,
+    KME_CONSENT_RECORD,
     KME_CONSENT_STATE,
 )
 from protocol.records import (
@@ -80,6 +84,10 @@ class AllowedIntervals:
             return False
         end = intervals[i][1]
         return end is None or t < end
+
+    def may_upload(self, category: ConsentCategory, t: int) -> bool:
+        """Granted at ``t`` and still granted now: a withdrawal stops every later upload."""
+        return self.allows(category, t) and self.granted_now(category)
 
     def granted_now(self, category: ConsentCategory) -> bool:
         """Does the last interval of ``category`` still hold?"""
@@ -141,12 +149,14 @@ class Filtered:
 
 def filter_record(record: StoredRecord, allowed: AllowedIntervals) -> StoredRecord | None:
     """``record`` as it may be queued (a field cleared without its consent), or None."""
+    # Consent to cloud sync must hold both when the record was made and now: a withdrawal
+    # stops every further upload of the category, also of records made before it.
     t = record_time(record.record)
-    if not allowed.allows(STREAM_CONSENT[record.stream], t):
+    if not allowed.may_upload(STREAM_CONSENT[record.stream], t):
         return None
     for (stream, field), category in FIELD_CONSENT.items():
         needs = stream is record.stream and getattr(record.record, field)
-        if needs and not allowed.allows(category, t):
+        if needs and not allowed.may_upload(category, t):
             cleared = dataclasses.replace(cast(Any, record.record), **{field: 0})
             record = StoredRecord(record.stream, record.seq, cleared)
     return record
@@ -184,25 +194,22 @@ class BandConsent:
         return frozenset(f.category for f in self.state.flags if not f.granted)
 
 
-def consent_record_from_pages(pages: Sequence[bytes]) -> bytes:
-    """The consent record a batch carries: the signed log pages, as the band sent them."""
-    return cbor2.dumps([bytes(p) for p in pages], canonical=True)
+#: The end of time for a consent record request: the band clamps it to its own clock.
+_UNTIL_NOW = 0xFFFF_FFFF_FFFF
 
 
 class GattClient(Protocol):
     """What this module needs of a bleak ``BleakClient``."""
 
-    async def read_gatt_char(self, char_specifier: object, **kwargs: object) -> bytearray: ...
+    async def read_gatt_char(self, char_specifier: Any, **kwargs: Any) -> bytearray: ...
 
     async def write_gatt_char(
-        self, char_specifier: object, data: bytes, response: bool = ...
+        self, char_specifier: Any, data: Any, response: Any = ...
     ) -> None: ...
 
-    async def start_notify(
-        self, char_specifier: object, callback: Callable[..., object], **kwargs: object
-    ) -> None: ...
+    async def start_notify(self, char_specifier: Any, callback: Any, **kwargs: Any) -> None: ...
 
-    async def stop_notify(self, char_specifier: object) -> None: ...
+    async def stop_notify(self, char_specifier: Any) -> None: ...
 
 
 async def read_band_consent(
@@ -254,8 +261,43 @@ async def read_band_consent(
         raise ConsentClientError(
             "the band has no consent log: nothing may be synced until consent is granted"
         )
+    record = await _request_consent_record(client, entries[0].time, timeout_s)
     allowed = allowed_intervals(entries, min_policy_version=min_policy_version)
-    return BandConsent(state, tuple(entries), consent_record_from_pages(pages), allowed)
+    return BandConsent(state, tuple(entries), record, allowed)
+
+
+async def _request_consent_record(client: GattClient, covers_from: int, timeout_s: float) -> bytes:
+    """Have the band sign the record of the consent since ``covers_from`` (to its now).
+
+    Every batch of this sync carries it; the cloud checks it with the band's key. The band
+    answers the request before it answers the read, so the read returns the fresh record
+    (empty when the band refused: not the owner, or too long a history for one record).
+    """
+    import asyncio
+
+    request = encode_control(RequestConsentRecord(covers_from, _UNTIL_NOW))
+    try:
+        await asyncio.wait_for(
+            client.write_gatt_char(str(KME_CONSENT_CONTROL_POINT), request, response=True),
+            timeout_s,
+        )
+        raw = bytes(
+            await asyncio.wait_for(client.read_gatt_char(str(KME_CONSENT_RECORD)), timeout_s)
+        )
+    except TimeoutError:
+        raise ConsentClientError(
+            "the band did not answer the consent record request in time; sync again"
+        ) from None
+    if not raw:
+        raise ConsentClientError(
+            "the band would not sign a consent record (this client is not its owner, or its "
+            "consent history is too long for one record); nothing can be uploaded without one"
+        )
+    try:
+        ConsentRecord.decode(raw)
+    except ConsentRecordError as exc:
+        raise ConsentClientError(f"the band's consent record is malformed ({exc})") from None
+    return raw
 
 
 def purge_withdrawn(outbox: Outbox, band: bytes, consent: BandConsent) -> dict[int, int]:
@@ -331,7 +373,6 @@ __all__ = [
     "Filtered",
     "Interval",
     "allowed_intervals",
-    "consent_record_from_pages",
     "filter_record",
     "filter_records",
     "purge_withdrawn",

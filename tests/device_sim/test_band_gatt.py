@@ -16,6 +16,7 @@ from protocol import control as ctl
 from protocol import profile as P
 from protocol import sig_codecs as sig
 from protocol.att import AttErrorCode
+from protocol.consent import ConsentRecord
 from protocol.gatt import GattProcedureError
 from protocol.ownership import activation_request, prove_ownership, verify_activation
 from protocol.record_sync import (
@@ -103,6 +104,18 @@ async def test_pairing_with_the_displayed_passkey_then_activation_and_record_syn
     page = ctl.decode_as(await central.read(P.KME_CONSENT_CHANGE_LOG), ctl.ConsentLogPage)
     assert page.entries[-1].source == ctl.ConsentSource.OWNER_CLIENT
     assert page.signature is not None
+
+    # the band signs a consent record for any range up to its now; the cloud can verify it
+    request = ctl.RequestConsentRecord(page.entries[0].time, 2**40)
+    answer_ok = ctl.decode_as(
+        await central.control(P.KME_CONSENT_CONTROL_POINT, ctl.encode_control(request)),
+        ctl.ControlResult,
+    )
+    assert answer_ok.status == ctl.ControlStatus.OK
+    record = ConsentRecord.decode(await central.read(P.KME_CONSENT_RECORD))
+    record.verify(band.identity.public_key_bytes)
+    assert record.covers_to == int(band.clock.now())
+    assert not record.log().is_consented(ConsentCategory.SLEEP, record.covers_to)
 
     # pull the whole activity stream, then acknowledge it so the band frees it
     stream = StreamId.ACTIVITY_MINUTES

@@ -60,7 +60,7 @@ EVENTS = st.lists(
 
 @settings(max_examples=150, deadline=None, derandomize=True)
 @given(events=EVENTS, min_policy=st.integers(1, 3))
-def test_no_kept_record_outside_its_consented_interval(
+def test_kept_exactly_when_consented_then_and_still_consented_now(
     events: list[tuple[ConsentCategory, bool, int, int]], min_policy: int
 ) -> None:
     events.sort(key=lambda e: e[2])
@@ -76,14 +76,18 @@ def test_no_kept_record_outside_its_consented_interval(
                 state = e.granted and e.policy_version >= min_policy
         return state
 
+    def may_upload(category: ConsentCategory, t: int) -> bool:
+        # granted at the record's time, and not withdrawn since (granted at the end of time)
+        return granted_at(category, t) and granted_at(category, 10**12)
+
     result = filter_records(records, allowed)
     kept_seqs = {r.seq for r in result.kept}
     assert result.withheld == len(records) - len(result.kept)
     for r in records:
         t = record_time(r.record)
-        assert (r.seq in kept_seqs) == granted_at(STREAM_CONSENT[r.stream], t)
+        assert (r.seq in kept_seqs) == may_upload(STREAM_CONSENT[r.stream], t)
     for r in result.kept:
-        if not granted_at(HR, record_time(r.record)):
+        if not may_upload(HR, record_time(r.record)):
             assert r.record.avg_hr == 0  # type: ignore[union-attr]
 
 

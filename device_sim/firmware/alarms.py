@@ -159,8 +159,14 @@ class AlarmScheduler:
         else:
             self._schedule(alarm, occ.set_time)
 
-    def tick(self, now: float, stage: SleepStage | None) -> list[AlarmEvent]:
-        """Advance to ``now`` with the band's current sleep stage (None: not sleeping)."""
+    def tick(
+        self, now: float, stage: SleepStage | None, recorded: SleepStage | None = None
+    ) -> list[AlarmEvent]:
+        """Advance to ``now`` with the band's current sleep stage (None: not sleeping, or
+        not sure enough to act on). ``recorded`` is the stage written into events (by
+        default ``stage``)."""
+        if recorded is None:
+            recorded = stage
         events: list[AlarmEvent] = []
         t = self.timings
         for alarm_id in sorted(self._pending):
@@ -173,19 +179,19 @@ class AlarmScheduler:
                     occ.auto_snoozes += 1
                     if occ.auto_snoozes > t.max_auto_snoozes:
                         events.append(
-                            self._event(at, alarm_id, AlarmEventKind.DISMISSED, occ, stage)
+                            self._event(at, alarm_id, AlarmEventKind.DISMISSED, occ, recorded)
                         )
                         self._finish(alarm_id, occ)
                         continue
                     occ.snoozed_until = at + t.snooze_s
-                    events.append(self._event(at, alarm_id, AlarmEventKind.SNOOZED, occ, stage))
+                    events.append(self._event(at, alarm_id, AlarmEventKind.SNOOZED, occ, recorded))
                 continue
             if occ.snoozed_until is not None:
                 if now >= occ.snoozed_until:
                     at = occ.snoozed_until
                     occ.snoozed_until = None
                     occ.ringing_since = at
-                    events.append(self._event(at, alarm_id, AlarmEventKind.FIRED, occ, stage))
+                    events.append(self._event(at, alarm_id, AlarmEventKind.FIRED, occ, recorded))
                 continue
             if now >= occ.set_time:
                 if now - occ.set_time > t.missed_grace_s:
@@ -193,7 +199,9 @@ class AlarmScheduler:
                     self._finish(alarm_id, occ)
                     continue
                 occ.ringing_since = occ.set_time
-                events.append(self._event(occ.set_time, alarm_id, AlarmEventKind.FIRED, occ, stage))
+                events.append(
+                    self._event(occ.set_time, alarm_id, AlarmEventKind.FIRED, occ, recorded)
+                )
                 continue
             window_open = occ.set_time - alarm.smart_window_min * 60
             if (
@@ -202,7 +210,7 @@ class AlarmScheduler:
                 and stage in (SleepStage.LIGHT, SleepStage.WAKE)
             ):
                 occ.ringing_since = int(now)
-                events.append(self._event(now, alarm_id, AlarmEventKind.SMART_FIRED, occ, stage))
+                events.append(self._event(now, alarm_id, AlarmEventKind.SMART_FIRED, occ, recorded))
         self._now = now
         return events
 

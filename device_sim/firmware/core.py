@@ -361,6 +361,7 @@ class Firmware:
         for i in range(n_epochs):  # one iteration per 30-second epoch
             start = first + i * EPOCH_S
             stage: SleepStage | None = None
+            sure: SleepStage | None = None
             if covered_n[i] > 0:
                 worn = bool(pulse[i] >= self.config.activity.worn_pulse_fraction or steps[i] >= 10)
                 features = EpochFeatures(
@@ -374,7 +375,8 @@ class Firmware:
                 )
                 self._sleep_output(self._sleep.add(features, self._tz))
                 stage = self._sleep.current_stage()
-            self._alarm_tick(start + EPOCH_S + ALARM_DECISION_LATENCY_S, stage)
+                sure = self._sleep.confident_stage()
+            self._alarm_tick(start + EPOCH_S + ALARM_DECISION_LATENCY_S, sure, stage)
             if i % 2 and covered_n[i - 1] + covered_n[i] > 0:
                 lo = (i - 1) * EPOCH_S
                 self._close_minute(first + lo, {k: v[lo : lo + MINUTE_S] for k, v in sec.items()})
@@ -408,8 +410,8 @@ class Firmware:
             conf = int(sec["confidence"][off]) if bpm else 0
             self._emit(StreamId.HR_SAMPLES, HeartRateSample(start + off, self._tz, bpm, conf))
 
-    def _alarm_tick(self, now: int, stage: SleepStage | None) -> None:
-        for event in self._alarms.tick(now, stage):
+    def _alarm_tick(self, now: int, sure: SleepStage | None, stage: SleepStage | None) -> None:
+        for event in self._alarms.tick(now, sure, stage):
             self._emit(StreamId.ALARM_EVENTS, event)
 
     def _sleep_output(self, out: object) -> None:

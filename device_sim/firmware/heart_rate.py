@@ -200,9 +200,7 @@ class HeartRateEstimator:
         self._recent_conc = history[max(0, len(history) - (k - 1)) :]
         return np.asarray(smoothed >= cfg.min_concentration)
 
-    def _track_rates(
-        self, cand_bpm: F64, cand_pow: F64, pulse: F64, still: F64
-    ) -> tuple[F64, F64]:
+    def _track_rates(self, cand_bpm: F64, cand_pow: F64, pulse: F64, still: F64) -> tuple[F64, F64]:
         """Pick, window by window, the candidate most consistent with the tracked rate;
         return the rates and the picked peaks' share of the spectrum."""
         cfg = self.config

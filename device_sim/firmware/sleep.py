@@ -124,6 +124,7 @@ class SleepConfig:
     quiet_activity: float = 0.05  # above this an epoch is not "lying in bed"
     history_epochs: int = 240
     max_period_epochs: int = 40 * 60 * 2  # safety bound: 40 h
+    alarm_confidence: float = 0.8
     model: StageModel = field(default_factory=StageModel)
 
 
@@ -182,6 +183,8 @@ class SleepTracker:
         self._alpha: F64 | None = None  # forward log-probabilities, open period only
         self._still_hr: list[float] = []
         self._online: SleepStage | None = None
+        self._sure: SleepStage | None = None
+        self._last_confident: SleepStage | None = None
 
     @property
     def asleep_period(self) -> bool:
@@ -191,6 +194,23 @@ class SleepTracker:
     def current_stage(self) -> SleepStage | None:
         """The causal stage estimate of the latest epoch, None outside a sleep period."""
         return self._online if self._in_period else None
+
+    def confident_stage(self) -> SleepStage | None:
+        """The causal stage when the band is sure of it (None otherwise): the same stage
+        for the last two epochs with a posterior of at least ``alarm_confidence``, and for
+        WAKE a moving wrist too (a raised heart rate alone is as likely REM). A smart alarm
+        must not wake someone from deep or REM sleep on a guess."""
+        return self._sure if self._in_period else None
+
+    def _update_sure(self, moved: bool) -> None:
+        assert self._alpha is not None
+        best = int(np.argmax(self._alpha))
+        confident = float(np.exp(self._alpha[best])) >= self.config.alarm_confidence
+        if best == SleepStage.WAKE and not moved:
+            confident = False
+        stage = SleepStage(best) if confident else None
+        self._sure = stage if stage is not None and stage == self._last_confident else None
+        self._last_confident = stage
 
     def add(self, epoch: EpochFeatures, tz_offset_min: int) -> SleepOutput | None:
         self._epochs.append(epoch)
@@ -238,6 +258,7 @@ class SleepTracker:
             alpha = _logsumexp(self._alpha[:, None] + self._log_a, axis=0) + ll
         self._alpha = alpha - _logsumexp(alpha, axis=0)
         self._online = SleepStage(int(np.argmax(self._alpha)))
+        self._update_sure(moved)
 
     # -- periods -------------------------------------------------------------------------
     def _advance(self, idx: int, tz: int) -> SleepOutput | None:
@@ -276,6 +297,7 @@ class SleepTracker:
         # catch the online filter up over the epochs already in the period
         self._alpha = None
         self._still_hr = []
+        self._last_confident = None
         for e in self._epochs[first:]:
             self._online_update(e)
 

@@ -1,0 +1,102 @@
+"""Firmware accuracy against the person model's truth on short seeded spans.
+
+The long version with five presets is ``bench/accuracy.py``; these spans are chosen by
+what they contain (a run, desk work, a whole night), and their seeds are not the ones the
+sleep model was fitted on.
+"""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+
+from device_sim.firmware import scoring
+from device_sim.physiology import KIND_INDEX, Person, SegmentKind
+from protocol.records import ActivityClass
+
+T0 = 1_767_225_600
+DAY = 86_400
+
+
+def span_around(preset: str, seed: int, kind: SegmentKind, before: int, after: int) -> int:
+    """Start (whole minute) of a span from ``before`` s before the first ``kind`` second."""
+    kinds = Person.from_preset(preset, seed=seed, start_utc=T0).kinds(T0, DAY)
+    first = int(np.flatnonzero(kinds == KIND_INDEX[kind])[0])
+    start = T0 + max(0, first - before)
+    assert after > 0
+    return start - start % 60
+
+
+@pytest.fixture(scope="module")
+def active_run() -> scoring.Run:
+    start = span_around("default_day", 1, SegmentKind.RUN, 1800, 2400)
+    return scoring.simulate("default_day", 1, start, 4200)
+
+
+@pytest.fixture(scope="module")
+def desk_run() -> scoring.Run:
+    start = span_around("office_worker_week", 2, SegmentKind.DESK, 0, 7200)
+    return scoring.simulate("office_worker_week", 2, start, 7200)
+
+
+@pytest.fixture(scope="module")
+def night_run() -> scoring.Run:
+    seconds = 12 * 3600
+    leads = (5, 25, 45, 65)
+    set_times = [
+        t
+        for lead in leads
+        for t in scoring.smart_alarm_times("default_day", 1, T0, seconds, lead * 60)
+    ]
+    return scoring.simulate(
+        "default_day", 1, T0, seconds, [(i, t, 30) for i, t in enumerate(set_times)]
+    )
+
+
+def test_steps_within_5_percent_with_walking_and_running(active_run: scoring.Run) -> None:
+    assert np.any(active_run.activity == ActivityClass.RUN)
+    assert np.any(active_run.activity == ActivityClass.WALK)
+    counted, true = scoring.step_totals(active_run)
+    assert true > 1000
+    assert abs(counted - true) / true <= 0.05
+
+
+def test_at_most_50_false_steps_per_hour_at_a_desk(desk_run: scoring.Run) -> None:
+    false_steps, hours = scoring.desk_false_steps(desk_run)
+    assert hours > 0.5
+    assert false_steps / hours <= 50
+
+
+def test_heart_rate_error_at_rest_and_walking(
+    active_run: scoring.Run, desk_run: scoring.Run
+) -> None:
+    errors = np.concatenate(
+        [scoring.hr_errors(active_run)["rest_walk"], scoring.hr_errors(desk_run)["rest_walk"]]
+    )
+    assert len(errors) > 1000
+    assert errors.mean() <= 3.0
+
+
+@pytest.mark.xfail(
+    strict=True,
+    reason="the sensor model's unpredictable motion coupling buries the running pulse "
+    "(see the firmware report); the tracker cannot hold it within 8 bpm yet",
+)
+def test_heart_rate_error_running(active_run: scoring.Run) -> None:
+    errors = scoring.hr_errors(active_run)["run"]
+    assert len(errors) > 100
+    assert errors.mean() <= 8.0
+
+
+def test_sleep_epoch_agreement_over_a_night(night_run: scoring.Run) -> None:
+    truth, est = scoring.sleep_epochs(night_run)
+    assert len(truth) > 600
+    assert np.mean((truth > 0) == (est > 0)) >= 0.90
+    assert np.mean(truth == est) >= 0.65
+
+
+def test_smart_alarm_rings_in_light_sleep_never_before_its_window(night_run: scoring.Run) -> None:
+    outcomes = scoring.alarm_outcomes(night_run, 30)
+    assert len(outcomes) == 4
+    assert all(o.fired_at is not None and o.fired_at >= o.window_open for o in outcomes)
+    assert all(o.ok for o in outcomes)

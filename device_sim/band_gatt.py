@@ -231,6 +231,16 @@ class BandGattEndpoint:
                 )
 
     # -- faults ----------------------------------------------------------------------------
+    def kill_battery(self) -> None:
+        """The battery dies: links drop (remote power off), advertising stops, flash is kept.
+
+        The band records nothing until it is charged (its wearer's plan puts it on the
+        charger; or advance its battery with ``on_charger``)."""
+        self.band.battery.deplete()
+        for conn in list(self._connections.values()):
+            conn.link.disconnect(DisconnectReason.REMOTE_POWER_OFF)
+        self.band.flash.flush()
+
     def reboot(self) -> None:
         """Drop every connection as a power cycle would; state survives (it is persisted)."""
         for conn in list(self._connections.values()):

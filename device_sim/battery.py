@@ -174,6 +174,17 @@ class Battery:
             current_a -= self._charge_current_ma(self.soc) / 1000.0
         return self.open_circuit_voltage - current_a * self.profile.internal_resistance_ohm
 
+    def deplete(self) -> BatteryStep:
+        """A fault: the cell is empty now and the band shuts down (charging revives it)."""
+        step = BatteryStep()
+        self._charge_mah = 0.0
+        self._load_ma = 0.0
+        if self._on:
+            self._on = False
+            self._throttle = ThrottleLevel.OFF
+            step.events.append(BatteryEvent.SHUTDOWN)
+        return step
+
     def load_current_ma(self, load: BatteryLoad, seconds: float = 1.0) -> float:
         """Average current the band draws under ``load`` over an interval of ``seconds``."""
         p = self.profile

@@ -236,3 +236,21 @@ async def test_live_heart_rate_notifications_follow_the_firmware() -> None:
     handle = central.handle(P.HEART_RATE_MEASUREMENT)
     values = [sig.decode_heart_rate_measurement(v) for h, v in central.notifications if h == handle]
     assert values and values[-1].bpm == signal_band.firmware.current_hr[0]
+
+
+async def test_a_dead_battery_drops_the_link_and_keeps_the_flash() -> None:
+    from device_sim.battery import BatteryLoad
+    from device_sim.radio import DisconnectReason
+
+    clock, radio, endpoint = await _setup(hours=1)
+    band = endpoint.band
+    central = await Central(radio, endpoint.address, seed=6).connect()
+    stored = band.flash.count(StreamId.ACTIVITY_MINUTES)
+    endpoint.kill_battery()
+    assert central.disconnects == [DisconnectReason.REMOTE_POWER_OFF]
+    assert await radio.scan() == []
+    band.simulate_until(clock.now() + 3 * 3600)
+    assert band.flash.count(StreamId.ACTIVITY_MINUTES) == stored  # nothing new, nothing lost
+    band.battery.advance(2 * 3600, BatteryLoad(acc_hz=0, ppg_duty=0, on_charger=True))
+    assert band.battery.is_on
+    assert [r.address for r in await radio.scan()] == [endpoint.address]

@@ -77,7 +77,6 @@ class _Occurrence:
     ringing_since: int | None = None
     snoozed_until: int | None = None
     auto_snoozes: int = 0
-    done: bool = False
 
 
 @dataclass(frozen=True)
@@ -100,7 +99,6 @@ class AlarmScheduler:
     def __post_init__(self) -> None:
         self._alarms: dict[int, Alarm] = {}
         self._pending: dict[int, _Occurrence] = {}
-        self._now: float | None = None
 
     @property
     def alarms(self) -> list[Alarm]:
@@ -211,7 +209,6 @@ class AlarmScheduler:
             ):
                 occ.ringing_since = int(now)
                 events.append(self._event(now, alarm_id, AlarmEventKind.SMART_FIRED, occ, recorded))
-        self._now = now
         return events
 
     def _ringing_occurrence(self, alarm_id: int, action: str) -> _Occurrence:

@@ -27,7 +27,13 @@ from device_sim.firmware.activity import ActivityConfig, MinuteSeconds, summaris
 from device_sim.firmware.alarms import Alarm, AlarmScheduler, AlarmTimings
 from device_sim.firmware.dsp import F64, FirmwareInputError
 from device_sim.firmware.heart_rate import HeartRateConfig, HeartRateEstimator
-from device_sim.firmware.sleep import EPOCH_S, EpochFeatures, SleepConfig, SleepTracker
+from device_sim.firmware.sleep import (
+    EPOCH_S,
+    EpochFeatures,
+    SleepConfig,
+    SleepOutput,
+    SleepTracker,
+)
 from device_sim.firmware.steps import StepCounter, StepCounterConfig
 from device_sim.signals import SensorBlock
 from protocol.records import (
@@ -305,7 +311,8 @@ class Firmware:
         gravity = np.asarray(block.acc, dtype=np.float64).reshape(duration, rate, 3).mean(axis=1)
         previous = gravity[:1] if self._last_gravity is None else self._last_gravity
         self._last_gravity = gravity[-1:]
-        return np.abs(np.diff(np.concatenate((previous, gravity)), axis=0)).sum(axis=1)
+        moved = np.abs(np.diff(np.concatenate((previous, gravity)), axis=0)).sum(axis=1)
+        return np.asarray(moved, dtype=np.float64)
 
     def _end_stream(self, force_sleep: bool) -> None:
         """Close every pending second of the current stream (a gap or the end of data)."""
@@ -414,13 +421,13 @@ class Firmware:
         for event in self._alarms.tick(now, sure, stage):
             self._emit(StreamId.ALARM_EVENTS, event)
 
-    def _sleep_output(self, out: object) -> None:
+    def _sleep_output(self, out: SleepOutput | None) -> None:
         if out is None:
             return
-        for epoch in out.epochs:  # type: ignore[attr-defined]
+        for epoch in out.epochs:
             self._emit(StreamId.SLEEP_EPOCHS, epoch)
-        if out.summary is not None:  # type: ignore[attr-defined]
-            self._emit(StreamId.SLEEP_SUMMARIES, out.summary)  # type: ignore[attr-defined]
+        if out.summary is not None:
+            self._emit(StreamId.SLEEP_SUMMARIES, out.summary)
 
     # -- emission ------------------------------------------------------------------------
     def _emit(self, stream: StreamId, record: Record) -> int | None:

@@ -33,7 +33,7 @@ def bandpass_fir(fs: float, low_hz: float, high_hz: float, ntaps: int) -> F64:
     window = np.hamming(ntaps)
 
     def lowpass(fc: float) -> F64:
-        return 2 * fc / fs * np.sinc(2 * fc / fs * n) * window
+        return np.asarray(2 * fc / fs * np.sinc(2 * fc / fs * n) * window, dtype=np.float64)
 
     taps = lowpass(high_hz) - lowpass(low_hz)
     centre = (low_hz + high_hz) / 2

@@ -19,8 +19,12 @@ from device_sim.physiology import KIND_INDEX, Person, SegmentKind
 from device_sim.sensors import SensorModel
 from protocol.records import (
     ActivityClass,
+    ActivityMinute,
+    AlarmEvent,
     AlarmEventKind,
+    HeartRateSample,
     Record,
+    SleepEpoch,
     SleepStage,
     StreamId,
 )
@@ -39,6 +43,20 @@ class RecordList:
     def append(self, stream: StreamId, record: Record) -> int:
         self.by_stream[stream].append(record)
         return len(self.by_stream[stream]) - 1
+
+    def minutes(self) -> list[ActivityMinute]:
+        return [
+            r for r in self.by_stream[StreamId.ACTIVITY_MINUTES] if isinstance(r, ActivityMinute)
+        ]
+
+    def hr_samples(self) -> list[HeartRateSample]:
+        return [r for r in self.by_stream[StreamId.HR_SAMPLES] if isinstance(r, HeartRateSample)]
+
+    def sleep_epochs(self) -> list[SleepEpoch]:
+        return [r for r in self.by_stream[StreamId.SLEEP_EPOCHS] if isinstance(r, SleepEpoch)]
+
+    def alarm_events(self) -> list[AlarmEvent]:
+        return [r for r in self.by_stream[StreamId.ALARM_EVENTS] if isinstance(r, AlarmEvent)]
 
 
 @dataclass
@@ -108,7 +126,7 @@ def simulate(
 
 def step_totals(run: Run) -> tuple[float, float]:
     """(steps the band counted, true steps) over the run."""
-    counted = sum(m.steps for m in run.records.by_stream[StreamId.ACTIVITY_MINUTES])
+    counted = sum(m.steps for m in run.records.minutes())
     return float(counted), float(run.steps.sum())
 
 
@@ -117,7 +135,7 @@ def desk_false_steps(run: Run) -> tuple[float, float]:
     desk = (run.kind == KIND_INDEX[SegmentKind.DESK]).reshape(-1, 60).all(axis=1)
     no_steps = run.steps.reshape(-1, 60).sum(axis=1) == 0
     counted = np.zeros(len(desk))
-    for m in run.records.by_stream[StreamId.ACTIVITY_MINUTES]:
+    for m in run.records.minutes():
         i = (m.start - run.t0) // 60
         if 0 <= i < len(counted):
             counted[i] = m.steps
@@ -128,7 +146,7 @@ def desk_false_steps(run: Run) -> tuple[float, float]:
 def hr_errors(run: Run) -> dict[str, npt.NDArray[np.float64]]:
     """Absolute errors of valid HR samples: 'rest_walk' (awake at rest, light activity,
     walking, asleep) and 'run'; 'coverage' is the share of worn samples with a value."""
-    samples = run.records.by_stream[StreamId.HR_SAMPLES]
+    samples = run.records.hr_samples()
     idx = np.array([s.timestamp - run.t0 for s in samples], dtype=np.int64)
     bpm = np.array([s.bpm for s in samples], dtype=np.float64)
     ok = (bpm > 0) & (idx >= 0) & (idx < run.seconds)
@@ -151,7 +169,7 @@ def sleep_epochs(run: Run) -> tuple[npt.NDArray[np.int64], npt.NDArray[np.int64]
     the other side has nothing."""
     truth = run.stage[EPOCH_S // 2 :: EPOCH_S].astype(np.int64)
     est = np.full(len(truth), -1, dtype=np.int64)
-    for e in run.records.by_stream[StreamId.SLEEP_EPOCHS]:
+    for e in run.records.sleep_epochs():
         i = (e.start - run.t0) // EPOCH_S
         if 0 <= i < len(est):
             est[i] = int(e.stage)
@@ -182,7 +200,7 @@ class AlarmOutcome:
 
 
 def alarm_outcomes(run: Run, window_min: int) -> list[AlarmOutcome]:
-    events = run.records.by_stream[StreamId.ALARM_EVENTS]
+    events = run.records.alarm_events()
     out = []
     for alarm_id, set_time in run.alarms:
         opens = set_time - window_min * 60

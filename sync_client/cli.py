@@ -1,8 +1,9 @@
-"""The ``scan``, ``pair``, ``sync`` and ``consent show|set`` subcommands.
+"""The ``scan``, ``pair``, ``sync``, ``consent show|set`` and ``alarm list|set|delete``
+subcommands.
 
 ``register(subparsers)`` adds them to the project's CLI; each handler returns an exit
-code: 0 done, 1 a typed error (the message says what to do), 2 usage, 3 band not found,
-4 some streams stopped (the rest synced). ``--json`` prints one JSON object.
+code: 0 done, 1 a typed error (the message says what to do), 2 usage, 3 band (or alarm)
+not found, 4 some streams stopped (the rest synced). ``--json`` prints one JSON object.
 """
 
 from __future__ import annotations
@@ -21,6 +22,14 @@ from protocol.errors import KmebandError
 from protocol.profile import KME_CONSENT_STATE
 from protocol.records import ConsentCategory
 from sync_client.activation import AccountFile, ClientKeys, client_dir, ensure_owner
+from sync_client.alarms import (
+    alarm_to_json,
+    delete_alarm,
+    describe_alarms,
+    list_alarms,
+    make_alarm,
+    set_alarm,
+)
 from sync_client.ble import BandLink, BandNotFoundError, connect, scan
 from sync_client.consent import read_band_consent, set_consent
 from sync_client.outbox import Outbox
@@ -42,7 +51,7 @@ def _run(args: argparse.Namespace, coro: Any) -> int:
         return EXIT_NOT_FOUND
     except KmebandError as exc:
         _emit(args, {"error": str(exc)}, f"error: {exc}")
-        return EXIT_ERROR
+        return exc.exit_code
 
 
 def _passkey() -> int:
@@ -137,6 +146,29 @@ async def _consent(args: argparse.Namespace) -> int:
     return EXIT_OK
 
 
+async def _alarm(args: argparse.Namespace) -> int:
+    # a bad alarm is a usage error: say so before reaching for the band
+    alarm = (
+        make_alarm(args.alarm_id, args.time, args.days, args.smart_window, not args.disabled)
+        if args.alarm_action == "set"
+        else None
+    )
+    keys = ClientKeys.load_or_create(client_dir(args.client_dir))
+    client = await connect(args.address, timeout_s=args.timeout)
+    try:
+        link = BandLink(client, args.timeout)
+        await ensure_owner(link, keys)
+        if alarm is not None:
+            await set_alarm(link, alarm)
+        elif args.alarm_action == "delete":
+            await delete_alarm(link, args.alarm_id)
+        alarms = await list_alarms(link)
+    finally:
+        await client.disconnect()
+    _emit(args, {"alarms": [alarm_to_json(a) for a in alarms]}, describe_alarms(alarms))
+    return EXIT_OK
+
+
 def _common(p: argparse.ArgumentParser) -> None:
     p.add_argument("--json", action="store_true", help="print one JSON object")
     p.add_argument("--timeout", type=float, default=10.0, help="seconds per wait")
@@ -173,6 +205,37 @@ def register(subparsers: Any) -> None:
     change.add_argument("--policy-version", type=int, default=1)
     _common(change)
     p.set_defaults(handler=lambda a: _run(a, _consent(a)))
+
+    p = subparsers.add_parser(
+        "alarm",
+        help="list, set or delete the band's alarms (owner only)",
+        description=(
+            "Alarms live on the band, in its local time (up to 8, ids 0..7). A smart window "
+            "lets the band ring up to that many minutes early in light sleep. Every action "
+            "prints the band's alarms afterwards. Exit 3 when the band or the alarm is not found."
+        ),
+    )
+    actions = p.add_subparsers(dest="alarm_action", required=True)
+    listing = actions.add_parser("list", help="print the band's alarms")
+    listing.add_argument("address")
+    _common(listing)
+    change = actions.add_parser("set", help="create or replace an alarm")
+    change.add_argument("address")
+    change.add_argument("alarm_id", type=int, help="0..7")
+    change.add_argument("time", help="HH:MM, 24-hour, band local time")
+    change.add_argument(
+        "--days", default="once", help="once, daily, weekdays, weekends or mon,tue,... (once)"
+    )
+    change.add_argument(
+        "--smart-window", type=int, default=0, help="minutes the band may ring early (0..60)"
+    )
+    change.add_argument("--disabled", action="store_true", help="store the alarm switched off")
+    _common(change)
+    remove = actions.add_parser("delete", help="delete an alarm (exit 3 if there is none)")
+    remove.add_argument("address")
+    remove.add_argument("alarm_id", type=int, help="0..7")
+    _common(remove)
+    p.set_defaults(handler=lambda a: _run(a, _alarm(a)))
 
 
 def main(argv: list[str] | None = None) -> int:

@@ -12,16 +12,24 @@ import argparse
 import asyncio
 import base64
 import json
+import os
 import sys
 from dataclasses import asdict
 from pathlib import Path
 from typing import Any
 
 from protocol.control import ConsentState, decode_as
-from protocol.errors import KmebandError
+from protocol.errors import KmebandError, UsageError
 from protocol.profile import KME_CONSENT_STATE
 from protocol.records import ConsentCategory
-from sync_client.activation import AccountFile, ClientKeys, client_dir, ensure_owner
+from sync_client.activation import (
+    AccountFile,
+    ClientKeys,
+    client_dir,
+    create_account,
+    ensure_owner,
+    register_band,
+)
 from sync_client.alarms import (
     alarm_to_json,
     delete_alarm,
@@ -33,6 +41,7 @@ from sync_client.alarms import (
 from sync_client.ble import BandLink, BandNotFoundError, connect, scan
 from sync_client.consent import read_band_consent, set_consent
 from sync_client.outbox import Outbox
+from sync_client.rights import EXPORT_FORMATS, erase_data, export_data, load_account
 from sync_client.session import SyncOptions, SyncSession, load_ingest_key
 
 EXIT_OK, EXIT_ERROR, EXIT_USAGE, EXIT_NOT_FOUND, EXIT_PARTIAL = 0, 1, 2, 3, 4
@@ -76,8 +85,17 @@ async def _pair(args: argparse.Namespace) -> int:
         info = await link.read_info()
         data: dict[str, Any] = {"paired": True, "kme": info.kme}
         if info.kme:
-            keys = ClientKeys.load_or_create(client_dir(args.client_dir))
-            _, data["activated"] = await ensure_owner(link, keys)
+            directory = client_dir(args.client_dir)
+            keys = ClientKeys.load_or_create(directory)
+            band_key, data["activated"] = await ensure_owner(link, keys)
+            if args.ingest:
+                # the account the client uploads to (and exports from, and erases)
+                account = AccountFile.load(directory)
+                if account is None:
+                    account = await create_account(args.ingest)
+                    account.save(directory)
+                await register_band(account, keys.band_pseudonym(info.serial), band_key)
+                data["registered"] = True
         _emit(args, data, f"paired: {info.describe()}")
     finally:
         await client.disconnect()
@@ -169,6 +187,36 @@ async def _alarm(args: argparse.Namespace) -> int:
     return EXIT_OK
 
 
+async def _export(args: argparse.Namespace) -> int:
+    exported = await export_data(load_account(args.client_dir), args.format)
+    if args.out is None or str(args.out) == "-":
+        sys.stdout.write(exported.body if exported.body.endswith("\n") else exported.body + "\n")
+        return EXIT_OK
+    args.out.parent.mkdir(parents=True, exist_ok=True)
+    # health data: readable by the user only, like the client's other files
+    fd = os.open(args.out, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
+    with os.fdopen(fd, "w", encoding="utf-8") as f:
+        f.write(exported.body)
+    summary = exported.summary() | {"out": str(args.out)}
+    _emit(args, summary, f"exported ({args.format}) to {args.out}")
+    return EXIT_OK
+
+
+async def _erase(args: argparse.Namespace) -> int:
+    erased = await erase_data(load_account(args.client_dir))
+    _emit(args, {"erased_records": erased}, f"erased {erased} records from the ingest")
+    return EXIT_OK
+
+
+def _erase_confirmed(args: argparse.Namespace) -> int:
+    if not args.yes:
+        raise UsageError(
+            "erasing everything the ingest holds for this account cannot be undone; "
+            "run 'kmeband export' first if you want a copy, then add --yes"
+        )
+    return _run(args, _erase(args))
+
+
 def _common(p: argparse.ArgumentParser) -> None:
     p.add_argument("--json", action="store_true", help="print one JSON object")
     p.add_argument("--timeout", type=float, default=10.0, help="seconds per wait")
@@ -183,6 +231,11 @@ def register(subparsers: Any) -> None:
 
     p = subparsers.add_parser("pair", help="pair with a band (passkey) and activate it")
     p.add_argument("address")
+    p.add_argument(
+        "--ingest",
+        default=None,
+        help="ingest URL: create this client's account there (once) and register the band",
+    )
     _common(p)
     p.set_defaults(handler=lambda a: _run(a, _pair(a)))
 
@@ -236,6 +289,33 @@ def register(subparsers: Any) -> None:
     remove.add_argument("alarm_id", type=int, help="0..7")
     _common(remove)
     p.set_defaults(handler=lambda a: _run(a, _alarm(a)))
+
+    p = subparsers.add_parser(
+        "export",
+        help="download everything the ingest holds for this client's account",
+        description=(
+            "The right of access and to data portability: every record, batch, consent "
+            "record and the profile the ingest holds for the account in the client's "
+            "account.json, as JSON, long CSV or a FHIR R4 bundle. Exit 3 without an account."
+        ),
+    )
+    p.add_argument("--format", choices=EXPORT_FORMATS, default="json")
+    p.add_argument("--out", type=Path, default=None, help="file to write (default: stdout)")
+    _common(p)
+    p.set_defaults(handler=lambda a: _run(a, _export(a)))
+
+    p = subparsers.add_parser(
+        "erase",
+        help="erase everything the ingest holds for this client's account",
+        description=(
+            "The right to erasure: the ingest deletes the account's records, batches, "
+            "consent records and profile (it remembers only how far each stream was erased, "
+            "so old batches cannot bring data back). Needs --yes."
+        ),
+    )
+    p.add_argument("--yes", action="store_true", help="really erase (cannot be undone)")
+    _common(p)
+    p.set_defaults(handler=_erase_confirmed)
 
 
 def main(argv: list[str] | None = None) -> int:

@@ -64,8 +64,8 @@ async def run_cli(*argv: str) -> int:
     return await asyncio.to_thread(main, list(argv))
 
 
-async def pair(monkeypatch: pytest.MonkeyPatch, endpoint: BandGattEndpoint) -> None:
-    """``kmeband pair``, typing the passkey the band shows, as a user would."""
+async def pair(monkeypatch: pytest.MonkeyPatch, endpoint: BandGattEndpoint, *extra: str) -> None:
+    """``kmeband pair [EXTRA]``, typing the passkey the band shows, as a user would."""
 
     def read_display(prompt: str = "") -> str:
         deadline = time.monotonic() + 10
@@ -75,4 +75,4 @@ async def pair(monkeypatch: pytest.MonkeyPatch, endpoint: BandGattEndpoint) -> N
         return endpoint.display
 
     monkeypatch.setattr(builtins, "input", read_display)
-    assert await run_cli("pair", endpoint.address, "--json") == 0
+    assert await run_cli("pair", endpoint.address, "--json", *extra) == 0

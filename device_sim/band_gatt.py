@@ -126,6 +126,10 @@ class BandGattEndpoint:
         self._owner_key: bytes | None = None
         self._account_tag: bytes | None = None
         self._connections: dict[int, _Connection] = {}
+        # One record-sync sender for the life of the firmware (docs/records.md): what was
+        # sent stays known across connections, so a client can acknowledge records it
+        # stored on an earlier connection whose link dropped before its acknowledgement.
+        self._record_sender: BandSyncSender | None = None
         self._tasks: list[asyncio.Task[None]] = []
         self._last_battery = -1
         self.db = self._build_database()
@@ -239,12 +243,14 @@ class BandGattEndpoint:
         self.band.battery.deplete()
         for conn in list(self._connections.values()):
             conn.link.disconnect(DisconnectReason.REMOTE_POWER_OFF)
+        self._record_sender = None  # RAM state: a power cycle forgets what was sent
         self.band.flash.flush()
 
     def reboot(self) -> None:
         """Drop every connection as a power cycle would; state survives (it is persisted)."""
         for conn in list(self._connections.values()):
             conn.link.disconnect(DisconnectReason.REMOTE_POWER_OFF)
+        self._record_sender = None  # RAM state: a power cycle forgets what was sent
         self.band.flash.flush()
 
     # -- ATT -------------------------------------------------------------------------------
@@ -640,8 +646,12 @@ class BandGattEndpoint:
     # -- record sync -----------------------------------------------------------------------
     def _sender(self, conn: _Connection) -> BandSyncSender:
         if conn.sender is None:
-            size = min(conn.server.mtu - 3, P.MAX_RECORD_CHUNK)
-            conn.sender = BandSyncSender(self.band.flash, max(20, size))
+            size = max(20, min(conn.server.mtu - 3, P.MAX_RECORD_CHUNK))
+            if self._record_sender is None:
+                self._record_sender = BandSyncSender(self.band.flash, size)
+            else:
+                self._record_sender.payload_size = size
+            conn.sender = self._record_sender
         return conn.sender
 
     def _sync_status(self, connection: object) -> bytes:

@@ -44,6 +44,8 @@ SCAN_SERVICE_UUIDS = (*KME_SERVICE_UUIDS, str(P.HEART_RATE_SERVICE))
 
 #: A band clock further off than this is set (and any time-zone change is written).
 MAX_CLOCK_DRIFT_S = 2.0
+#: How often a wait for an indication checks that the link is still up.
+LINK_POLL_S = 0.05
 
 
 class BleError(KmebandError):
@@ -174,7 +176,7 @@ class BandLink:
         while not queue.empty():
             queue.get_nowait()
         await self.write(uuid, encode_control(message))
-        raw = await self._timed(queue.get(), "a control request")
+        raw = await self._answer(queue, "a control request")
         try:
             return decode_as(raw, *answers)
         except ControlDecodeError as exc:
@@ -183,8 +185,22 @@ class BandLink:
     async def next_indication(self, uuid: object) -> bytes:
         await self.subscribe_control(uuid)
         queue = self._indications[str(uuid)]
-        result: bytes = await self._timed(queue.get(), "an indication")
-        return result
+        return await self._answer(queue, "an indication")
+
+    async def _answer(self, queue: asyncio.Queue[bytes], what: str) -> bytes:
+        """Await an indication, but give up at once when the link drops (not at the timeout)."""
+        loop = asyncio.get_running_loop()
+        deadline = loop.time() + self.timeout_s
+        while True:
+            if not self.client.is_connected:
+                raise BleError(f"the link to the band dropped while awaiting {what}; sync again")
+            remaining = deadline - loop.time()
+            if remaining <= 0:
+                raise BleError(f"the band did not answer {what} in time; move closer")
+            try:
+                return await asyncio.wait_for(queue.get(), min(LINK_POLL_S, remaining))
+            except TimeoutError:
+                continue
 
     async def read_info(self) -> BandInfo:
         """Device Information and battery; works on SIG-only bands too."""
@@ -273,7 +289,8 @@ async def connect(
             last = exc.__class__.__name__
             with contextlib.suppress(Exception):  # the failed attempt's link is gone already
                 await asyncio.wait_for(client.disconnect(), timeout_s)
-            await asyncio.sleep(min(2.0, 0.2 * 2**attempt))
+            if attempt + 1 < attempts:  # no point waiting after the last attempt
+                await asyncio.sleep(min(2.0, 0.2 * 2**attempt))
     raise BandNotFoundError(
         f"could not connect to the band after {attempts} attempts ({last}); "
         "check it is near, awake and not connected to another phone"

@@ -265,6 +265,11 @@ class Puller:
         if result.error is not None:
             await self._abort(receiver)
         await self._flush(pending, receiver, result)
+        if result.complete and result.acked_up_to is None and stored and not self.keep_on_band:
+            # Nothing new, but what an earlier connection stored may never have been
+            # acknowledged (its link dropped first): acknowledge it now so the band frees it.
+            await self._write(receiver.stored_up_to(stored))
+            result.acked_up_to = stored
         return result
 
     async def _next_item(self) -> tuple[str, bytes]:

@@ -1,0 +1,169 @@
+"""End to end through the real pieces: simulated band -> bleak backend -> sync client ->
+reference ingest. The band's own consent log is the oracle for what may reach the ingest.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import bleak.exc
+
+from device_sim.clock import ManualClock
+from device_sim.radio import LinkFault
+from protocol.errors import KmebandError
+from protocol.records import STREAM_CONSENT, ConsentCategory, StreamId, record_time
+from tests.e2e.e2e_helpers import (
+    DAY,
+    EPOCH,
+    Rig,
+    band_records,
+    expected_upload,
+    live,
+    make_band,
+    may_upload,
+    seqs,
+)
+
+HOUR = 3600.0
+
+
+def assert_ingest_matches(rig: Rig, before: dict[StreamId, list]) -> None:  # type: ignore[type-arg]
+    """The ingest holds exactly the consented part of ``before``, each record once."""
+    expected = expected_upload(before, rig.band.consent)
+    held = rig.held()
+    for stream in StreamId:
+        got = sorted(held.get(stream, []), key=lambda r: r.seq)
+        assert seqs(got) == sorted(set(seqs(got))), f"{stream.name}: a record is held twice"
+        assert got == expected[stream], f"{stream.name}: ingest differs from the band's consent"
+        for stored in got:  # and, said directly: nothing outside a consented interval
+            t = record_time(stored.record)
+            assert may_upload(rig.band.consent, STREAM_CONSENT[stream], t)
+
+
+def delivered_records(rig: Rig) -> int:
+    """Records the client counts as delivered: equal to the ingest's only if none was sent twice."""
+    return sum(row["delivered_records"] for row in rig.outbox.stats(rig.pseudonym).values())
+
+
+async def test_a_week_with_consent_changes_lands_exactly_the_consented_records(
+    tmp_path: Path,
+) -> None:
+    clock = ManualClock(EPOCH)
+    band = make_band(tmp_path, clock, fidelity="summary")
+    # the wearer changes consent on the band's own screen at chosen moments of the week
+    timeline = [
+        (1.5 * DAY, ConsentCategory.HEART_RATE, False),
+        (3.25 * DAY, ConsentCategory.HEART_RATE, True),
+        (4.0 * DAY, ConsentCategory.UX_PROGRAM, False),
+        (5.5 * DAY, ConsentCategory.LOCATION, False),  # still withdrawn at sync: none go
+        (6.0 * DAY, ConsentCategory.SLEEP, False),
+        (6.5 * DAY, ConsentCategory.SLEEP, True),
+    ]
+    for at, category, granted in timeline:
+        live(band, EPOCH + at)
+        band.set_consent(category, granted)
+    live(band, EPOCH + 7 * DAY)
+    before = band_records(band)
+    assert before[StreamId.GNSS_FIXES], "the week must hold fixes the client has to withhold"
+    async with Rig(tmp_path, band) as rig:
+        report = await rig.sync()
+        assert all(s.error is None and s.complete for s in report.streams)
+        assert report.upload is not None and report.upload.rejected == 0
+        assert_ingest_matches(rig, before)
+        held = rig.held()
+        assert not held.get(StreamId.GNSS_FIXES)
+        assert not held.get(StreamId.TELEMETRY)
+        by_stream = {s.stream: s for s in report.streams}
+        assert by_stream[StreamId.GNSS_FIXES].withheld == len(before[StreamId.GNSS_FIXES])
+        # heart rate in the gap was never recorded; activity minutes' avg_hr was cleared
+        assert by_stream[StreamId.ACTIVITY_MINUTES].fields_cleared > 0
+        assert delivered_records(rig) == sum(len(v) for v in held.values())
+        # everything handled (stored or withheld) is freed on the band, nothing more
+        for stream in StreamId:
+            assert band.flash.count(stream) == 0
+
+
+async def test_a_signal_fidelity_day_lands_exactly_the_consented_records(tmp_path: Path) -> None:
+    clock = ManualClock(EPOCH)
+    band = make_band(tmp_path, clock, seed=23, scenario="athlete_week", fidelity="signal")
+    live(band, EPOCH + 7 * HOUR)
+    band.set_consent(ConsentCategory.HEART_RATE, False)
+    live(band, EPOCH + 15 * HOUR)
+    band.set_consent(ConsentCategory.HEART_RATE, True)
+    band.set_consent(ConsentCategory.UX_PROGRAM, False)
+    live(band, EPOCH + DAY)
+    before = band_records(band)
+    assert before[StreamId.HR_SAMPLES] and before[StreamId.ACTIVITY_MINUTES]
+    async with Rig(tmp_path, band) as rig:
+        report = await rig.sync()
+        assert all(s.error is None and s.complete for s in report.streams)
+        assert_ingest_matches(rig, before)
+        hr = rig.held()[StreamId.HR_SAMPLES]
+        gap = [r for r in hr if EPOCH + 7 * HOUR <= record_time(r.record) < EPOCH + 15 * HOUR]
+        assert hr and not gap
+
+
+def band_freed_only_what_was_stored(rig: Rig) -> None:
+    for stream in StreamId:
+        stored = rig.outbox.stored_up_to(rig.pseudonym, int(stream))
+        assert rig.band.flash.first_seq(stream) <= stored + 1, (
+            f"{stream.name}: the band freed records the client never stored"
+        )
+
+
+async def attempt(rig: Rig, drop_after: int) -> tuple[bool, int]:
+    """One sync on a link that drops after ``drop_after`` frames: (completed, chunks seen)."""
+    rig.inject(LinkFault(drop_after_pdus=drop_after))
+    before = rig.capture.sync_data_notifications
+    try:
+        report = await rig.sync(connect_attempts=1, timeout_s=2.0)
+    except (KmebandError, bleak.exc.BleakError, TimeoutError):
+        band_freed_only_what_was_stored(rig)
+        return False, rig.capture.sync_data_notifications - before
+    band_freed_only_what_was_stored(rig)
+    done = all(s.complete and s.error is None for s in report.streams)
+    return done, rig.capture.sync_data_notifications - before
+
+
+async def test_dropping_the_link_at_every_point_loses_nothing_and_stores_nothing_twice(
+    tmp_path: Path,
+) -> None:
+    clock = ManualClock(EPOCH)
+    band = make_band(tmp_path, clock, seed=31, fidelity="summary")
+    live(band, EPOCH + 12 * HOUR)
+    before = band_records(band)
+    async with Rig(tmp_path, band) as rig:
+        # Phase 1: successive connections drop after k = 1, 2, 3, ... frames, through every
+        # point of the setup (pairing, encryption, activation, ownership, consent) until
+        # the first record chunk gets through.
+        k, chunks, done = 0, 0, False
+        while not chunks and not done:
+            k += 1
+            assert k < 1000, "no chunk ever got through"
+            done, chunks = await attempt(rig, k)
+        # Phase 2: the rest of the transfer, chunk by chunk. Each connection resumes where
+        # the last one stopped and drops right after its first data notification (k is
+        # steered from where the previous connection's first chunk crossed), so a drop
+        # lands at every chunk boundary.
+        mid_transfer_drops = 0
+        for _ in range(3000):
+            if done:
+                break
+            cursors = rig.cursors()
+            done, chunks = await attempt(rig, k)
+            handle = rig.capture.last_handle
+            assert handle is not None
+            if chunks and not done:
+                mid_transfer_drops += 1
+            first = rig.capture.first_data_frame.get(handle)
+            if rig.cursors() == cursors or first is None:
+                k += 1  # setup grew (a stream finished) or a chunk spans notifications
+            else:
+                k = first + 1
+        assert done, "the sync never completed"
+        assert mid_transfer_drops >= 40, "too few drops landed between chunks"
+        assert_ingest_matches(rig, before)
+        assert delivered_records(rig) == sum(len(v) for v in rig.held().values())
+        for stream in StreamId:
+            assert band.flash.count(stream) == 0
+        assert rig.outbox.pending_count() == 0

@@ -195,25 +195,29 @@ async def upload_aiohttp(url: str, tokens: list[str], sealed: list[Any]) -> tupl
         return time.perf_counter() - t0, sum(counts)
 
 
-def _cpu_seconds(pid: int) -> float | None:
-    """User + system CPU time of a process so far (Linux /proc), or None elsewhere."""
+def _cpu_seconds(pid: int) -> tuple[float, float] | None:
+    """User and system CPU seconds of a process so far (Linux /proc), or None elsewhere."""
     try:
         fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
     except OSError:
         return None
-    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+    tick = os.sysconf("SC_CLK_TCK")
+    return int(fields[11]) / tick, int(fields[12]) / tick
 
 
 async def measure(
     url: str, sealed: list[Any], client: str, server_pid: int
-) -> tuple[float, int, float | None, float]:
-    """Upload everything; return wall time, records stored, server and client CPU seconds."""
+) -> tuple[float, int, tuple[float, float] | None, float]:
+    """Upload everything; return wall time, records stored, the ingest's user and system
+    CPU seconds, and the client's CPU seconds."""
     tokens = await register(url, sealed)
     upload = upload_raw if client == "raw" else upload_aiohttp
     server_cpu0, client_cpu0 = _cpu_seconds(server_pid), time.process_time()
     elapsed, stored = await upload(url, tokens, sealed)
     server_cpu1, client_cpu1 = _cpu_seconds(server_pid), time.process_time()
-    server_cpu = None if server_cpu0 is None or server_cpu1 is None else server_cpu1 - server_cpu0
+    server_cpu = None
+    if server_cpu0 is not None and server_cpu1 is not None:
+        server_cpu = (server_cpu1[0] - server_cpu0[0], server_cpu1[1] - server_cpu0[1])
     return elapsed, stored, server_cpu, client_cpu1 - client_cpu0
 
 
@@ -259,9 +263,11 @@ def main() -> None:
         flush=True,
     )
     if server_cpu is not None:
+        user, system = server_cpu
         print(
-            f"CPU per batch: ingest {1e6 * server_cpu / n_batches:.0f} us "
-            f"({100 * server_cpu / elapsed:.0f}% of a core), "
+            f"CPU per batch: ingest {1e6 * (user + system) / n_batches:.0f} us "
+            f"(user {1e6 * user / n_batches:.0f}, system {1e6 * system / n_batches:.0f}; "
+            f"{100 * (user + system) / elapsed:.0f}% of a core), "
             f"client {1e6 * client_cpu / n_batches:.0f} us",
             flush=True,
         )

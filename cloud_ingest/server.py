@@ -198,6 +198,10 @@ def _account(request: web.Request) -> int:
 
 
 async def _read(request: web.Request) -> bytes:
+    if request.content.is_eof():
+        # The whole body is already buffered (the usual case for a batch): reading cannot
+        # wait, so no timer needs arming.
+        return await request.read()
     async with asyncio.timeout(request.app[CONFIG].read_timeout_s):
         return await request.read()
 
@@ -320,19 +324,24 @@ async def post_batch(request: web.Request) -> web.Response:
     outcome = store.store_batch(account, header, body, plaintext, digest, _wall_now(request))
     if outcome.replay:
         return _stored(header.batch_id, 0, header.count, "duplicate")
-    log.info(
-        "batch %s stored: %d records, %d duplicates",
-        header.batch_id.hex(),
-        outcome.stored,
-        outcome.duplicates,
-    )
+    if log.isEnabledFor(logging.INFO):
+        log.info(
+            "batch %s stored: %d records, %d duplicates",
+            header.batch_id.hex(),
+            outcome.stored,
+            outcome.duplicates,
+        )
     return _stored(header.batch_id, outcome.stored, outcome.duplicates, "stored")
 
 
 def _stored(batch_id: bytes, stored: int, duplicates: int, status: str) -> web.Response:
-    return web.json_response(
-        {"batch_id": batch_id.hex(), "status": status, "stored": stored, "duplicates": duplicates}
+    # Formatted directly: every value is a hex string, a fixed word or an int, so this is
+    # the JSON json.dumps would write, for a fraction of its cost on the hot path.
+    body = (
+        f'{{"batch_id": "{batch_id.hex()}", "status": "{status}", '
+        f'"stored": {int(stored)}, "duplicates": {int(duplicates)}}}'
     )
+    return web.Response(body=body.encode("ascii"), content_type="application/json", charset="utf-8")
 
 
 async def get_export(request: web.Request) -> web.StreamResponse:

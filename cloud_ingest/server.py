@@ -444,7 +444,7 @@ class IngestServer:
 
     async def start(self) -> None:
         self.keys = load_or_create_keys(self.key_dir)
-        self.store = IngestStore(self.db_path)
+        self.store = IngestStore(self.db_path, background_checkpoint=True)
         app = create_app(self.store, self.keys, self.config)
         self._runner = web.AppRunner(app, access_log=None, handler_cancellation=True)
         await self._runner.setup()

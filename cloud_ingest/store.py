@@ -13,6 +13,7 @@ from __future__ import annotations
 import hashlib
 import json
 import sqlite3
+import threading
 from collections.abc import Iterator, Sequence
 from dataclasses import dataclass
 from pathlib import Path
@@ -132,15 +133,64 @@ def token_hash(token: str) -> bytes:
     return hashlib.sha256(token.encode("utf-8")).digest()
 
 
-class IngestStore:
-    """The ingest's SQLite database (WAL mode); one connection, used from one thread."""
+#: WAL pages after which a commit checkpoints by itself when no background checkpointer
+#: keeps up (SQLite's default is 1000): a backstop that bounds the WAL file.
+BACKSTOP_CHECKPOINT_PAGES = 16_384
 
-    def __init__(self, path: Path | str) -> None:
+
+class _Checkpointer:
+    """Copies committed WAL frames into the database file from a thread of its own.
+
+    A checkpoint ends in fsyncs; run by a commit, they stall the event loop for
+    milliseconds every few hundred batches. A PASSIVE checkpoint on a second connection
+    never blocks the writer, and sqlite3 releases the GIL while it works. Durability is
+    unchanged: a transaction is in the WAL file when COMMIT returns, checkpointed or not.
+    """
+
+    def __init__(self, path: str, interval_s: float) -> None:
+        self._path, self._interval_s = path, interval_s
+        self._stop = threading.Event()
+        self._thread = threading.Thread(target=self._run, name="wal-checkpoint", daemon=True)
+        self._thread.start()
+
+    def _run(self) -> None:
+        db = sqlite3.connect(self._path, isolation_level=None, check_same_thread=False)
+        try:
+            while not self._stop.wait(self._interval_s):
+                try:
+                    db.execute("PRAGMA wal_checkpoint(PASSIVE)").fetchall()
+                except sqlite3.Error:
+                    continue  # the next round or the commit backstop checkpoints instead
+        finally:
+            db.close()
+
+    def stop(self) -> None:
+        self._stop.set()
+        self._thread.join()
+
+
+class IngestStore:
+    """The ingest's SQLite database (WAL mode); one connection, used from one thread.
+
+    ``background_checkpoint`` moves WAL checkpoints off the request path onto a thread
+    (the serving ingest turns it on); :meth:`close` stops it.
+    """
+
+    def __init__(
+        self,
+        path: Path | str,
+        *,
+        background_checkpoint: bool = False,
+        checkpoint_interval_s: float = 0.25,
+    ) -> None:
+        self._checkpointer: _Checkpointer | None = None
         try:
             self._db = sqlite3.connect(str(path), isolation_level=None, check_same_thread=False)
             self._db.execute("PRAGMA journal_mode=WAL")
-            # NORMAL in WAL mode survives a process crash (SIGKILL); only a power cut may lose
-            # the last transactions, which the client's outbox then sends again.
+            # NORMAL in WAL mode survives a process crash (SIGKILL): COMMIT returns once the
+            # transaction is written to the WAL file, which the OS keeps if the process dies.
+            # Only a power cut may lose the last transactions (FULL would fsync every
+            # commit to cover that); the client's outbox then sends those batches again.
             self._db.execute("PRAGMA synchronous=NORMAL")
             self._db.execute("PRAGMA foreign_keys=ON")
             self._db.execute("PRAGMA busy_timeout=5000")
@@ -155,6 +205,9 @@ class IngestStore:
                 for b, st in self._db.execute("SELECT band, stream FROM erased_through")
             }
             self._known_consent: set[bytes] = set()
+            if background_checkpoint:
+                self._db.execute(f"PRAGMA wal_autocheckpoint={BACKSTOP_CHECKPOINT_PAGES}")
+                self._checkpointer = _Checkpointer(str(path), checkpoint_interval_s)
         except sqlite3.DatabaseError as exc:
             raise StoreError(
                 f"cannot open the ingest database {Path(path).name}: {exc}; "
@@ -162,6 +215,9 @@ class IngestStore:
             ) from exc
 
     def close(self) -> None:
+        if self._checkpointer is not None:
+            self._checkpointer.stop()
+            self._checkpointer = None
         self._db.close()
 
     # -- transactions ---------------------------------------------------------------

@@ -12,8 +12,9 @@ numpy, from a :class:`~device_sim.signals.TruthBlock` and the :class:`Person` it
   twitches and posture shifts (more in wake and light sleep), offset, gain error, noise.
 - PPG (``ppg_hz``, arbitrary units, higher = more light absorbed): one pulse wave per true
   beat (so HRV is real), amplitude modulated by breathing and perfusion, a respiratory
-  and very-low-frequency baseline, motion artefacts driven by the same wrist acceleration
-  (several times the pulse when running), and noise. Off the wrist: no pulse, the DC
+  and very-low-frequency baseline, motion artefacts (about 5x the pulse when running,
+  about 90 % of them predictable from the same wrist acceleration, the rest from
+  sensor-skin coupling the accelerometer cannot see), and noise. Off the wrist: no pulse, the DC
   level drops to ambient (about 0) and only noise remains.
 - skin temperature (1 Hz, 0.01 °C), battery voltage (ADC reading of the given cell
   voltage), GNSS fixes at 1 Hz only outdoors and only when ``gnss_allowed``.
@@ -50,7 +51,13 @@ _TREMOR_G = 0.002  # physiological tremor and pulse ballistics on a worn, still 
 _WORN_DC = 50.0  # PPG level with skin under the sensor (tissue absorbs light)
 _PULSE_AC = 1.0  # pulse amplitude at rest with warm skin
 _PPG_NOISE = 0.04  # white noise relative to the resting pulse: ~28 dB SNR
-_ARTEFACT_GAIN = 2.5  # pulse amplitudes per g of wrist acceleration
+_ARTEFACT_GAIN = 0.8  # pulse amplitudes per g of wrist acceleration (coherent part)
+_ARTEFACT_QUAD = 0.3  # per g² of squared magnitude: the size of the jolt
+# The part the accelerometer does not predict (sensor-skin coupling): see docs/simulation.md.
+_COUPLING_S = 3.0  # knots of the slow coupling change (strap pressure, tissue)
+_COUPLING_DEPTH = 0.3  # its size relative to the coherent gain
+_CONTACT_S = 0.12  # knots of the broadband contact term: reaches across the HR band
+_CONTACT_GAIN = 0.12  # its size per g of movement, relative to the coherent gain
 _PULSE_DELAY_S = 0.22  # R peak to pulse arrival at the wrist
 
 _SK = KIND_INDEX
@@ -131,6 +138,8 @@ class SensorModel:
         w = dev.normal(0.0, 1.0, 3)
         self._artefact_dir = w / np.linalg.norm(w)
         self._skin_offset = float(dev.normal(0.0, 0.2))
+        v = dev.normal(0.0, 1.0, 3)  # drawn last: the draws above keep their values
+        self._coupling_dir = v / np.linalg.norm(v)
         self._acc_noise = ChunkedNormal(seed, "acc-noise", width=3)
         self._acc_texture = ChunkedNormal(seed, "acc-texture", width=3)
         self._ppg_noise = ChunkedNormal(seed, "ppg-noise")
@@ -353,6 +362,13 @@ class SensorModel:
     def _ppg(
         self, truth: TruthBlock, person: Person, dyn: F64, dyn_t: F64
     ) -> npt.NDArray[np.float32]:
+        parts = self._ppg_parts(truth, person, dyn, dyn_t)
+        out = parts["dc"] + parts["noise"] + parts["pulse"] + parts["baseline"]
+        out += parts["coherent"] + parts["incoherent"]
+        return out.astype(np.float32)
+
+    def _ppg_parts(self, truth: TruthBlock, person: Person, dyn: F64, dyn_t: F64) -> dict[str, F64]:
+        """The PPG's components, kept apart so that their levels can be checked."""
         hz = self.ppg_hz
         t0 = int(truth.t0)
         i0 = round(t0 * hz)
@@ -360,10 +376,17 @@ class SensorModel:
         t = (i0 + np.arange(n)) / hz
         sec = np.minimum((t - t0).astype(np.int64), truth.hr_bpm.size - 1)
         worn = truth.worn[sec]
-        noise = self._ppg_noise.take(i0, i0 + n)[:, 0]
-        out = np.where(worn, _WORN_DC, 0.0) + _PPG_NOISE * noise
+        zero = np.zeros(n)
+        parts = {
+            "dc": np.where(worn, _WORN_DC, 0.0),
+            "noise": _PPG_NOISE * self._ppg_noise.take(i0, i0 + n)[:, 0],
+            "pulse": zero,
+            "baseline": zero,
+            "coherent": zero,
+            "incoherent": zero,
+        }
         if not np.any(worn):
-            return out.astype(np.float32)
+            return parts
 
         beats = person.beat_times(float(t[0]) - 4.0, float(t[-1]) + 4.0) + _PULSE_DELAY_S
         resp = person.respiration_phase(t)
@@ -381,22 +404,38 @@ class SensorModel:
             exertion = np.clip((truth.hr_bpm[sec] - 60.0) / 120.0, 0.0, 1.0)
             amp = _PULSE_AC * perfusion * (1.0 - 0.35 * exertion) * beat_var
             amp = amp * (1.0 + 0.08 * np.sin(resp))  # respiratory amplitude modulation
-            out += np.where(worn & valid, amp * wave, 0.0)
+            parts["pulse"] = np.where(worn & valid, amp * wave, 0.0)
 
         drift = smooth_noise(self.seed, "ppg-drift", t, 30.0)[:, 0]
-        baseline = 0.25 * np.sin(resp + 0.5) + 0.8 * drift
+        parts["baseline"] = np.where(worn, 0.25 * np.sin(resp + 0.5) + 0.8 * drift, 0.0)
         if hz == self.acc_hz and dyn.shape[0] == n:
             motion = dyn
         else:
             motion = np.stack([np.interp(t, dyn_t, dyn[:, a]) for a in range(3)], axis=1)
+        coherent, incoherent = self._motion_artefact(motion, t)
+        parts["coherent"] = np.where(worn, coherent, 0.0)
+        parts["incoherent"] = np.where(worn, incoherent, 0.0)
+        return parts
+
+    def _motion_artefact(self, motion: F64, t: F64) -> tuple[F64, F64]:
+        """(coherent, incoherent) motion artefact from the wrist's dynamic acceleration.
+
+        Coherent: what a fixed linear/quadratic map of the three axes predicts (the sensor
+        pressed against the skin along a device-specific direction, and venous blood moved
+        by the size of the jolt). Incoherent: the sensor-skin coupling changing with strap
+        pressure and tissue, which the accelerometer does not see: a slow modulation of a
+        second projection (so most of it stays at the gait's own frequencies, as in real
+        recordings) and a broadband contact term, both in proportion to the movement.
+        Levels and their sources: docs/simulation.md.
+        """
         linear = motion @ self._artefact_dir
         magnitude = np.einsum("ij,ij->i", motion, motion)
-        # Only part of the artefact follows the acceleration: the sensor-skin coupling
-        # also changes unpredictably with movement (tissue, strap pressure, light leaks).
-        coupling = smooth_noise(self.seed, "ppg-coupling", t, 0.4)[:, 0]
-        artefact = _ARTEFACT_GAIN * (linear + 0.3 * magnitude + 0.4 * np.sqrt(magnitude) * coupling)
-        out += np.where(worn, baseline + artefact, 0.0)
-        return out.astype(np.float32)
+        coherent = _ARTEFACT_GAIN * (linear + _ARTEFACT_QUAD * magnitude)
+        modulation = smooth_noise(self.seed, "ppg-coupling", t, _COUPLING_S)[:, 0]
+        gait_locked = _COUPLING_DEPTH * modulation * (motion @ self._coupling_dir)
+        contact = smooth_noise(self.seed, "ppg-contact", t, _CONTACT_S)[:, 0]
+        broadband = _CONTACT_GAIN * np.sqrt(magnitude) * contact
+        return coherent, _ARTEFACT_GAIN * (gait_locked + broadband)
 
     # ---- skin temperature, GNSS ---------------------------------------------------------
 

@@ -11,7 +11,11 @@ from __future__ import annotations
 
 import asyncio
 import dataclasses
+import json
 import os
+import signal
+import subprocess
+import sys
 import time
 from collections import defaultdict
 from collections.abc import Iterator
@@ -292,6 +296,76 @@ class Rig:
 
     def held(self) -> Held:
         return ingest_records(self.ingest, self.account, self.pseudonym)
+
+
+ROOT = Path(__file__).resolve().parents[2]
+SYNC_ONCE = Path(__file__).resolve().with_name("sync_once.py")
+
+
+def subprocess_env(**extra: str) -> dict[str, str]:
+    """The environment for a kmeband child process run from the source tree."""
+    return {**os.environ, "PYTHONPATH": str(ROOT), **extra}
+
+
+@dataclass
+class HubProcess:
+    """``kmeband sim`` in a subprocess: bands on a Unix-socket hub, stopped on exit."""
+
+    directory: Path
+    backlog_days: float
+    seed: int = 41
+    flash_capacity: int | None = None
+    fidelity: str = "summary"
+    speed: float = 0.000001
+    hub: str = ""
+    bands: list[str] = field(default_factory=list)
+    process: subprocess.Popen[str] | None = None
+
+    def __enter__(self) -> HubProcess:
+        command = [
+            sys.executable,
+            "-m",
+            "kmeband.cli",
+            "sim",
+            "--json",
+            "--hub",
+            f"unix:{self.directory / 'hub.sock'}",
+            "--state-dir",
+            str(self.directory / "bands"),
+            "--speed",
+            repr(self.speed),
+            "--fidelity",
+            self.fidelity,
+            "--backlog-days",
+            repr(self.backlog_days),
+            "--seed",
+            str(self.seed),
+        ]
+        if self.flash_capacity is not None:
+            command += ["--flash-capacity", str(self.flash_capacity)]
+        self.process = subprocess.Popen(
+            command, stdout=subprocess.PIPE, text=True, cwd=ROOT, env=subprocess_env()
+        )
+        assert self.process.stdout is not None
+        for line in self.process.stdout:
+            event = json.loads(line)
+            if event.get("event") == "ready":
+                self.hub, self.bands = event["hub"], event["bands"]
+                return self
+        raise HubNotReadyError("the hub process ended before it was ready")
+
+    def __exit__(self, *exc: object) -> None:
+        if self.process is not None and self.process.poll() is None:
+            self.process.send_signal(signal.SIGINT)
+            try:
+                self.process.communicate(timeout=60)
+            except subprocess.TimeoutExpired:
+                self.process.kill()
+                self.process.communicate()
+
+
+class HubNotReadyError(KmebandError):
+    """``kmeband sim`` did not start."""
 
 
 def timed() -> Iterator[float]:

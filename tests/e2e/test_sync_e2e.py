@@ -4,17 +4,28 @@ reference ingest. The band's own consent log is the oracle for what may reach th
 
 from __future__ import annotations
 
+import asyncio
+import json
+import random
+import signal
+import sqlite3
+import sys
 from pathlib import Path
+from typing import Any
 
 import bleak.exc
 
+from cloud_ingest.server import IngestServer
 from device_sim.clock import ManualClock
 from device_sim.radio import LinkFault
 from protocol.errors import KmebandError
 from protocol.records import STREAM_CONSENT, ConsentCategory, StreamId, record_time
+from sync_client.activation import create_account
 from tests.e2e.e2e_helpers import (
     DAY,
     EPOCH,
+    SYNC_ONCE,
+    HubProcess,
     Rig,
     band_records,
     expected_upload,
@@ -22,6 +33,7 @@ from tests.e2e.e2e_helpers import (
     make_band,
     may_upload,
     seqs,
+    subprocess_env,
 )
 
 HOUR = 3600.0
@@ -167,3 +179,87 @@ async def test_dropping_the_link_at_every_point_loses_nothing_and_stores_nothing
         for stream in StreamId:
             assert band.flash.count(stream) == 0
         assert rig.outbox.pending_count() == 0
+
+
+async def run_client(
+    hub: HubProcess, client_dir: Path, ingest_key: str, *, kill_after: float | None = None
+) -> tuple[int, dict[str, Any]]:
+    """Run tests/e2e/sync_once.py; SIGKILL it ``kill_after`` seconds after it starts syncing."""
+    env = subprocess_env(KMEBAND_HUB=hub.hub, KMEBAND_BOND_DIR=str(client_dir / "bonds"))
+    args = [str(client_dir), hub.bands[0], ingest_key]
+    if kill_after is None:
+        args.append("--status")
+    proc = await asyncio.create_subprocess_exec(
+        sys.executable, str(SYNC_ONCE), *args, env=env, stdout=asyncio.subprocess.PIPE
+    )
+    assert proc.stdout is not None
+    started = json.loads(await asyncio.wait_for(proc.stdout.readline(), 60))
+    assert started == {"event": "starting"}
+    try:
+        out, _ = await asyncio.wait_for(proc.communicate(), kill_after)
+    except TimeoutError:
+        proc.send_signal(signal.SIGKILL)
+        await proc.wait()
+        return -signal.SIGKILL, {}
+    assert proc.returncode is not None
+    return proc.returncode, json.loads(out.decode().splitlines()[-1]) if out else {}
+
+
+def stored_records(client_dir: Path) -> int:
+    """How far the client's outbox cursors have moved, summed over streams."""
+    if not (client_dir / "outbox.db").exists():
+        return 0
+    with sqlite3.connect(client_dir / "outbox.db") as db:
+        return int(db.execute("SELECT COALESCE(SUM(stored_seq), 0) FROM cursors").fetchone()[0])
+
+
+async def test_sigkill_of_the_client_at_random_points_loses_nothing_and_stores_nothing_twice(
+    tmp_path: Path,
+) -> None:
+    rng = random.Random(20240304)
+    client_dir = tmp_path / "client"
+    with HubProcess(tmp_path / "hub", backlog_days=2.0) as hub:
+        async with IngestServer(tmp_path / "ingest.db", tmp_path / "ingest-keys") as ingest:
+            account = await create_account(ingest.url)
+            account.save(client_dir)
+            assert ingest.keys is not None
+            key = ingest.keys.x25519_public.hex()
+            killed = 0
+            progress: list[tuple[int, int]] = []  # (records stored by the client, in the ingest)
+            for _ in range(20):
+                # short delays: each trial gets a little further, so kills land all along
+                # the setup, the pull, the commits and the upload
+                code, _out = await run_client(
+                    hub, client_dir, key, kill_after=rng.uniform(0.0, 0.12)
+                )
+                if code == -signal.SIGKILL:
+                    killed += 1
+                else:
+                    assert code == 0
+                assert ingest.store is not None
+                progress.append((stored_records(client_dir), ingest.store.record_count()))
+            assert killed >= 10, "too few trials were killed mid-sync to mean anything"
+            code, out = await run_client(hub, client_dir, key)
+            assert code == 0 and not out["errors"] and out["rejected"] == 0
+            store = ingest.store
+            assert store is not None
+            account_id = store.account_for_token(account.token)
+            held: dict[StreamId, list[int]] = {s: [] for s in StreamId}
+            for segment in store.segments_of(account_id):
+                held[segment.stream].extend(r.seq for r in segment.body.records())
+            for stream in StreamId:
+                last = out["next_seq"][str(int(stream))] - 1
+                assert sorted(held[stream]) == list(range(1, last + 1)), (
+                    f"{stream.name}: the ingest does not hold 1..{last} exactly once"
+                )
+            total = sum(len(v) for v in held.values())
+            assert total > 20000
+            partial = [p for p in progress if 0 < p[0] < total or 0 < p[1] < total]
+            assert len(partial) >= 3, f"too few kills landed mid-transfer: {progress}"
+    with sqlite3.connect(client_dir / "outbox.db") as db:
+        queued = db.execute("SELECT COUNT(*) FROM batches").fetchone()[0]
+        delivered = db.execute("SELECT COALESCE(SUM(records), 0) FROM delivered").fetchone()[0]
+    assert queued == 0
+    # every record was put in exactly one batch by the client (the ingest would hide a
+    # second copy by trimming it; the client's own count would not match then)
+    assert delivered == sum(len(v) for v in held.values())

@@ -201,11 +201,22 @@ def _is_bytes(value: object, length: int) -> bool:
     return type(value) is bytes and len(value) == length
 
 
+#: Header fields in the canonical order of their keys' encodings (RFC 8949 4.2.1).
+_HEADER_KEYS_CANONICAL: Final = tuple(
+    sorted(HEADER_KEYS.items(), key=lambda name_key: cbor2.dumps(name_key[1]))
+)
+
+
 def header_aad(header: BatchHeader) -> bytes:
-    """The canonical CBOR encoding of the header: the bytes the envelope authenticates."""
-    as_map = {key: getattr(header, name) for name, key in HEADER_KEYS.items()}
+    """The canonical CBOR encoding of the header: the bytes the envelope authenticates.
+
+    The map is built in canonical key order, and its values are only ints, byte strings
+    and text, which cbor2 always writes in their shortest form: so the plain encoding is
+    the canonical one, without sorting the keys for every batch.
+    """
+    as_map = {key: getattr(header, name) for name, key in _HEADER_KEYS_CANONICAL}
     as_map["stream"] = int(header.stream)
-    return cbor2.dumps(as_map, canonical=True)
+    return cbor2.dumps(as_map)
 
 
 def hpke_info(header_bytes: bytes) -> bytes:

@@ -9,6 +9,7 @@ from __future__ import annotations
 import json
 from array import array
 
+import cbor2
 import pytest
 from aiohttp import web
 from aiohttp.test_utils import TestClient
@@ -20,11 +21,17 @@ from cloud_ingest.keys import IngestKeys
 from cloud_ingest.store import IngestStore
 from protocol.batch import (
     COLUMNS,
+    HEADER_KEYS,
+    MAX_SEQ,
     SEQ_COLUMN,
+    BatchHeader,
     ColumnSpec,
     MalformedBatchError,
     _unpack,
+    decode_header,
+    header_aad,
 )
+from protocol.records import StreamId
 
 _WIDTH = {"q": 8, "i": 4, "h": 2, "B": 1, "b": 1}
 _SIGNED = {"q": True, "i": True, "h": True, "B": False, "b": True}
@@ -126,3 +133,36 @@ async def test_the_batch_answer_is_plain_json(
     assert len(bytes.fromhex(batch_id)) == 16
     assert answer == {"status": "stored", "stored": 20, "duplicates": 0}
     assert store.record_count() == 20
+
+
+@st.composite
+def headers(draw: st.DrawFn) -> BatchHeader:
+    first = draw(st.integers(0, MAX_SEQ - 20_000))
+    count = draw(st.integers(1, 20_000))
+    last = first + count - 1 + (draw(st.integers(0, 5)) if count > 1 else 0)
+    letters = st.characters(codec="utf-8", categories=("L", "N", "P", "S"))
+    text = st.text(letters | st.just(" "), max_size=64).filter(str.isprintable)
+    return BatchHeader(
+        batch_id=draw(st.binary(min_size=16, max_size=16)),
+        band=draw(st.binary(min_size=32, max_size=32)),
+        stream=draw(st.sampled_from(list(StreamId))),
+        first_seq=first,
+        last_seq=last,
+        count=count,
+        consent_digest=draw(st.binary(min_size=32, max_size=32)),
+        firmware_version=draw(text),
+        model=draw(text),
+        client_os=draw(text),
+        client_version=draw(text),
+        created=draw(st.integers(0, 2**40)),
+    )
+
+
+@settings(max_examples=200, deadline=None, derandomize=True)
+@given(headers())
+def test_the_header_encoding_is_cbor2_canonical(header: BatchHeader) -> None:
+    as_map = {key: getattr(header, name) for name, key in HEADER_KEYS.items()}
+    as_map["stream"] = int(header.stream)
+    encoded = header_aad(header)
+    assert encoded == cbor2.dumps(as_map, canonical=True)
+    assert decode_header(encoded) == header

@@ -101,31 +101,59 @@ def band_records(band: SimulatedBand) -> dict[StreamId, list[StoredRecord]]:
     return out
 
 
-def _granted_at(consent: ConsentStore, category: ConsentCategory, t: int) -> bool:
-    return any(
-        start <= t and (end is None or t < end) for start, end in consent.intervals(category)
+def consented_intervals(
+    consent: ConsentStore, category: ConsentCategory, min_policy_version: int = 0
+) -> list[tuple[int, int | None]]:
+    """``[start, end)`` intervals of ``category`` by the band's log (grants of an older
+    policy version than ``min_policy_version`` count as none)."""
+    if min_policy_version <= 1:
+        return consent.intervals(category)  # the band's own index
+    out: list[tuple[int, int | None]] = []
+    start: int | None = None
+    for entry in consent.log():
+        if entry.category is not category:
+            continue
+        if entry.granted and entry.policy_version >= min_policy_version:
+            start = entry.time if start is None else start
+        elif start is not None:
+            if entry.time > start:
+                out.append((start, entry.time))
+            start = None
+    if start is not None:
+        out.append((start, None))
+    return out
+
+
+def may_upload(
+    consent: ConsentStore, category: ConsentCategory, t: int, min_policy_version: int = 0
+) -> bool:
+    """The band's own answer: granted at ``t`` by its log, and still granted now."""
+    intervals = consented_intervals(consent, category, min_policy_version)
+    return (
+        bool(intervals)
+        and intervals[-1][1] is None
+        and any(start <= t and (end is None or t < end) for start, end in intervals)
     )
 
 
-def may_upload(consent: ConsentStore, category: ConsentCategory, t: int) -> bool:
-    """The band's own answer: granted at ``t`` by its log, and still granted now."""
-    return consent.is_granted(category) and _granted_at(consent, category, t)
-
-
 def expected_upload(
-    records: dict[StreamId, list[StoredRecord]], consent: ConsentStore
+    records: dict[StreamId, list[StoredRecord]],
+    consent: ConsentStore,
+    min_policy_version: int = 0,
 ) -> dict[StreamId, list[StoredRecord]]:
     """What the ingest should hold of ``records``: consented ones, fields cleared as needed."""
+    v = min_policy_version
     out: dict[StreamId, list[StoredRecord]] = {}
     for stream, items in records.items():
         kept = []
         for stored in items:
             t = record_time(stored.record)
-            if not may_upload(consent, STREAM_CONSENT[stream], t):
+            if not may_upload(consent, STREAM_CONSENT[stream], t, v):
                 continue
             record = stored.record
             for (s, name), category in FIELD_CONSENT.items():
-                if s is stream and getattr(record, name) and not may_upload(consent, category, t):
+                cleared = not may_upload(consent, category, t, v)
+                if s is stream and getattr(record, name) and cleared:
                     record = dataclasses.replace(record, **{name: 0})  # type: ignore[type-var]
             kept.append(StoredRecord(stream, stored.seq, record))
         out[stream] = kept

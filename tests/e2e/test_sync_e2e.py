@@ -14,6 +14,9 @@ from pathlib import Path
 from typing import Any
 
 import bleak.exc
+import pytest
+from hypothesis import HealthCheck, example, given, settings
+from hypothesis import strategies as st
 
 from cloud_ingest.server import IngestServer
 from device_sim.clock import ManualClock
@@ -28,6 +31,7 @@ from tests.e2e.e2e_helpers import (
     HubProcess,
     Rig,
     band_records,
+    consented_intervals,
     expected_upload,
     live,
     make_band,
@@ -263,3 +267,108 @@ async def test_sigkill_of_the_client_at_random_points_loses_nothing_and_stores_n
     # every record was put in exactly one batch by the client (the ingest would hide a
     # second copy by trimming it; the client's own count would not match then)
     assert delivered == sum(len(v) for v in held.values())
+
+
+CATEGORIES = (
+    ConsentCategory.ACTIVITY,
+    ConsentCategory.HEART_RATE,
+    ConsentCategory.SLEEP,
+    ConsentCategory.LOCATION,
+    ConsentCategory.UX_PROGRAM,
+)
+consent_changes = st.lists(
+    st.tuples(
+        st.integers(1, 47),  # at this half hour of the day
+        st.sampled_from(CATEGORIES),
+        st.booleans(),  # grant (True) or withdraw
+        st.booleans(),  # a grant shows a newer privacy-policy version
+    ),
+    max_size=8,
+)
+
+
+async def consent_timeline_round(
+    directory: Path,
+    changes: list[tuple[int, ConsentCategory, bool, bool]],
+    mid_sync_at: int | None,
+    min_policy_version: int,
+) -> None:
+    clock = ManualClock(EPOCH)
+    band = make_band(directory, clock, seed=61, scenario="athlete_week", fidelity="summary")
+    expected: dict[StreamId, dict[int, Any]] = {s: {} for s in StreamId}
+    async with Rig(directory, band) as rig:
+        moments = sorted(changes, key=lambda c: c[0])
+        syncs = [] if mid_sync_at is None else [(mid_sync_at, None)]
+        events = sorted([*moments, *syncs], key=lambda e: (e[0], len(e)))
+        for event in [*events, (48, None)]:
+            live(band, EPOCH + event[0] * 1800.0)
+            if len(event) == 4:
+                _, category, granted, newer = event
+                version = max(1, band.consent.flag(category).policy_version) + int(newer)
+                band.set_consent(category, granted, policy_version=version)
+                continue
+            # a sync: the band's log says what may go, as of now
+            for stream, records in expected_upload(
+                band_records(band), band.consent, min_policy_version
+            ).items():
+                expected[stream].update((r.seq, r) for r in records)
+            report = await rig.sync(min_policy_version=min_policy_version)
+            assert all(s.error is None for s in report.streams)
+            assert report.upload is not None and report.upload.rejected == 0
+        held = rig.held()
+        for stream in StreamId:
+            got = sorted(held.get(stream, []), key=lambda r: r.seq)
+            assert len({r.seq for r in got}) == len(got), f"{stream.name}: held twice"
+            want = [expected[stream][seq] for seq in sorted(expected[stream])]
+            assert got == want, f"{stream.name}: the ingest differs from the band's consent"
+            for stored in got:  # nothing outside a consented interval of the band's log
+                t = record_time(stored.record)
+                intervals = consented_intervals(
+                    band.consent, STREAM_CONSENT[stream], min_policy_version
+                )
+                assert any(a <= t and (b is None or t < b) for a, b in intervals)
+
+
+@settings(
+    max_examples=4,
+    deadline=None,
+    derandomize=True,
+    suppress_health_check=[HealthCheck.too_slow, HealthCheck.function_scoped_fixture],
+)
+@example(
+    changes=[
+        (6, ConsentCategory.HEART_RATE, False, False),
+        (12, ConsentCategory.HEART_RATE, True, True),
+        (20, ConsentCategory.LOCATION, False, False),
+        (30, ConsentCategory.SLEEP, False, False),
+        (34, ConsentCategory.SLEEP, True, True),
+        (40, ConsentCategory.ACTIVITY, True, True),
+    ],
+    mid_sync_at=24,
+    min_policy_version=2,
+)
+@example(
+    changes=[
+        (4, ConsentCategory.LOCATION, False, False),
+        (10, ConsentCategory.LOCATION, True, False),
+        (16, ConsentCategory.HEART_RATE, False, False),
+        (22, ConsentCategory.UX_PROGRAM, False, False),
+        (28, ConsentCategory.HEART_RATE, True, False),
+        (44, ConsentCategory.LOCATION, False, False),
+    ],
+    mid_sync_at=26,
+    min_policy_version=0,
+)
+@given(
+    changes=consent_changes,
+    mid_sync_at=st.none() | st.integers(2, 46),
+    min_policy_version=st.sampled_from([0, 2]),
+)
+def test_random_consent_timelines_upload_nothing_outside_a_consented_interval(
+    tmp_path_factory: pytest.TempPathFactory,
+    changes: list[tuple[int, ConsentCategory, bool, bool]],
+    mid_sync_at: int | None,
+    min_policy_version: int,
+) -> None:
+    directory = tmp_path_factory.mktemp("timeline")
+    asyncio.run(consent_timeline_round(directory, changes, mid_sync_at, min_policy_version))

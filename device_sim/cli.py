@@ -10,6 +10,7 @@ import signal
 from pathlib import Path
 from typing import Any
 
+from device_sim.flash import DEFAULT_CAPACITY_BYTES
 from device_sim.hub_runner import BandHub, HubOptions, default_hub_address
 from device_sim.physiology import PRESETS
 from device_sim.radio import LinkModel
@@ -43,6 +44,12 @@ def register(subparsers: Any) -> None:
     parser.add_argument(
         "--backlog-days", type=float, default=0.0, help="simulate this many days before now"
     )
+    parser.add_argument(
+        "--flash-capacity",
+        type=int,
+        default=DEFAULT_CAPACITY_BYTES,
+        help=f"bytes of record flash per band (default {DEFAULT_CAPACITY_BYTES})",
+    )
     parser.add_argument("--link-model", action="store_true", help="model LE link timing")
     parser.add_argument("--duration", type=float, help="stop after this many real seconds")
     parser.add_argument("--json", action="store_true", help="print machine-readable lines")
@@ -61,6 +68,7 @@ def run_sim(args: argparse.Namespace) -> int:
         capture=args.capture,
         link_model=LinkModel() if args.link_model else None,
         backlog_days=args.backlog_days,
+        flash_capacity=args.flash_capacity,
     )
     return asyncio.run(_serve(options, args.duration, args.json))
 

@@ -20,6 +20,7 @@ from pathlib import Path
 from device_sim.band import BandConfig, SimulatedBand
 from device_sim.band_gatt import BandGattEndpoint
 from device_sim.clock import AcceleratedClock, Clock
+from device_sim.flash import DEFAULT_CAPACITY_BYTES
 from device_sim.radio import LinkModel, Radio
 from device_sim.radio.capture import BtsnoopCapture
 from device_sim.radio.hub import HubAddress, HubServer
@@ -48,6 +49,7 @@ class HubOptions:
     link_model: LinkModel | None = None
     backlog_days: float = 0.0
     start: float | None = None
+    flash_capacity: int = DEFAULT_CAPACITY_BYTES
 
     def __post_init__(self) -> None:
         if not 1 <= self.bands <= 1000:
@@ -56,6 +58,8 @@ class HubOptions:
             raise UsageError("--speed must be > 0 (1 = real time, 3600 = an hour a second)")
         if self.backlog_days < 0:
             raise UsageError("--backlog-days cannot be negative")
+        if self.flash_capacity < 4096:
+            raise UsageError("--flash-capacity must be at least 4096 bytes")
 
 
 class BandHub:
@@ -81,7 +85,11 @@ class BandHub:
             state = o.state_dir / f"band-{o.seed + i}" if o.state_dir else None
             band = SimulatedBand(
                 BandConfig(
-                    seed=o.seed + i, scenario=o.scenario, fidelity=o.fidelity, state_dir=state
+                    seed=o.seed + i,
+                    scenario=o.scenario,
+                    fidelity=o.fidelity,
+                    state_dir=state,
+                    flash_capacity=o.flash_capacity,
                 ),
                 self.clock,
                 start=backlog_start,

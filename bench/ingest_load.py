@@ -48,7 +48,7 @@ from protocol.records import StoredRecord, StreamId
 from sync_client.sealing import seal_batch
 
 
-def _serve(db: str, key_dir: str, ready: Any) -> None:
+def _serve(db: str, key_dir: str, ready: Any, loop: str) -> None:
     from cloud_ingest.server import IngestConfig, IngestServer
 
     async def run() -> None:
@@ -57,7 +57,13 @@ def _serve(db: str, key_dir: str, ready: Any) -> None:
             ready.send((server.url, server.public_key.public_bytes_raw()))
             await asyncio.Event().wait()
 
-    asyncio.run(run())
+    if loop == "uvloop":
+        import uvloop  # optional: only for measuring what it would bring
+
+        with asyncio.Runner(loop_factory=uvloop.new_event_loop) as runner:
+            runner.run(run())
+    else:
+        asyncio.run(run())
 
 
 def _b64(raw: bytes) -> str:
@@ -233,11 +239,19 @@ def main() -> None:
         help="raw: pre-serialised HTTP/1.1 requests on keep-alive connections (default); "
         "aiohttp: one aiohttp ClientSession",
     )
+    parser.add_argument(
+        "--loop",
+        choices=("asyncio", "uvloop"),
+        default="asyncio",
+        help="the ingest's event loop (uvloop must be installed; it is not a dependency)",
+    )
     args = parser.parse_args()
     with tempfile.TemporaryDirectory() as tmp:
         receive, send = multiprocessing.Pipe(duplex=False)
         server = multiprocessing.get_context("fork").Process(
-            target=_serve, args=(f"{tmp}/ingest.sqlite3", f"{tmp}/keys", send), daemon=True
+            target=_serve,
+            args=(f"{tmp}/ingest.sqlite3", f"{tmp}/keys", send, args.loop),
+            daemon=True,
         )
         server.start()
         try:

@@ -1,21 +1,26 @@
 """Heart rate from the wrist PPG, with motion-artefact rejection from the accelerometer.
 
 Spectral estimation: every ``hop_s`` an 8-second window of PPG, centred on a whole second,
-is detrended, Hann-windowed and zero-padded to an FFT. The accelerometer's spectrum over
-the same window marks the frequencies the wrist moved at (arm swing, cadence and their
-harmonics); PPG power there is attenuated, since a wrist moving at a frequency puts an
-artefact into the optical signal at that frequency. The strongest remaining peaks are
-candidates, and a tracker picks the one most consistent with the recent heart rate (a
-heart rate changes by a few bpm per second at most). Off the wrist the PPG has no pulse:
-when no spectral peak stands out, there is no reading (bpm 0).
+is detrended, Hann-windowed and zero-padded to an FFT. When the wrist moves, what the
+accelerometer explains is removed first: a least-squares fit of the window on the three
+axes and their products (adaptive noise cancellation with the accelerometer as the
+reference, as in the accelerometer-assisted methods of the IEEE SPC 2015 literature). The
+accelerometer's spectrum then marks the frequencies the wrist moved at (arm swing, cadence
+and their harmonics): what the fit left there is damped, and during gait those bins count
+as "no evidence either way", since a pulse there and the artefact's residual look alike.
+A hidden Markov model over the FFT bins (a heart rate moves a few bpm per second at most)
+follows the pulse through the cleaned spectra with a causal forward filter, so a pulse
+hidden for a few windows (or passing through the cadence) is carried by the windows
+around it. Off the wrist the PPG has no pulse: when no spectral peak stands out, there is
+no reading (bpm 0).
 """
 
 from __future__ import annotations
 
-import math
 from dataclasses import dataclass
 
 import numpy as np
+import numpy.typing as npt
 from numpy.lib.stride_tricks import sliding_window_view
 
 from device_sim.firmware.dsp import F64
@@ -33,20 +38,20 @@ class HeartRateConfig:
     min_concentration: float = 0.4  # share of band power near the peak for a pulse to exist
     concentration_windows: int = 5  # averaged over this many windows: noise peaks wander
     motion_g: float = 0.03  # acc std above which motion suppression is applied
-    suppression: float = 4.0  # strength of attenuation at the wrist's motion frequencies
-    max_slew_bpm_s: float = 4.0  # how fast the tracked rate may move per second
-    track_tolerance_bpm: float = 4.0
+    suppression: float = 1.0  # strength of attenuation at the wrist's motion frequencies
+    max_slew_bpm_s: float = 2.0  # sd of the tracked rate's move per second
+    gap_slew_bpm: float = 10.0  # sd of its move over a short loss of contact
+    jump_floor: float = 1e-7  # odds of any other rate (re-acquisition after a wrong lock)
+    emission_power: float = 2.0  # how sharply the spectrum's peaks pull the tracker
+    emission_floor: float = 0.02
     track_memory_s: int = 10  # seconds without contact before the tracked rate is dropped
-    hold_factor: float = 1.5  # a candidate farther than this x the reach is not followed
-    reacquire_s: int = 20  # seconds with no candidate near the tracked rate before a new lock
-    candidates: int = 6
     relock_share: float = 0.12  # peak share of a still window that re-locks the tracker
     clean_peak_share: float = 0.08  # a picked peak this prominent earns more confidence
     gait_motion_g: float = 0.1  # acc std of walking or running
     notch_level: float = 0.3  # acc spectral peaks above this share of the largest...
     notch_bins: int = 2  # ...are notched this many FFT bins each side...
-    notch_depth: float = 0.02  # ...down to this
-    cancel_motion: bool = False  # regress the accelerometer out of the PPG first
+    blind_emission: float = 0.3  # ...and there the tracker's evidence is this, either way
+    cancel_motion: bool = True  # regress the accelerometer out of the PPG first
     ridge: float = 1e-3  # regularisation of the motion-artefact regression
 
 
@@ -81,6 +86,8 @@ class HeartRateEstimator:
         self._hann = np.hanning(self._win)
 
         self._ahann = np.hanning(self._awin)
+        self._step = _transition(self._freqs_bpm, cfg.max_slew_bpm_s * cfg.hop_s, cfg.jump_floor)
+        self._gap_step = _transition(self._freqs_bpm, cfg.gap_slew_bpm, cfg.jump_floor)
         # the accelerometer FFT gets the same bin spacing as the PPG one
         self._anfft = cfg.nfft * acc_rate // ppg_rate
         self.reset(0.0)
@@ -91,9 +98,8 @@ class HeartRateEstimator:
         self._acc = np.zeros((0, 3))
         self._first_sec = 0  # stream second of the first buffered sample
         self._next_sec = self.config.window_s // 2  # next centre second to estimate
-        self._track: float | None = None
+        self._alpha: F64 | None = None  # tracker's probabilities over the band's bins
         self._track_age = 0
-        self._misses = 0
         self._recent_conc = np.zeros(0)
 
     def push(self, ppg: F64, acc: F64) -> HeartRateOutput:
@@ -146,6 +152,7 @@ class HeartRateEstimator:
         # wrist contact: a periodic optical signal (pulse, or motion artefact on skin)
         pulse = self._contact(raw_power / (raw_power.sum(axis=1, keepdims=True) + 1e-12))
         clean = raw_power.copy()
+        blind = np.zeros(clean.shape, dtype=bool)
         if moving.any():
             if cfg.cancel_motion and self.acc_rate == self.ppg_rate:
                 residual = _cancel_motion(pw[moving], aw[moving], cfg.ridge)
@@ -155,29 +162,18 @@ class HeartRateEstimator:
             acc_power = acc_power[:, self._band]
             acc_norm = acc_power / np.maximum(acc_power.max(axis=1, keepdims=True), 1e-12)
             clean[moving] = clean[moving] / (1.0 + cfg.suppression * acc_norm)
-            # rhythmic gait: the arm-swing and step peaks are notched out altogether (a
-            # pulse passing through them is carried by the tracker)
+            # rhythmic gait: at the arm-swing and step peaks the spectrum says nothing
+            # either way (the artefact's residual and a pulse there look alike), so the
+            # tracker neither follows a peak there nor leaves a rate that sits there
             gait = (motion[moving] > cfg.gait_motion_g)[:, None]
             hot = (acc_norm > cfg.notch_level) & gait
             notch = hot.copy()
             for off in range(1, cfg.notch_bins + 1):  # widen by a few bins each side
                 notch[:, off:] |= hot[:, :-off]
                 notch[:, :-off] |= hot[:, off:]
-            clean[moving] = np.where(notch, cfg.notch_depth, 1.0) * clean[moving]
+            blind[moving] = notch
         norm = clean / (clean.sum(axis=1, keepdims=True) + 1e-12)
-        # local maxima; the K strongest are the candidates
-        interior = (norm[:, 1:-1] > norm[:, :-2]) & (norm[:, 1:-1] >= norm[:, 2:])
-        peaks = np.where(interior, norm[:, 1:-1], 0.0)
-        idx = np.argsort(-peaks, axis=1)[:, : cfg.candidates] + 1
-        rows = np.arange(len(norm))[:, None]
-        cand_pow = norm[rows, idx]
-        # parabolic interpolation of each candidate's frequency
-        lo, mid, hi = norm[rows, idx - 1], cand_pow, norm[rows, idx + 1]
-        denom = lo - 2 * mid + hi
-        safe = np.where(np.abs(denom) > 1e-12, denom, 1.0)
-        shift = np.where(np.abs(denom) > 1e-12, 0.5 * (lo - hi) / safe, 0.0)
-        cand_bpm = self._freqs_bpm[idx] + np.clip(shift, -0.5, 0.5) * self._bin_bpm
-        bpm, strength = self._track_rates(cand_bpm, cand_pow, pulse, ~moving)
+        bpm, strength = self._track(norm, blind, pulse, ~moving)
         conf = np.where(pulse, 1 + (strength > cfg.clean_peak_share) + (~moving), 0)
         conf = np.where(bpm > 0, conf, 0)
         return bpm, conf.astype(np.float64), pulse.astype(np.float64), motion
@@ -200,50 +196,65 @@ class HeartRateEstimator:
         self._recent_conc = history[max(0, len(history) - (k - 1)) :]
         return np.asarray(smoothed >= cfg.min_concentration)
 
-    def _track_rates(self, cand_bpm: F64, cand_pow: F64, pulse: F64, still: F64) -> tuple[F64, F64]:
-        """Pick, window by window, the candidate most consistent with the tracked rate;
-        return the rates and the picked peaks' share of the spectrum."""
+    def _track(
+        self, norm: F64, blind: npt.NDArray[np.bool_], pulse: F64, still: F64
+    ) -> tuple[F64, F64]:
+        """Follow the heart rate through the cleaned spectra with a hidden Markov model
+        over the FFT bins (forward filter, causal): a heart rate moves a few bpm per second
+        at most, so a pulse that one window's artefact residual hides is carried by the
+        windows around it. Returns the rates and the chosen bins' share of the spectrum."""
         cfg = self.config
-        out = np.zeros(len(cand_bpm))
-        strength = np.zeros(len(cand_bpm))
-        slew = cfg.max_slew_bpm_s * cfg.hop_s
-        bpms = cand_bpm.tolist()
-        pows = cand_pow.tolist()
-        calm = still.tolist()
+        out = np.zeros(len(norm))
+        strength = np.zeros(len(norm))
+        # only interior local maxima are peaks: the band's edge bins slope up into the
+        # breathing and drift below it, or into the harmonics above
+        local = np.zeros_like(norm)
+        local[:, 1:-1] = np.where(
+            (norm[:, 1:-1] > norm[:, :-2]) & (norm[:, 1:-1] >= norm[:, 2:]), norm[:, 1:-1], 0.0
+        )
+        local = np.where(blind, 0.0, local)
+        peak = local.max(axis=1, keepdims=True)
+        emission = (local / np.maximum(peak, 1e-12)) ** cfg.emission_power + cfg.emission_floor
+        emission = np.where(blind, cfg.blind_emission, emission)
+        ordered = -np.sort(-norm, axis=1)[:, :2]
+        clear = still & (ordered[:, 0] > cfg.relock_share) & (ordered[:, 0] > 2 * ordered[:, 1])
         for i, ok in enumerate(pulse.tolist()):  # one iteration per window (per second)
             if not ok:
                 self._track_age += 1
                 if self._track_age > cfg.track_memory_s:
-                    self._track = None
+                    self._alpha = None
                 continue
-            track = self._track
-            # a still wrist with one clear peak: that is the pulse, whatever was tracked
-            clear = calm[i] and pows[i][0] > cfg.relock_share and pows[i][0] > 2 * pows[i][1]
-            if track is None or self._misses > cfg.reacquire_s or clear:
-                best, best_pow = bpms[i][0], pows[i][0]
-                self._misses = 0
+            if self._alpha is None or clear[i]:
+                alpha = emission[i]
             else:
-                # power weighted by closeness to the tracked rate
-                reach = slew * (1 + self._track_age) + cfg.track_tolerance_bpm
-                best, best_pow, best_score = track, 0.0, -1.0
-                for b, p in zip(bpms[i], pows[i], strict=True):
-                    d = (b - track) / reach
-                    score = p * math.exp(-0.5 * d * d)
-                    if score > best_score:
-                        best, best_pow, best_score = b, p, score
-                if abs(best - track) > cfg.hold_factor * reach:
-                    # nothing plausible near the tracked rate: hold it for a while
-                    best, best_pow = track, 0.0
-                    self._misses += 1
-                else:
-                    self._misses = 0
-                step = slew * (1 + self._track_age)
-                best = min(max(best, track - step), track + step)
-            self._track = best
+                move = self._step if self._track_age == 0 else self._gap_step
+                alpha = (self._alpha @ move) * emission[i]
+            alpha = alpha / alpha.sum()
+            self._alpha = alpha
             self._track_age = 0
-            out[i] = best
-            strength[i] = best_pow
+            k = int(np.argmax(alpha))
+            out[i] = self._refine(norm[i], k)
+            strength[i] = norm[i, k]
         return out, strength
+
+    def _refine(self, spectrum: F64, k: int) -> float:
+        """Sub-bin rate: parabolic interpolation at the spectral peak at or next to bin k."""
+        last = len(spectrum) - 1
+        if 0 < k < last:
+            k = k - 1 + int(np.argmax(spectrum[k - 1 : k + 2]))
+        if not 0 < k < last:
+            return float(self._freqs_bpm[k])
+        lo, mid, hi = spectrum[k - 1], spectrum[k], spectrum[k + 1]
+        denom = lo - 2 * mid + hi
+        shift = 0.5 * (lo - hi) / denom if abs(denom) > 1e-12 else 0.0
+        return float(self._freqs_bpm[k] + min(max(shift, -0.5), 0.5) * self._bin_bpm)
+
+
+def _transition(freqs_bpm: F64, sd_bpm: float, floor: float) -> F64:
+    """Row-stochastic bin-to-bin move of the heart rate over one hop."""
+    d = (freqs_bpm[None, :] - freqs_bpm[:, None]) / sd_bpm
+    move = np.exp(-0.5 * d * d) + floor
+    return np.asarray(move / move.sum(axis=1, keepdims=True))
 
 
 def _power(windows: F64, taper: F64, nfft: int) -> F64:

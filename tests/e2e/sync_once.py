@@ -5,7 +5,7 @@ with ``KMEBAND_HUB`` naming the hub and ``KMEBAND_BOND_DIR`` keeping the bonds. 
 client directory holds the keys, the account file and the outbox across runs. The
 passkey is read off the band's display through the hub. It prints
 ``{"event": "starting"}`` once its imports are done (the SIGKILL test times from there),
-and at the end one JSON line with what it queued and its peak RSS (``ru_maxrss``); with
+and at the end one JSON line with what it queued and any stream errors; with
 ``--status`` that line also has the band's Record Sync Status, read as the owner:
 ``"next_seq": {stream number: next_seq}``.
 """
@@ -15,7 +15,6 @@ from __future__ import annotations
 import asyncio
 import json
 import os
-import resource
 import sys
 from pathlib import Path
 
@@ -85,7 +84,6 @@ async def main(client_dir: Path, address: str, ingest_key: bytes, status: bool) 
             "queued": sum(s.queued for s in report.streams),
             "errors": [s.error for s in report.streams if s.error],
             "rejected": report.upload.rejected if report.upload else None,
-            "peak_rss_kb": resource.getrusage(resource.RUSAGE_SELF).ru_maxrss,
         }
         if status:
             out["next_seq"] = await read_status(address, keys, eyes)

@@ -204,8 +204,6 @@ class HeartRateEstimator:
         at most, so a pulse that one window's artefact residual hides is carried by the
         windows around it. Returns the rates and the chosen bins' share of the spectrum."""
         cfg = self.config
-        out = np.zeros(len(norm))
-        strength = np.zeros(len(norm))
         # only interior local maxima are peaks: the band's edge bins slope up into the
         # breathing and drift below it, or into the harmonics above
         local = np.zeros_like(norm)
@@ -218,6 +216,7 @@ class HeartRateEstimator:
         emission = np.where(blind, cfg.blind_emission, emission)
         ordered = -np.sort(-norm, axis=1)[:, :2]
         clear = still & (ordered[:, 0] > cfg.relock_share) & (ordered[:, 0] > 2 * ordered[:, 1])
+        picked = np.full(len(norm), -1)
         for i, ok in enumerate(pulse.tolist()):  # one iteration per window (per second)
             if not ok:
                 self._track_age += 1
@@ -232,22 +231,30 @@ class HeartRateEstimator:
             alpha = alpha / alpha.sum()
             self._alpha = alpha
             self._track_age = 0
-            k = int(np.argmax(alpha))
-            out[i] = self._refine(norm[i], k)
-            strength[i] = norm[i, k]
+            picked[i] = alpha.argmax()
+        ok = picked >= 0
+        out = np.zeros(len(norm))
+        strength = np.zeros(len(norm))
+        if ok.any():
+            out[ok] = self._refine(norm[ok], picked[ok])
+            strength[ok] = norm[ok, picked[ok]]
         return out, strength
 
-    def _refine(self, spectrum: F64, k: int) -> float:
-        """Sub-bin rate: parabolic interpolation at the spectral peak at or next to bin k."""
-        last = len(spectrum) - 1
-        if 0 < k < last:
-            k = k - 1 + int(np.argmax(spectrum[k - 1 : k + 2]))
-        if not 0 < k < last:
-            return float(self._freqs_bpm[k])
-        lo, mid, hi = spectrum[k - 1], spectrum[k], spectrum[k + 1]
+    def _refine(self, spectra: F64, bins: npt.NDArray[np.int64]) -> F64:
+        """Sub-bin rates: parabolic interpolation at the spectral peak at or next to each
+        picked bin (one per row of ``spectra``)."""
+        last = spectra.shape[1] - 1
+        rows = np.arange(len(bins))
+        k = np.clip(bins, 1, last - 1)
+        k = k - 1 + np.argmax(np.stack([spectra[rows, k + d] for d in (-1, 0, 1)], axis=1), 1)
+        k = np.where((bins > 0) & (bins < last), k, bins)
+        inner = (k > 0) & (k < last)
+        kc = np.clip(k, 1, last - 1)
+        lo, mid, hi = spectra[rows, kc - 1], spectra[rows, kc], spectra[rows, kc + 1]
         denom = lo - 2 * mid + hi
-        shift = 0.5 * (lo - hi) / denom if abs(denom) > 1e-12 else 0.0
-        return float(self._freqs_bpm[k] + min(max(shift, -0.5), 0.5) * self._bin_bpm)
+        safe = np.where(np.abs(denom) > 1e-12, denom, 1.0)
+        shift = np.where(inner & (np.abs(denom) > 1e-12), 0.5 * (lo - hi) / safe, 0.0)
+        return np.asarray(self._freqs_bpm[k] + np.clip(shift, -0.5, 0.5) * self._bin_bpm)
 
 
 def _transition(freqs_bpm: F64, sd_bpm: float, floor: float) -> F64:
@@ -282,9 +289,9 @@ def _cancel_motion(ppg: F64, acc: F64, ridge: float) -> F64:
     terms = [x, y, z, x * x, y * y, z * z, x * y, x * z, y * z, ramp]
     reg = np.stack([t - t.mean(axis=1, keepdims=True) for t in terms], axis=2)  # (m, n, k)
     target = ppg - ppg.mean(axis=1, keepdims=True)
-    gram = np.einsum("mnk,mnl->mkl", reg, reg)
+    gram = np.matmul(reg.transpose(0, 2, 1), reg)
     scale = np.trace(gram, axis1=1, axis2=2)[:, None, None] / gram.shape[1]
     gram = gram + ridge * scale * np.eye(gram.shape[1])[None]
-    rhs = np.einsum("mnk,mn->mk", reg, target)
-    beta = np.linalg.solve(gram, rhs[:, :, None])[:, :, 0]
-    return np.asarray(target - np.einsum("mnk,mk->mn", reg, beta))
+    rhs = np.matmul(target[:, None, :], reg)[:, 0, :]
+    beta = np.linalg.solve(gram, rhs[:, :, None])
+    return np.asarray(target - np.matmul(reg, beta)[:, :, 0])

@@ -12,7 +12,7 @@ HTTP layer). The ingest's and the client's CPU time per batch are printed too: t
 steadier than the rate while others load the machine.
 
     python bench/ingest_load.py [--uploaders 8] [--batches 4000] [--records 500]
-                                [--client raw|aiohttp]
+                                [--client raw|aiohttp] [--loop asyncio|uvloop]
 
 Last line: {"bench": "ingest", "batches_per_s": x, "records_per_s": x}
 """

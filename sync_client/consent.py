@@ -55,6 +55,7 @@ from protocol.records import (
     STREAM_CONSENT,
     ConsentCategory,
     StoredRecord,
+    StreamId,
     record_time,
 )
 from sync_client.outbox import Outbox
@@ -88,6 +89,15 @@ class AllowedIntervals:
     def may_upload(self, category: ConsentCategory, t: int) -> bool:
         """Granted at ``t`` and still granted now: a withdrawal stops every later upload."""
         return self.allows(category, t) and self.granted_now(category)
+
+    def may_upload_span(self, category: ConsentCategory, first: int, last: int) -> bool:
+        """:meth:`may_upload` for every second of ``first .. last`` (one interval holds it)."""
+        if not self.granted_now(category):
+            return False
+        for start, end in self.grants.get(category, ()):
+            if start <= first and (end is None or last < end):
+                return True
+        return False
 
     def granted_now(self, category: ConsentCategory) -> bool:
         """Does the last interval of ``category`` still hold?"""
@@ -160,6 +170,20 @@ def filter_record(record: StoredRecord, allowed: AllowedIntervals) -> StoredReco
             cleared = dataclasses.replace(cast(Any, record.record), **{field: 0})
             record = StoredRecord(record.stream, record.seq, cleared)
     return record
+
+
+def all_may_upload(stream: StreamId, first: int, last: int, allowed: AllowedIntervals) -> bool:
+    """May every record of ``stream`` timed ``first .. last`` go as it is (no field cleared)?
+
+    The fast path for a chunk of records: one interval check instead of one per record.
+    """
+    if not allowed.may_upload_span(STREAM_CONSENT[stream], first, last):
+        return False
+    return all(
+        allowed.may_upload_span(category, first, last)
+        for (s, _field), category in FIELD_CONSENT.items()
+        if s is stream
+    )
 
 
 def filter_records(records: Sequence[StoredRecord], allowed: AllowedIntervals) -> Filtered:

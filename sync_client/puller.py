@@ -39,9 +39,9 @@ from protocol.record_sync import (
     SyncError,
     TransferComplete,
 )
-from protocol.records import StoredRecord, StreamId
+from protocol.records import StoredRecord, StreamId, record_time
 from sync_client.batcher import Batcher
-from sync_client.consent import AllowedIntervals, filter_record
+from sync_client.consent import AllowedIntervals, all_may_upload, filter_record
 from sync_client.outbox import Outbox
 
 _CONTROL = str(KME_RECORD_SYNC_CONTROL_POINT)
@@ -111,9 +111,14 @@ class StreamResult:
 
 @dataclass(slots=True)
 class _Pending:
-    """Records received but not yet committed, and the last sequence they cover."""
+    """Records received but not yet committed, and the last sequence they cover.
+
+    They always fit one batch (``_take`` flushes before a limit would break), so a commit
+    seals them as one batch.
+    """
 
     records: list[StoredRecord] = field(default_factory=list)
+    first_time: int = 0  # record time of records[0]: the batch's span starts there
     withheld: int = 0
     cleared: int = 0
     handled_up_to: int | None = None
@@ -302,18 +307,29 @@ class Puller:
         result: StreamResult,
     ) -> None:
         """Filter new records into ``pending``; flush whenever a batch is full."""
-        for record in records:
-            if record.seq <= result.stored_up_to:
-                continue  # already stored before: never queue twice
+        stored = result.stored_up_to
+        records = [r for r in records if r.seq > stored]  # stored before: never queue twice
+        if not records:
+            return
+        times = [record_time(r.record) for r in records]
+        # a chunk is minutes to hours of one stream: usually one consent check covers it
+        as_is = all_may_upload(result.stream, min(times), max(times), self.allowed)
+        limits = self.batcher.limits
+        for record, t in zip(records, times, strict=True):
             result.received += 1
-            kept = filter_record(record, self.allowed)
+            kept = record if as_is else filter_record(record, self.allowed)
             if kept is None:
                 pending.withheld += 1
             else:
-                if not self.batcher.fits(pending.records, kept):
+                if pending.records and (
+                    len(pending.records) >= limits.max_records
+                    or abs(t - pending.first_time) > limits.max_span_s
+                ):
                     await self._flush(pending, receiver, result)
                 if kept is not record:
                     pending.cleared += 1
+                if not pending.records:
+                    pending.first_time = t
                 pending.records.append(kept)
             pending.handled_up_to = record.seq
 
@@ -322,7 +338,7 @@ class Puller:
         up_to = pending.handled_up_to
         if up_to is None:
             return None
-        batches = self.batcher.seal(pending.records) if pending.records else []
+        batches = [self.batcher.seal_one(pending.records)] if pending.records else []
         self.outbox.commit(self.band, int(result.stream), up_to, batches, pending.withheld)
         result.batches += len(batches)
         result.queued += len(pending.records)

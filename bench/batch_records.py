@@ -25,7 +25,9 @@ START = 1_760_000_000 - 1_760_000_000 % 86_400  # a UTC midnight
 TZ = 120  # CEST
 
 
-def _walk(rng: np.random.Generator, n: int, start: float, step: float, lo: float, hi: float):
+def _walk(
+    rng: np.random.Generator, n: int, start: float, step: float, lo: float, hi: float
+) -> np.ndarray:
     values = start + np.cumsum(rng.normal(0.0, step, n))
     return np.clip(values, lo, hi)
 

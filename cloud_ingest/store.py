@@ -403,6 +403,10 @@ class IngestStore:
             body = decode_body(sid, blob, count=count, first_seq=first, last_seq=last)
             yield Segment(bytes(band), sid, body)
 
+    def account_ids(self) -> list[int]:
+        """Every account in the store, oldest first (for operators' tools such as reports)."""
+        return [int(row[0]) for row in self._db.execute("SELECT id FROM accounts ORDER BY id")]
+
     def record_count(self, account_id: int | None = None) -> int:
         if account_id is None:
             row = self._db.execute("SELECT COALESCE(SUM(count), 0) FROM segments").fetchone()

@@ -10,7 +10,6 @@ from __future__ import annotations
 
 import argparse
 import json
-import sqlite3
 from collections.abc import Iterable
 from pathlib import Path
 from typing import Any
@@ -31,12 +30,6 @@ class MatplotlibMissingError(UsageError):
     """The report needs the optional matplotlib extra."""
 
 
-def account_ids(db: Path) -> list[int]:
-    """Every account in an ingest database, read-only (the store has no listing of its own)."""
-    with sqlite3.connect(f"file:{db}?mode=ro", uri=True) as connection:
-        return [int(row[0]) for row in connection.execute("SELECT id FROM accounts ORDER BY id")]
-
-
 def store_records(db: Path, token: str | None) -> list[tuple[bytes, StoredRecord]]:
     """The records of one account (by its bearer token) or of every account in ``db``."""
     from cloud_ingest.store import IngestStore
@@ -52,7 +45,7 @@ def store_records(db: Path, token: str | None) -> list[tuple[bytes, StoredRecord
                 raise ReportInputNotFoundError("no account with that token in the database")
             accounts = [account]
         else:
-            accounts = account_ids(db)
+            accounts = store.account_ids()
         return [pair for a in accounts for pair in records_from_store(store, a)]
     finally:
         store.close()

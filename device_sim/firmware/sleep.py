@@ -74,6 +74,9 @@ class StageModel:
     hr_outlier: float = 0.08
     hr_outlier_sd: float = 0.3
     p_moved: tuple[float, float, float, float] = (0.23, 0.064, 0.009, 0.037)
+    # log(hr_sd + 0.2): the heart rate's spread within the epoch; awake it wanders most
+    spread_mean: tuple[float, float, float, float] = (0.048, -0.094, -0.002, -0.094)
+    spread_sd: tuple[float, float, float, float] = (0.287, 0.26, 0.273, 0.257)
     transition: tuple[tuple[float, float, float, float], ...] = (
         (0.905, 0.062, 0.019, 0.014),
         (0.015, 0.968, 0.008, 0.009),
@@ -89,8 +92,9 @@ class StageModel:
     def log_prior(self) -> F64:
         return np.asarray(np.log(np.array(self.prior)))
 
-    def log_emission(self, rel: F64, moved: F64) -> F64:
-        """(n,) log heart-rate ratios (nan: none) and moved flags -> (n, 4) log likelihoods."""
+    def log_emission(self, rel: F64, moved: F64, spread: F64 | None = None) -> F64:
+        """(n,) log heart-rate ratios (nan: none), moved flags and, optionally, log heart-rate
+        spreads (nan: none) -> (n, 4) log likelihoods."""
         mean = np.array(self.hr_mean)[None, :]
         sd = np.array(self.hr_sd)[None, :]
         z = (rel[:, None] - mean) / sd
@@ -100,7 +104,12 @@ class StageModel:
         ll_hr = np.where(np.isnan(rel)[:, None], 0.0, ll_hr)
         p = np.array(self.p_moved)[None, :]
         ll_move = np.where(moved[:, None] > 0, np.log(p), np.log1p(-p))
-        return np.asarray(ll_hr + ll_move)
+        if spread is None:
+            return np.asarray(ll_hr + ll_move)
+        zs = (spread[:, None] - np.array(self.spread_mean)[None, :]) / np.array(self.spread_sd)
+        ll_spread = -0.5 * zs * zs - np.log(np.array(self.spread_sd))[None, :]
+        ll_spread = np.where(np.isnan(spread)[:, None], 0.0, ll_spread)
+        return np.asarray(ll_hr + ll_move + ll_spread)
 
 
 @dataclass(frozen=True)
@@ -119,7 +128,8 @@ class SleepConfig:
     end_wake_epochs: int = 40  # 20 min scored awake ends the period
     end_steps: int = 60  # this many steps within end_steps_epochs ends it too
     end_steps_epochs: int = 10
-    min_sleep_epochs: int = 120  # a period with less than 1 h of sleep is not a night
+    min_sleep_epochs: int = 120  # a period with less than 1 h of sleep is not a night...
+    min_cut_sleep_epochs: int = 20  # ...unless the data ended while asleep: keep what was seen
     max_bed_lead_epochs: int = 180  # bed time at most 90 min before onset
     quiet_activity: float = 0.05  # above this an epoch is not "lying in bed"
     history_epochs: int = 240
@@ -230,7 +240,7 @@ class SleepTracker:
         out = None
         if self._in_period:
             last = len(self._ck) - 1
-            out = self._close(last, last + 1, tz_offset_min)
+            out = self._close(last, last + 1, tz_offset_min, cut=True)
         self.reset()
         return out
 
@@ -251,7 +261,10 @@ class SleepTracker:
         rel = np.nan
         if e.hr > 0 and len(self._still_hr) >= 4:
             rel = float(np.log(e.hr / np.median(self._still_hr)))
-        ll = cfg.model.log_emission(np.array([rel]), np.array([float(moved)]))[0]
+        spread = np.log(e.hr_sd + 0.2) if e.hr > 0 else np.nan
+        ll = cfg.model.log_emission(np.array([rel]), np.array([float(moved)]), np.array([spread]))[
+            0
+        ]
         if self._alpha is None:
             alpha = cfg.model.log_prior() + ll
         else:
@@ -301,7 +314,7 @@ class SleepTracker:
         for e in self._epochs[first:]:
             self._online_update(e)
 
-    def _close(self, last_idx: int, end_idx: int, tz: int) -> SleepOutput | None:
+    def _close(self, last_idx: int, end_idx: int, tz: int, cut: bool = False) -> SleepOutput | None:
         cfg = self.config
         first = self._period_first
         self._in_period = False
@@ -312,7 +325,7 @@ class SleepTracker:
         self._epochs = self._epochs[end_idx:]
         self._acts = self._acts[end_idx:]
         self._ck = self._ck[end_idx:]
-        if ck_sleep.sum() < cfg.min_sleep_epochs:
+        if ck_sleep.sum() < (cfg.min_cut_sleep_epochs if cut else cfg.min_sleep_epochs):
             return None
         stages = self._stage(epochs)
         asleep = stages != SleepStage.WAKE
@@ -357,7 +370,10 @@ class SleepTracker:
 
     def _stage(self, epochs: list[EpochFeatures]) -> np.ndarray:
         rel, moved = night_observations(epochs, self.config)
-        ll = self.config.model.log_emission(rel, moved)
+        hr = np.array([e.hr for e in epochs])
+        sd = np.array([e.hr_sd for e in epochs])
+        spread = np.where(hr > 0, np.log(sd + 0.2), np.nan)
+        ll = self.config.model.log_emission(rel, moved, spread)
         return _viterbi(ll, self._log_a, self.config.model.log_prior())
 
 

@@ -81,7 +81,7 @@ class HeartRateEstimator:
         self._awin = cfg.window_s * acc_rate
         freqs = np.fft.rfftfreq(cfg.nfft, 1.0 / ppg_rate)
         self._band = np.flatnonzero((freqs >= cfg.min_bpm / 60) & (freqs <= cfg.max_bpm / 60))
-        self._freqs_bpm = freqs[self._band] * 60.0
+        self._freqs_bpm = np.asarray(freqs[self._band] * 60.0, dtype=np.float64)
         self._bin_bpm = float(freqs[1] * 60.0)
         self._hann = np.hanning(self._win)
 
@@ -197,7 +197,7 @@ class HeartRateEstimator:
         return np.asarray(smoothed >= cfg.min_concentration)
 
     def _track(
-        self, norm: F64, blind: npt.NDArray[np.bool_], pulse: F64, still: F64
+        self, norm: F64, blind: npt.NDArray[np.bool_], pulse: F64, still: npt.NDArray[np.bool_]
     ) -> tuple[F64, F64]:
         """Follow the heart rate through the cleaned spectra with a hidden Markov model
         over the FFT bins (forward filter, causal): a heart rate moves a few bpm per second

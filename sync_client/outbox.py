@@ -11,6 +11,8 @@ bookkeeping needed for exactly-once delivery:
   both are there or neither is: the band is acknowledged only up to the cursor, so it
   resends what was not stored and the client drops what was.
 - ``withheld``: counts of records withheld by consent, per band and stream.
+- ``registrations``: bands the ingest has confirmed it knows (registration at activation
+  can fail or be cut short; the next sync tries again before uploading).
 
 Nothing in here is plaintext health data: the envelopes are sealed before they arrive.
 """
@@ -51,6 +53,9 @@ CREATE TABLE IF NOT EXISTS withheld (
     stream INTEGER NOT NULL,
     records INTEGER NOT NULL,
     PRIMARY KEY (band, stream)
+) WITHOUT ROWID;
+CREATE TABLE IF NOT EXISTS registrations (
+    band BLOB PRIMARY KEY
 ) WITHOUT ROWID;
 CREATE TABLE IF NOT EXISTS delivered (
     band BLOB NOT NULL,
@@ -224,6 +229,14 @@ class Outbox:
             "UPDATE batches SET attempts=attempts+1, next_attempt=? WHERE batch_id=?",
             (at, batch_id),
         )
+
+    # -- registration with the ingest ------------------------------------------------------
+    def is_registered(self, band: bytes) -> bool:
+        row = self._db.execute("SELECT 1 FROM registrations WHERE band=?", (band,)).fetchone()
+        return row is not None
+
+    def mark_registered(self, band: bytes) -> None:
+        self._db.execute("INSERT OR IGNORE INTO registrations (band) VALUES (?)", (band,))
 
     # -- consent ---------------------------------------------------------------------------
     def purge_category(self, band: bytes, category: int) -> int:

@@ -18,7 +18,13 @@ from cryptography.hazmat.primitives.asymmetric import x25519
 
 from protocol.batch import SUITE_X25519, HpkeSuiteId
 from protocol.records import StreamId
-from sync_client.activation import AccountFile, ClientKeys, ensure_owner, register_band
+from sync_client.activation import (
+    AccountFile,
+    ActivationError,
+    ClientKeys,
+    ensure_owner,
+    register_band,
+)
 from sync_client.batcher import Batcher, BatchLimits, ServiceData
 from sync_client.ble import Backend, BandInfo, BandLink, connect
 from sync_client.consent import BandConsent, purge_withdrawn, read_band_consent
@@ -57,6 +63,7 @@ class SyncReport:
     streams: list[StreamResult] = field(default_factory=list)
     upload: UploadReport | None = None
     sig_only: bool = False
+    registration_error: str | None = None
 
 
 class SyncSession:
@@ -103,6 +110,7 @@ class SyncSession:
             disconnected_callback=self._on_disconnect,
             backend_options=dict(self.backend_options or {}),
         )
+        registered = False
         try:
             link = BandLink(client, opts.timeout_s)
             info = await link.read_info()
@@ -114,8 +122,7 @@ class SyncSession:
                 return report
             band = self.keys.band_pseudonym(info.serial)
             band_key, report.newly_activated = await ensure_owner(link, self.keys)
-            if report.newly_activated and self.account is not None:
-                await register_band(self.account, band, band_key)
+            registered = await self._register(band, band_key, report)
             consent = await read_band_consent(
                 client, min_policy_version=opts.min_policy_version, timeout_s=opts.timeout_s
             )
@@ -125,10 +132,29 @@ class SyncSession:
             if self._puller is not None:
                 await self._puller.unsubscribe()
             await client.disconnect()
-        if opts.upload and self.account is not None:
+        if opts.upload and self.account is not None and registered:
             uploader = Uploader(self.outbox, self.account.ingest_url, self.account.token)
             report.upload = await uploader.drain()
         return report
+
+    async def _register(self, band: bytes, band_key: bytes, report: SyncReport) -> bool:
+        """Make sure the ingest knows the band (idempotent) before anything is uploaded.
+
+        Registration at activation may have failed, or the client may have been killed
+        between activating the band and registering it: every sync checks. When the ingest
+        cannot be reached the sync still pulls into the outbox and uploads next time.
+        """
+        if self.account is None:
+            return False
+        if self.outbox.is_registered(band):
+            return True
+        try:
+            await register_band(self.account, band, band_key)
+        except ActivationError as exc:
+            report.registration_error = str(exc)
+            return False
+        self.outbox.mark_registered(band)
+        return True
 
     async def _pull(
         self, client: object, band: bytes, info: BandInfo, consent: BandConsent

@@ -6,7 +6,8 @@
   answers back off exponentially with full jitter; the batch stays queued.
 - 4xx other than 429 (the ingest refuses the batch: e.g. no consent covers it) are
   permanent for that batch: it is parked far in the future and counted as rejected, never
-  dropped silently.
+  dropped silently. The exception is 403 ``unknown_band``: the band's registration is
+  still to come (the next sync makes it), so the batch backs off and stays due.
 - Concurrency is bounded; TLS verification is on for https; plain http is refused for
   anything but a loopback host.
 """
@@ -169,7 +170,14 @@ class Uploader:
                 detail = _error_code(body)
         except (aiohttp.ClientError, TimeoutError) as exc:
             detail = exc.__class__.__name__
-        if status is not None and 400 <= status < 500 and status not in (408, 429):
+        # An unknown band is registered by the next sync: wait for it, do not give up.
+        pending_registration = status == 403 and detail == "unknown_band"
+        if (
+            status is not None
+            and 400 <= status < 500
+            and status not in (408, 429)
+            and not pending_registration
+        ):
             # The ingest refuses this batch for good; keep it (never silent loss) but park it.
             self.outbox.retry_later(batch.batch_id, self._now() + PARKED_S)
             report.rejected += 1

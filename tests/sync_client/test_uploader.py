@@ -103,3 +103,21 @@ def test_url_rules_and_backoff_bounds() -> None:
     up.base_backoff_s, up.max_backoff_s, up._rng = 1.0, 60.0, random.Random(3)
     samples = [up.backoff(a) for a in range(12) for _ in range(20)]
     assert all(0 <= s <= 60.0 for s in samples) and max(samples) > 30
+
+
+async def test_an_unknown_band_waits_for_its_registration_instead_of_being_parked(
+    tmp_path: Path,
+) -> None:
+    ingest = ScriptedIngest([(403, {})])
+    server = await _serve(ingest)
+    try:
+        with Outbox(tmp_path / "o.db") as box:
+            box.commit(BAND, 1, 10, [queued(1)])
+            up = Uploader(
+                box, str(server.make_url("/")), "t", base_backoff_s=0.001, rng=random.Random(4)
+            )
+            report = await up.drain(wait_for_retries_s=5)
+            assert report.rejected == 0 and report.retried == 1
+            assert report.delivered_batches == 1 and box.pending_count() == 0
+    finally:
+        await server.close()

@@ -39,7 +39,8 @@ class ScriptedIngest:
             return web.json_response({"stored": True})
         if status == 599:
             return web.Response(status=502, body=b"<html>garbage</html>")
-        return web.json_response({"error": "nope", "message": "x"}, status=status, headers=headers)
+        code = "unknown_band" if status == 403 else "nope"
+        return web.json_response({"error": code, "message": "x"}, status=status, headers=headers)
 
 
 async def _serve(ingest: ScriptedIngest) -> TestServer:

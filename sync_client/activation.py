@@ -145,6 +145,40 @@ class AccountFile:
         return cls(str(data["ingest_url"]), str(data["token"]))
 
 
+async def fetch_ingest_key(ingest_url: str) -> bytes:
+    """The ingest's default X25519 public key (``GET /v1/keys``), 32 raw bytes.
+
+    Over https the key is as trustworthy as the server's certificate; plain http is only
+    allowed to a loopback ingest (see ``check_ingest_url``).
+    """
+    import aiohttp
+
+    from sync_client.uploader import check_ingest_url
+
+    url = check_ingest_url(ingest_url) + "/v1/keys"
+    try:
+        async with (
+            aiohttp.ClientSession(timeout=aiohttp.ClientTimeout(total=15)) as http,
+            http.get(url) as response,
+        ):
+            if response.status != 200:
+                raise ActivationError(
+                    f"the ingest did not publish its key (HTTP {response.status})"
+                )
+            document = await response.json()
+    except (aiohttp.ClientError, TimeoutError, ValueError) as exc:
+        raise ActivationError(
+            f"the ingest's key could not be fetched ({exc.__class__.__name__}); "
+            "pass it with --ingest-key"
+        ) from None
+    for key in document.get("keys", []) if isinstance(document, dict) else []:
+        if isinstance(key, dict) and key.get("default") and isinstance(key.get("public_key"), str):
+            raw = base64.urlsafe_b64decode(key["public_key"] + "==")
+            if len(raw) == 32:
+                return raw
+    raise ActivationError("the ingest publishes no default X25519 key; pass it with --ingest-key")
+
+
 async def create_account(ingest_url: str) -> AccountFile:
     """``POST /v1/accounts`` on the ingest: a new account and its bearer token."""
     import aiohttp

@@ -28,6 +28,7 @@ from sync_client.activation import (
     client_dir,
     create_account,
     ensure_owner,
+    fetch_ingest_key,
     register_band,
 )
 from sync_client.alarms import (
@@ -51,15 +52,23 @@ def _emit(args: argparse.Namespace, data: dict[str, Any], text: str) -> None:
     print(json.dumps(data, default=str) if args.json else text)
 
 
+def _fail(args: argparse.Namespace, exc: Exception) -> None:
+    """An error: a JSON object on stdout for scripts (--json), else a line on stderr."""
+    if args.json:
+        print(json.dumps({"error": str(exc)}))
+    else:
+        print(f"kmeband: error: {exc}", file=sys.stderr)
+
+
 def _run(args: argparse.Namespace, coro: Any) -> int:
     try:
         result: int = asyncio.run(coro)
         return result
     except BandNotFoundError as exc:
-        _emit(args, {"error": str(exc)}, f"error: {exc}")
+        _fail(args, exc)
         return EXIT_NOT_FOUND
     except KmebandError as exc:
-        _emit(args, {"error": str(exc)}, f"error: {exc}")
+        _fail(args, exc)
         return exc.exit_code
 
 
@@ -106,7 +115,16 @@ async def _sync(args: argparse.Namespace) -> int:
     directory = client_dir(args.client_dir)
     keys = ClientKeys.load_or_create(directory)
     account = AccountFile.load(directory)
-    ingest_key = load_ingest_key(base64.urlsafe_b64decode(args.ingest_key + "=="))
+    if args.ingest_key:
+        raw_key = base64.urlsafe_b64decode(args.ingest_key + "==")
+    elif account is not None:
+        raw_key = await fetch_ingest_key(account.ingest_url)
+    else:
+        raise UsageError(
+            "no account yet: pair with --ingest URL first (or give --ingest-key to only "
+            "queue sealed batches)"
+        )
+    ingest_key = load_ingest_key(raw_key)
     options = SyncOptions(keep_on_band=args.keep_on_band, timeout_s=args.timeout)
     with Outbox(directory / "outbox.db") as outbox:
         session = SyncSession(args.address, keys, outbox, ingest_key, account, options=options)
@@ -241,7 +259,10 @@ def register(subparsers: Any) -> None:
 
     p = subparsers.add_parser("sync", help="pull a band's records, seal, queue, upload")
     p.add_argument("address")
-    p.add_argument("--ingest-key", required=True, help="the ingest's X25519 key, base64url")
+    p.add_argument(
+        "--ingest-key",
+        help="the ingest's X25519 key, base64url (default: fetched from the account's ingest)",
+    )
     p.add_argument("--keep-on-band", action="store_true", help="do not let the band free data")
     _common(p)
     p.set_defaults(handler=lambda a: _run(a, _sync(a)))

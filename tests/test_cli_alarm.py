@@ -71,7 +71,7 @@ async def test_bad_alarm_is_a_usage_error_before_any_radio(
 ) -> None:
     monkeypatch.setenv("KMEBAND_BLEAK_BACKEND", "no.such.backend")  # never reached
     assert await run_cli("alarm", "set", "C0:00:00:00:00:01", "1", "25:00") == 2
-    assert "HH:MM" in capsys.readouterr().out
+    assert "HH:MM" in capsys.readouterr().err
     assert await run_cli("alarm", "set", "C0:00:00:00:00:01", "9", "07:00", "--json") == 2
 
 

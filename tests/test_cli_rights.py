@@ -85,7 +85,7 @@ async def test_unreachable_ingest_or_unknown_token_exits_1(
     assert "does not know this account" in json.loads(capsys.readouterr().out)["error"]
     AccountFile("http://127.0.0.1:9", "t").save(tmp_path / "b")
     assert await run_cli("erase", "--yes", "--client-dir", str(tmp_path / "b")) == 1
-    assert "unreachable" in capsys.readouterr().out
+    assert "unreachable" in capsys.readouterr().err
 
 
 def test_a_non_loopback_http_ingest_is_refused(
@@ -95,4 +95,18 @@ def test_a_non_loopback_http_ingest_is_refused(
 
     AccountFile("http://ingest.example", "t").save(tmp_path)
     assert main(["export", "--client-dir", str(tmp_path)]) == 2
-    assert "https" in capsys.readouterr().out
+    assert "https" in capsys.readouterr().err
+
+
+async def test_sync_fetches_the_ingest_key_from_the_account_when_none_is_given(
+    tmp_path: Path,
+    monkeypatch: pytest.MonkeyPatch,
+    capsys: pytest.CaptureFixture[str],
+    ingest: IngestServer,
+) -> None:
+    async with bands_on_hub(tmp_path, monkeypatch, simulate_s=3600) as (band,):
+        assert await run_cli("sync", band.address) == 2  # no account, no key: say what to do
+        assert "pair with --ingest URL first" in capsys.readouterr().err
+        await pair(monkeypatch, band, "--ingest", ingest.url)
+        assert await run_cli("sync", band.address) == 0
+    assert ingest.store is not None and ingest.store.record_count() >= 60

@@ -254,6 +254,7 @@ class HubServer:
         self.address = address
         self._server: asyncio.AbstractServer | None = None
         self._sessions: set[asyncio.Task[None]] = set()
+        self._socket_id: tuple[int, int] | None = None
 
     async def start(self) -> HubAddress:
         async def on_client(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
@@ -267,10 +268,16 @@ class HubServer:
                 self._sessions.discard(task)
 
         if self.address.kind == "unix":
-            with contextlib.suppress(FileNotFoundError):
-                os.unlink(self.address.path)
-            self._server = await asyncio.start_unix_server(on_client, path=self.address.path)
+            await self._claim_socket_path()
+            # bind under a private umask: the socket is never reachable by others, even briefly
+            previous = os.umask(0o077)
+            try:
+                self._server = await asyncio.start_unix_server(on_client, path=self.address.path)
+            finally:
+                os.umask(previous)
             os.chmod(self.address.path, 0o600)
+            stat = os.stat(self.address.path)
+            self._socket_id = (stat.st_dev, stat.st_ino)
         else:
             self._server = await asyncio.start_server(
                 on_client, host=self.address.host, port=self.address.port
@@ -286,9 +293,29 @@ class HubServer:
                 task.cancel()
             await self._server.wait_closed()
             self._server = None
-        if self.address.kind == "unix":
+        if self.address.kind == "unix" and self._socket_id is not None:
+            # remove the socket only if it is still ours (another hub may have replaced it)
             with contextlib.suppress(FileNotFoundError):
-                os.unlink(self.address.path)
+                stat = os.stat(self.address.path)
+                if (stat.st_dev, stat.st_ino) == self._socket_id:
+                    os.unlink(self.address.path)
+            self._socket_id = None
+
+    async def _claim_socket_path(self) -> None:
+        """Refuse a path another live hub serves; remove a stale socket left by a crash."""
+        path = self.address.path
+        if not os.path.exists(path):
+            return
+        try:
+            _, writer = await asyncio.open_unix_connection(path)
+        except OSError:
+            os.unlink(path)  # nobody answers: a leftover of a hub that did not stop cleanly
+            return
+        writer.close()
+        raise RadioError(
+            f"a hub is already running at unix:{path}: stop it, or start this one with "
+            "another --hub address"
+        )
 
 
 class _RemoteLink:

@@ -330,3 +330,29 @@ async def test_encryption_needs_the_bonded_key_in_process_and_through_the_hub(
             assert band.connected[-1].security_level == level
     finally:
         await hub.close()
+
+
+async def test_a_second_hub_refuses_a_live_socket_and_replaces_a_stale_one(tmp_path: Path) -> None:
+    import os
+    import socket
+    import stat
+
+    path = tmp_path / "hub.sock"
+    first = HubServer(Radio(ManualClock()), HubAddress.parse(f"unix:{path}"))
+    await first.start()
+    assert stat.S_IMODE(os.stat(path).st_mode) == 0o600
+    second = HubServer(Radio(ManualClock()), HubAddress.parse(f"unix:{path}"))
+    with pytest.raises(RadioError, match="already running"):
+        await second.start()
+    await first.close()
+    assert not path.exists()
+    # a socket file nobody listens on (a crashed hub's) is taken over
+    leftover = socket.socket(socket.AF_UNIX)
+    leftover.bind(str(path))
+    leftover.close()
+    third = HubServer(Radio(ManualClock()), HubAddress.parse(f"unix:{path}"))
+    await third.start()
+    async with RemoteRadio(f"unix:{path}") as remote:
+        assert await remote.scan() == []
+    await third.close()
+    assert not path.exists()

@@ -10,8 +10,10 @@ read while batches land.
 
 from __future__ import annotations
 
+import contextlib
 import hashlib
 import json
+import os
 import sqlite3
 import threading
 from collections.abc import Iterator, Sequence
@@ -184,6 +186,9 @@ class IngestStore:
         checkpoint_interval_s: float = 0.25,
     ) -> None:
         self._checkpointer: _Checkpointer | None = None
+        # The store holds health records in the clear (they were sealed only for transit):
+        # create it, and SQLite's -wal and -shm files, readable by this user only.
+        previous_umask = os.umask(0o077)
         try:
             self._db = sqlite3.connect(str(path), isolation_level=None, check_same_thread=False)
             self._db.execute("PRAGMA journal_mode=WAL")
@@ -213,6 +218,11 @@ class IngestStore:
                 f"cannot open the ingest database {Path(path).name}: {exc}; "
                 "check the path, or move a damaged file away"
             ) from exc
+        finally:
+            os.umask(previous_umask)
+        for suffix in ("", "-wal", "-shm"):  # a file made earlier under a looser umask
+            with contextlib.suppress(FileNotFoundError):
+                os.chmod(f"{path}{suffix}", 0o600)
 
     def close(self) -> None:
         if self._checkpointer is not None:

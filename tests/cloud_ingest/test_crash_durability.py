@@ -89,3 +89,23 @@ def test_closing_a_store_stops_its_checkpointer(tmp_path: Path) -> None:
     reopened = IngestStore(tmp_path / "ingest.sqlite3")
     assert reopened.snapshot()["accounts"] == 1
     reopened.close()
+
+
+def test_the_store_and_its_wal_files_are_private(tmp_path: Path) -> None:
+    import os
+    import stat
+
+    from cloud_ingest.store import IngestStore
+
+    loose = os.umask(0o022)
+    try:
+        store = IngestStore(tmp_path / "ingest.db")
+        store.create_account("token", 0)
+    finally:
+        os.umask(loose)
+    for name in ("ingest.db", "ingest.db-wal", "ingest.db-shm"):
+        path = tmp_path / name
+        if path.exists():
+            assert stat.S_IMODE(path.stat().st_mode) == 0o600, name
+    assert (tmp_path / "ingest.db-wal").exists()
+    store.close()

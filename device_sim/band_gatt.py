@@ -52,6 +52,7 @@ from device_sim.radio.medium import (
     PeripheralLink,
     encryption_proof,
 )
+from device_sim.state_file import StateFileCorruptError, read_checked, write_checked
 from protocol import control as ctl
 from protocol import profile as P
 from protocol import sig_codecs as sig
@@ -83,17 +84,36 @@ from protocol.smp import (
     SmpResponder,
     passkey_from_bytes,
 )
-from protocol.smp_bond import Bond
+from protocol.smp_bond import Bond, BondFormatError
 from protocol.smp_pdu import DeviceAddress
 from protocol.smp_rate_limit import PairingRateLimiter
 
 log = logging.getLogger(__name__)
 
+_OWNER_MAGIC = b"KMEOWNER"
+_BONDS_MAGIC = b"KMEBONDS"
 #: Company identifier used in the manufacturer data (0xFFFF: reserved for testing).
 COMPANY_ID = 0xFFFF
 #: Chunks notified before the sender yields to the event loop (keeps other tasks alive).
 CHUNKS_PER_YIELD = 64
 ATT_APP_ERROR_NOT_SUPPORTED = 0x80
+#: ATT Insufficient Authorization: a bonded central that has not proven it is the owner.
+ATT_INSUFFICIENT_AUTHORIZATION = 0x08
+_P256_ORDER = 0xFFFFFFFF00000000FFFFFFFFFFFFFFFFBCE6FAADA7179E84F3B9CAC2FC632551
+#: Personal data only the owner's client may read or write once the band is activated.
+OWNER_ONLY = frozenset(
+    {
+        P.AGE,
+        P.DATE_OF_BIRTH,
+        P.GENDER,
+        P.HEIGHT,
+        P.WEIGHT,
+        P.KME_CONSENT_STATE,
+        P.KME_CONSENT_CHANGE_LOG,
+        P.KME_CONSENT_RECORD,
+        P.KME_ALARM_LIST,
+    }
+)
 
 
 @dataclass
@@ -289,7 +309,7 @@ class BandGattEndpoint:
             conn.smp = SmpResponder(
                 local_address=DeviceAddress.parse(self.address, random=True),
                 peer_address=DeviceAddress.parse(conn.link.central_address),
-                private_key=ec.generate_private_key(ec.SECP256R1()),
+                private_key=self._pairing_key(),
                 random_bytes=self._random_bytes,
                 passkey=passkey_from_bytes(self._random_bytes(8)),
                 repeated_attempts=not self.limiter.allows(now),
@@ -313,6 +333,12 @@ class BandGattEndpoint:
 
     def _random_bytes(self, n: int) -> bytes:
         return self._rng.bytes(n)
+
+    def _pairing_key(self) -> ec.EllipticCurvePrivateKey:
+        """A fresh P-256 key per pairing, drawn from the band's seeded generator so that the
+        same seed gives the same pairing on the air (a simulated band is deterministic)."""
+        scalar = int.from_bytes(self._random_bytes(32), "big") % (_P256_ORDER - 1) + 1
+        return ec.derive_private_key(scalar, ec.SECP256R1())
 
     # -- the attribute database ------------------------------------------------------------
     def _build_database(self) -> AttributeDatabase:
@@ -366,6 +392,8 @@ class BandGattEndpoint:
             P.KME_RECORD_SYNC_STATUS: self._sync_status,
         }
         for char_uuid, read in reads.items():
+            if char_uuid in OWNER_ONLY:
+                read = self._owner_only_read(read)
             db.set_read_hook(h(char_uuid), _read_hook(read))
         writes: dict[Any, Callable[[bytes, object], None]] = {
             P.AGE: lambda v, c: self._profile_update(age=sig.decode_age(v)),
@@ -378,6 +406,8 @@ class BandGattEndpoint:
             P.HEART_RATE_CONTROL_POINT: self._write_hr_control,
         }
         for char_uuid, write in writes.items():
+            if char_uuid in OWNER_ONLY:
+                write = self._owner_only_write(write)
             db.set_write_hook(h(char_uuid), _write_hook(write))
         self._control_points = {
             h(P.KME_CONSENT_CONTROL_POINT): self._consent_control,
@@ -388,6 +418,33 @@ class BandGattEndpoint:
             h(P.USER_CONTROL_POINT): self._user_control,
         }
         return db
+
+    # -- ownership -------------------------------------------------------------------------
+    def _check_owner(self, connection: object) -> None:
+        """Once the band has an owner, personal data is the owner's client's alone."""
+        if not self.activated:
+            return  # unowned: the user is setting it up on an authenticated link
+        conn = self._connections.get(connection)  # type: ignore[call-overload]
+        if conn is None or not conn.owner:
+            raise GattRejection(
+                ATT_INSUFFICIENT_AUTHORIZATION, "prove ownership (owner challenge) first"
+            )
+
+    def _owner_only_read(self, read: Callable[[Any], bytes]) -> Callable[[Any], bytes]:
+        def guarded(connection: Any) -> bytes:
+            self._check_owner(connection)
+            return read(connection)
+
+        return guarded
+
+    def _owner_only_write(
+        self, write: Callable[[bytes, object], None]
+    ) -> Callable[[bytes, object], None]:
+        def guarded(value: bytes, connection: object) -> None:
+            self._check_owner(connection)
+            write(value, connection)
+
+        return guarded
 
     # -- writes ----------------------------------------------------------------------------
     def _on_write(self, conn: _Connection, handle: int, value: bytes) -> None:
@@ -719,37 +776,44 @@ class BandGattEndpoint:
         return None if state is None else state / name
 
     def _load_persistent(self) -> None:
-        owner = self._state_path("owner.cbor")
+        owner = self._state_path("owner.bin")
         if owner is not None and owner.exists():
-            data = cbor2.loads(owner.read_bytes())
-            self._owner_key, self._account_tag = data.get("owner"), data.get("tag")
-        bonds = self._state_path("bonds.cbor")
+            data = self._load_cbor(owner, _OWNER_MAGIC)
+            key, tag = data.get("owner"), data.get("tag")
+            if key is not None and not (isinstance(key, bytes) and len(key) == 32):
+                raise StateFileCorruptError(owner, "the owner key is not a 32-byte Ed25519 key")
+            self._owner_key = key
+            self._account_tag = tag if isinstance(tag, bytes) else None
+        bonds = self._state_path("bonds.bin")
         if bonds is not None and bonds.exists():
-            for address, raw in cbor2.loads(bonds.read_bytes()).items():
-                self._bonds[address] = Bond.from_bytes(raw)
+            for address, raw in self._load_cbor(bonds, _BONDS_MAGIC).items():
+                try:
+                    self._bonds[str(address)] = Bond.from_bytes(raw)
+                except (BondFormatError, TypeError):
+                    raise StateFileCorruptError(bonds, "a bond cannot be read") from None
 
-    def _write_private(self, path: Path, data: bytes) -> None:
-        tmp = path.with_suffix(".tmp")
-        tmp.write_bytes(data)
-        tmp.chmod(0o600)
-        tmp.replace(path)
+    @staticmethod
+    def _load_cbor(path: Path, magic: bytes) -> dict[Any, Any]:
+        payload = read_checked(path, magic, 1)
+        try:
+            data = cbor2.loads(payload)
+        except Exception:
+            raise StateFileCorruptError(path, "the contents are not the expected CBOR") from None
+        if not isinstance(data, dict):
+            raise StateFileCorruptError(path, "the contents are not the expected CBOR map")
+        return data
 
     def _save_owner(self) -> None:
-        path = self._state_path("owner.cbor")
+        path = self._state_path("owner.bin")
         if path is not None:
-            self._write_private(
-                path, cbor2.dumps({"owner": self._owner_key, "tag": self._account_tag})
-            )
+            data = cbor2.dumps({"owner": self._owner_key, "tag": self._account_tag})
+            write_checked(path, _OWNER_MAGIC, 1, data)
 
     def _save_bonds(self) -> None:
-        path = self._state_path("bonds.cbor")
+        path = self._state_path("bonds.bin")
         if path is not None:
-            self._write_private(
-                path, cbor2.dumps({a: b.to_bytes() for a, b in sorted(self._bonds.items())})
-            )
-
-
-__all__ = ["BandGattEndpoint"]
+            data = cbor2.dumps({a: b.to_bytes() for a, b in sorted(self._bonds.items())})
+            write_checked(path, _BONDS_MAGIC, 1, data)
 
 
 def _read_hook(read: Callable[[Any], bytes]) -> Callable[[int, object], bytes]:

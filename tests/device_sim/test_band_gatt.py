@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import asyncio
+import stat
+from pathlib import Path
 
 import pytest
 from band_central import Central
@@ -12,6 +14,7 @@ from device_sim.band import BandConfig, SimulatedBand
 from device_sim.band_gatt import BandGattEndpoint
 from device_sim.clock import ManualClock
 from device_sim.radio import Radio
+from device_sim.state_file import StateFileCorruptError
 from protocol import control as ctl
 from protocol import profile as P
 from protocol import sig_codecs as sig
@@ -254,3 +257,87 @@ async def test_a_dead_battery_drops_the_link_and_keeps_the_flash() -> None:
     band.battery.advance(2 * 3600, BatteryLoad(acc_hz=0, ppg_duty=0, on_charger=True))
     assert band.battery.is_on
     assert [r.address for r in await radio.scan()] == [endpoint.address]
+
+
+async def test_personal_data_is_the_owners_once_the_band_is_activated() -> None:
+    _, radio, endpoint = await _setup(seed=12)
+    first = await Central(radio, endpoint.address, seed=7).connect()
+    bond = await first.pair(lambda: endpoint.display)
+    await first.subscribe(P.KME_ACTIVATION_CONTROL_POINT, indicate=True)
+    owner = Ed25519PrivateKey.generate()
+    request = activation_request(owner, b"\x01" * 16, b"\x02" * 16)
+    await first.control(P.KME_ACTIVATION_CONTROL_POINT, ctl.encode_control(request))
+    assert sig.decode_age(await first.read(P.AGE)) > 0  # the owner's connection
+    await first.link.disconnect()
+
+    other = await Central(radio, endpoint.address, seed=8).connect()
+    await other.link.start_encryption(bond.ltk)  # bonded and encrypted, but not the owner
+    for personal in (P.AGE, P.WEIGHT, P.KME_CONSENT_STATE, P.KME_ALARM_LIST):
+        with pytest.raises(GattProcedureError) as info:
+            await other.read(personal)
+        assert info.value.error_code == 0x08  # Insufficient Authorization
+    with pytest.raises(GattProcedureError):
+        await other.write(P.HEIGHT, sig.encode_height(150))
+    assert sig.decode_utf8s(await other.read(P.MANUFACTURER_NAME)) == "KME Smart"
+    await other.subscribe(P.KME_ACTIVATION_CONTROL_POINT, indicate=True)
+    challenge = ctl.decode_as(
+        await other.control(
+            P.KME_ACTIVATION_CONTROL_POINT, ctl.encode_control(ctl.RequestOwnerChallenge())
+        ),
+        ctl.OwnerChallenge,
+    )
+    assert challenge.nonce is not None
+    proof = prove_ownership(owner, endpoint.band.identity.public_key_bytes, challenge.nonce)
+    await other.control(P.KME_ACTIVATION_CONTROL_POINT, ctl.encode_control(proof))
+    assert sig.decode_age(await other.read(P.AGE)) > 0
+
+
+async def test_a_damaged_bond_file_is_reported_not_loaded(tmp_path: Path) -> None:
+    clock = ManualClock()
+    config = BandConfig(seed=13, fidelity="summary", state_dir=tmp_path / "band")
+    band = SimulatedBand(config, clock)
+    radio = Radio(clock, seed=13)
+    endpoint = BandGattEndpoint(band)
+    radio.attach(endpoint)
+    central = await Central(radio, endpoint.address, seed=9).connect()
+    await central.pair(lambda: endpoint.display)
+    bonds = tmp_path / "band" / "bonds.bin"
+    assert stat.S_IMODE(bonds.stat().st_mode) == 0o600
+    assert len(BandGattEndpoint(band)._bonds) == 1  # reloads what it wrote
+    data = bytearray(bonds.read_bytes())
+    data[-1] ^= 0xFF
+    bonds.write_bytes(bytes(data))
+    with pytest.raises(StateFileCorruptError, match="checksum"):
+        BandGattEndpoint(band)
+    band.close()
+
+
+async def test_the_same_seed_gives_the_same_pairing_keys_on_the_band() -> None:
+    class BandSmp:
+        """Keeps the SMP PDUs the band sends."""
+
+        def __init__(self) -> None:
+            self.pdus: list[bytes] = []
+
+        def connected(self, *args: object) -> None: ...
+
+        def encrypted(self, *args: object) -> None: ...
+
+        def disconnected(self, *args: object) -> None: ...
+
+        def frame(self, t: float, handle: int, from_central: bool, cid: int, data: bytes) -> None:
+            if cid == 0x0006 and not from_central:
+                self.pdus.append(data)
+
+    async def band_public_key_pdu() -> bytes:
+        clock = ManualClock()
+        band = SimulatedBand(BandConfig(seed=14, fidelity="summary"), clock)
+        capture = BandSmp()
+        radio = Radio(clock, seed=14, capture=capture)
+        endpoint = BandGattEndpoint(band)
+        radio.attach(endpoint)
+        central = await Central(radio, endpoint.address, seed=10).connect()
+        await central.pair(lambda: endpoint.display)
+        return next(p for p in capture.pdus if p[0] == 0x0C)  # Pairing Public Key
+
+    assert await band_public_key_pdu() == await band_public_key_pdu()

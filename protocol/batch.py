@@ -23,18 +23,20 @@ from __future__ import annotations
 
 import hashlib
 import hmac
+import operator
 import sys
 import zlib
 from array import array
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, fields
-from itertools import pairwise
+from itertools import pairwise, repeat
 from typing import Any, Final, NamedTuple
 
 import cbor2
 import numpy as np
 
 from protocol.errors import KmebandError
+from protocol.record_fields import field_columns, int64_column
 from protocol.records import (
     ActivityClass,
     ActivityMinute,
@@ -42,7 +44,6 @@ from protocol.records import (
     AlarmEventKind,
     GnssFix,
     HeartRateSample,
-    Record,
     SleepEpoch,
     SleepStage,
     SleepSummary,
@@ -454,13 +455,6 @@ def _unpack(
     return column, low, high
 
 
-def _field_value(record: Record, name: str) -> int:
-    value = getattr(record, name)
-    if value is None:  # AlarmEvent.sleep_stage not known
-        return -1
-    return int(value)
-
-
 @dataclass(frozen=True, slots=True)
 class BatchBody:
     """A decoded batch body: the consent record and the records as columns.
@@ -536,20 +530,69 @@ def encode_batch_plaintext(records: Sequence[StoredRecord], consent_record: byte
         raise BatchError("the consent record must be 1..16384 encoded bytes")
     stream = records[0].stream
     record_type = _RECORD_TYPES[stream]
-    seqs = [r.seq for r in records]
-    for r in records:
-        if r.stream is not stream or type(r.record) is not record_type:
-            raise BatchError("a batch holds records of one stream and its record type only")
-    if any(b <= a for a, b in pairwise(seqs)):
-        raise BatchError("batch records must be in strictly increasing sequence order")
-    columns = {SEQ_COLUMN.field: _pack(SEQ_COLUMN, seqs)}
-    for spec in COLUMNS[stream]:
-        values = [_field_value(r.record, spec.field) for r in records]
-        if min(values) < spec.low or max(values) > spec.high:
-            raise BatchError(f"record field {spec.field!r} is outside its allowed range")
-        columns[spec.field] = _pack(spec, values)
+    values = list(map(_RECORD_OF, records))
+    if not all(map(operator.is_, map(_STREAM_OF, records), repeat(stream))) or set(
+        map(type, values)
+    ) != {record_type}:
+        raise BatchError("a batch holds records of one stream and its record type only")
+    columns = {SEQ_COLUMN.field: _seq_column(list(map(_SEQ_OF, records)))}
+    specs = COLUMNS[stream]
+    for spec, column in zip(specs, field_columns(values, [s.field for s in specs]), strict=True):
+        columns[spec.field] = _field_column(spec, column)
     body = {"consent": consent_record, "records": columns}
     return zlib.compress(cbor2.dumps(body, canonical=True), ZLIB_LEVEL)
+
+
+_RECORD_OF: Final = operator.attrgetter("record")
+_STREAM_OF: Final = operator.attrgetter("stream")
+_SEQ_OF: Final = operator.attrgetter("seq")
+#: Sequence numbers within this bound have differences that int64 holds.
+_SAFE_SEQ: Final = 2**62
+
+
+def _seq_column(seqs: list[int]) -> bytes:
+    """The packed sequence-number column, after checking the order strictly increases."""
+    column = int64_column(seqs)
+    if column is None or int(column.min()) < -_SAFE_SEQ or int(column.max()) >= _SAFE_SEQ:
+        # beyond int64 arithmetic: check and pack with Python ints
+        if any(b <= a for a, b in pairwise(seqs)):
+            raise BatchError("batch records must be in strictly increasing sequence order")
+        return _pack(SEQ_COLUMN, seqs)
+    steps = np.diff(column, prepend=0)
+    if len(steps) > 1 and int(steps[1:].min()) <= 0:
+        raise BatchError("batch records must be in strictly increasing sequence order")
+    return steps.astype(_WIRE_DTYPES[SEQ_COLUMN.typecode]).tobytes()
+
+
+def _field_column(spec: ColumnSpec, values: list[Any]) -> bytes:
+    """One field of every record as its packed column, after checking the field's range."""
+    column = int64_column(values)
+    if column is None:
+        # None (an unknown sleep stage), floats and such: each value converted as int()
+        ints = [-1 if v is None else int(v) for v in values]
+        if min(ints) < spec.low or max(ints) > spec.high:
+            raise BatchError(f"record field {spec.field!r} is outside its allowed range")
+        return _pack(spec, ints)
+    if int(column.min()) < spec.low or int(column.max()) > spec.high:
+        raise BatchError(f"record field {spec.field!r} is outside its allowed range")
+    if spec.delta:
+        column = np.diff(column, prepend=0)
+    # in range, every value (and every delta: see _check_column_widths) fits the wire type
+    return column.astype(_WIRE_DTYPES[spec.typecode]).tobytes()
+
+
+def _check_column_widths() -> None:
+    for spec in (SEQ_COLUMN, *(s for specs in COLUMNS.values() for s in specs)):
+        low, high = _TYPE_RANGE[spec.typecode]
+        span = spec.high - spec.low
+        fits = low <= spec.low and spec.high <= high
+        if spec.delta:
+            fits = fits and low <= -span and span <= high
+        if not fits:  # pragma: no cover - a wrong table entry
+            raise BatchError(f"column {spec.field!r} does not fit its wire type")
+
+
+_check_column_widths()
 
 
 def decode_batch_plaintext(header: BatchHeader, plaintext: bytes) -> BatchBody:

@@ -29,14 +29,15 @@ import math
 import operator
 import zlib
 from collections.abc import Callable, Iterable, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from itertools import repeat
-from typing import Final, TypeVar
+from typing import Any, Final, TypeVar
 
 import numpy as np
 import numpy.typing as npt
 
 from protocol.errors import KmebandError, UsageError
+from protocol.record_fields import RecordBuilder
 from protocol.records import (
     ActivityClass,
     ActivityMinute,
@@ -257,6 +258,16 @@ def _check_common(stream: StreamId, records: Sequence[StoredRecord]) -> None:
             raise ChunkValueError("a time zone offset is outside -1080..1080 minutes")
 
 
+_STORED: Final = RecordBuilder(StoredRecord)
+_MINUTES: Final = RecordBuilder(ActivityMinute)
+
+
+def _stored(stream: StreamId, first_seq: int, records: Sequence[Record]) -> list[StoredRecord]:
+    """``records`` as StoredRecords of ``stream`` numbered from ``first_seq``."""
+    n = len(records)
+    return _STORED.build(n, (repeat(stream), range(first_seq, first_seq + n), records))
+
+
 # ----------------------------------------------------------------- activity minute code
 #
 # Per minute, least significant bit first:
@@ -363,10 +374,10 @@ def _unpack_activity(
     bit = 0
     state = -1
     hr = 0
-    out: list[StoredRecord] = []
-    append = out.append
+    rows: list[tuple[int, ActivityClass, int, int, bool]] = []
+    append = rows.append
     classes = _ACTIVITY_CLASSES
-    for i in range(count):
+    for _ in range(count):
         word = (acc >> bit) & _MINUTE_MASK
         problem: ChunkError | None = None
         if word & 1:
@@ -411,24 +422,15 @@ def _unpack_activity(
         cls = classes.get(state & 0b111)
         if cls is None:
             raise ChunkValueError("an activity minute has an unknown activity class")
-        append(
-            StoredRecord(
-                stream,
-                first_seq + i,
-                ActivityMinute(
-                    base + ACTIVITY_INTERVAL_S * i,
-                    tz,
-                    steps,
-                    cls,
-                    (state >> 3) & 0b11,
-                    avg_hr,
-                    bool(state >> 5),
-                ),
-            )
-        )
+        append((steps, cls, (state >> 3) & 0b11, avg_hr, bool(state >> 5)))
     if (total_bits + 7) // 8 != (bit + 7) // 8 or acc >> bit:
         raise ChunkFormatError("activity chunk has bytes or bits after its last minute")
-    return out
+    steps_col, class_col, intensity_col, hr_col, worn_col = zip(*rows, strict=True)
+    starts = range(base, base + ACTIVITY_INTERVAL_S * count, ACTIVITY_INTERVAL_S)
+    minutes = _MINUTES.build(
+        count, (starts, repeat(tz), steps_col, class_col, intensity_col, hr_col, worn_col)
+    )
+    return _stored(stream, first_seq, minutes)
 
 
 # ------------------------------------------------------------------------ column codec
@@ -467,7 +469,60 @@ class _ColumnCodec:
     record_type: type
     columns: tuple[_Column, ...]
     extract: Callable[[Sequence[Record]], list[list[int]]]
-    build: Callable[[list[list[int]], int], list[Record]]
+    build: Callable[[npt.NDArray[np.int64], int], Sequence[Record]]
+    # per column, as (columns, 1) arrays that broadcast over a chunk's records
+    minima: npt.NDArray[np.int64] = field(init=False, repr=False, compare=False)
+    maxima: npt.NDArray[np.int64] = field(init=False, repr=False, compare=False)
+    unsigned: npt.NDArray[np.bool_] = field(init=False, repr=False, compare=False)
+
+    def __post_init__(self) -> None:
+        def per_column(values: Sequence[int], dtype: type) -> npt.NDArray[Any]:
+            return np.array(values, dtype=dtype).reshape(len(values), 1)
+
+        object.__setattr__(self, "minima", per_column([c.minimum for c in self.columns], np.int64))
+        object.__setattr__(self, "maxima", per_column([c.maximum for c in self.columns], np.int64))
+        unsigned = [c.kind == _UNSIGNED for c in self.columns]
+        object.__setattr__(self, "unsigned", per_column(unsigned, np.bool_))
+
+    def decode_rows(
+        self,
+        bits: npt.NDArray[np.uint8],
+        rows: int,
+        widths: list[int],
+        steps: list[int],
+        firsts: list[int],
+    ) -> npt.NDArray[np.int64]:
+        """The (columns, rows + 1) values of a chunk from its body's bits (LSB first).
+
+        The body holds each column's residuals in turn, each ``width`` bits LSB first: so
+        the bits fill, in order, the low ``width`` bits of one byte-aligned lane per
+        residual, and one boolean mask over all lanes places every bit at once.
+        """
+        n_columns = len(widths)
+        width_col = np.array(widths, dtype=np.int64).reshape(n_columns, 1)
+        lane_bits = 8 * ((max(widths) + 7) // 8)
+        lanes = np.zeros((n_columns, rows, lane_bits), dtype=np.uint8)
+        if lane_bits:
+            used = np.arange(lane_bits) < width_col
+            lanes[np.broadcast_to(used[:, None, :], lanes.shape)] = bits[: rows * sum(widths)]
+        padded = np.zeros((n_columns, rows, 8), dtype=np.uint8)
+        padded[:, :, : lane_bits // 8] = np.packbits(lanes, axis=2, bitorder="little")
+        raw = padded.view(np.dtype("<u8")).reshape(n_columns, rows).astype(np.uint64)
+        step_col = np.array(steps, dtype=np.int64).reshape(n_columns, 1)
+        first_col = np.array(firsts, dtype=np.int64).reshape(n_columns, 1)
+        unsigned = raw.view(np.int64) + self.minima
+        # int64 sums may wrap exactly as the per-column decoding always did; a wrapped
+        # column fails the range check below (and unsigned columns never take this path)
+        running = np.cumsum(_unzigzag(raw) + step_col, axis=1) + first_col
+        values = np.where(self.unsigned, unsigned, running)
+        bad = (values.min(axis=1, keepdims=True) < self.minima) | (
+            values.max(axis=1, keepdims=True) > self.maxima
+        )
+        if bad.any():
+            spec = self.columns[int(np.argmax(bad))]
+            raise ChunkValueError(f"a decoded {spec.name} is outside its range")
+        matrix: npt.NDArray[np.int64] = np.concatenate((first_col, values), axis=1)
+        return matrix
 
 
 def _attrs(*names: str) -> Callable[[Sequence[Record]], list[list[int]]]:
@@ -484,7 +539,7 @@ _T = TypeVar("_T")
 
 def _enum_lookup(values: Iterable[int], members: dict[int, _T], what: str) -> list[_T]:
     try:
-        return [members[v] for v in values]
+        return list(map(members.__getitem__, values))
     except KeyError:
         raise ChunkValueError(f"a decoded {what} is not a known code") from None
 
@@ -497,14 +552,26 @@ _ALARM_STAGES: Final[dict[int, SleepStage | None]] = {
     **{int(s) + 1: s for s in SleepStage},
 }
 
+_HR_SAMPLES: Final = RecordBuilder(HeartRateSample)
+_SLEEP_EPOCHS: Final = RecordBuilder(SleepEpoch)
+_SLEEP_SUMMARIES: Final = RecordBuilder(SleepSummary)
+_ALARM_EVENTS: Final = RecordBuilder(AlarmEvent)
+_GNSS_FIXES: Final = RecordBuilder(GnssFix)
+_TELEMETRY_EVENTS: Final = RecordBuilder(TelemetryEvent)
 
-def _build_hr(cols: list[list[int]], tz: int) -> list[Record]:
-    return list(map(HeartRateSample, cols[0], repeat(tz), cols[1], cols[2]))
+#: A chunk's decoded columns: one row per column, one int64 per record.
+_Matrix = npt.NDArray[np.int64]
 
 
-def _build_sleep(cols: list[list[int]], tz: int) -> list[Record]:
-    stages = _enum_lookup(cols[1], _SLEEP_STAGES, "sleep stage")
-    return list(map(SleepEpoch, cols[0], repeat(tz), stages))
+def _build_hr(cols: _Matrix, tz: int) -> Sequence[Record]:
+    t, bpm, confidence = cols.tolist()
+    return _HR_SAMPLES.build(len(t), (t, repeat(tz), bpm, confidence))
+
+
+def _build_sleep(cols: _Matrix, tz: int) -> Sequence[Record]:
+    start, stage = cols.tolist()
+    stages = _enum_lookup(stage, _SLEEP_STAGES, "sleep stage")
+    return _SLEEP_EPOCHS.build(len(start), (start, repeat(tz), stages))
 
 
 def _extract_summary(records: Sequence[Record]) -> list[list[int]]:
@@ -523,11 +590,12 @@ def _extract_summary(records: Sequence[Record]) -> list[list[int]]:
     ]
 
 
-def _build_summary(cols: list[list[int]], tz: int) -> list[Record]:
-    return [
-        SleepSummary(bed, tz, bed + on, bed + fw, bed + ob, eff, aw, li, de, re, wa)
-        for bed, on, fw, ob, eff, aw, li, de, re, wa in zip(*cols, strict=True)
-    ]
+def _build_summary(cols: _Matrix, tz: int) -> Sequence[Record]:
+    # bed time (0..2**32-1) plus an offset (int32) cannot overflow int64
+    bed, *rest = cols.tolist()
+    onset, final_wake, out_of_bed = (cols[1:4] + cols[0]).tolist()
+    columns = (bed, repeat(tz), onset, final_wake, out_of_bed, *rest[3:])
+    return _SLEEP_SUMMARIES.build(len(bed), columns)
 
 
 def _extract_alarm(records: Sequence[Record]) -> list[list[int]]:
@@ -541,25 +609,24 @@ def _extract_alarm(records: Sequence[Record]) -> list[list[int]]:
     ]
 
 
-def _build_alarm(cols: list[list[int]], tz: int) -> list[Record]:
-    kinds = _enum_lookup(cols[2], _ALARM_KINDS, "alarm event kind")
-    stages = _enum_lookup(cols[4], _ALARM_STAGES, "sleep stage")
-    return [
-        AlarmEvent(t, tz, a, k, t + s, st)
-        for t, a, k, s, st in zip(cols[0], cols[1], kinds, cols[3], stages, strict=True)
-    ]
+def _build_alarm(cols: _Matrix, tz: int) -> Sequence[Record]:
+    t, alarm_id, kind, _, stage = cols.tolist()
+    set_time = (cols[3] + cols[0]).tolist()
+    kinds = _enum_lookup(kind, _ALARM_KINDS, "alarm event kind")
+    stages = _enum_lookup(stage, _ALARM_STAGES, "sleep stage")
+    columns = (t, repeat(tz), alarm_id, kinds, set_time, stages)
+    return _ALARM_EVENTS.build(len(t), columns)
 
 
-def _build_gnss(cols: list[list[int]], tz: int) -> list[Record]:
-    return [GnssFix(t, tz, la, lo, al, ac) for t, la, lo, al, ac in zip(*cols, strict=True)]
+def _build_gnss(cols: _Matrix, tz: int) -> Sequence[Record]:
+    t, lat, lon, alt, accuracy = cols.tolist()
+    return _GNSS_FIXES.build(len(t), (t, repeat(tz), lat, lon, alt, accuracy))
 
 
-def _build_telemetry(cols: list[list[int]], tz: int) -> list[Record]:
-    kinds = _enum_lookup(cols[1], _TELEMETRY_KINDS, "telemetry kind")
-    return [
-        TelemetryEvent(t, tz, k, v, d)
-        for t, k, v, d in zip(cols[0], kinds, cols[2], cols[3], strict=True)
-    ]
+def _build_telemetry(cols: _Matrix, tz: int) -> Sequence[Record]:
+    t, kind, value, detail = cols.tolist()
+    kinds = _enum_lookup(kind, _TELEMETRY_KINDS, "telemetry kind")
+    return _TELEMETRY_EVENTS.build(len(t), (t, repeat(tz), kinds, value, detail))
 
 
 _TIME = _Column("timestamp", _STEP, 0, MAX_UTC_SECONDS)
@@ -736,11 +803,10 @@ def _unpack_columns(
         if value > spec.maximum:
             raise ChunkValueError(f"a decoded {spec.name} is outside its range")
         firsts.append(value)
-    values: list[list[int]]
     if count == 1:
         if pos != end:
             raise ChunkFormatError("a one-record chunk has bytes after its record")
-        values = [[v] for v in firsts]
+        matrix = np.array(firsts, dtype=np.int64).reshape(len(columns), 1)
     else:
         widths: list[int] = []
         steps: list[int] = []
@@ -769,27 +835,9 @@ def _unpack_columns(
         bits = np.unpackbits(np.frombuffer(body, dtype=np.uint8), bitorder="little")
         if bits[total_bits:].any():
             raise ChunkFormatError("chunk body has non-zero padding bits")
-        values = []
-        offset = 0
-        for spec, width, step, first in zip(columns, widths, steps, firsts, strict=True):
-            if width:
-                matrix = bits[offset : offset + rows * width].reshape(rows, width)
-                offset += rows * width
-                weights = np.left_shift(np.uint64(1), np.arange(width, dtype=np.uint64))
-                raw_u = (matrix.astype(np.uint64) * weights).sum(axis=1, dtype=np.uint64)
-            else:
-                raw_u = np.zeros(rows, dtype=np.uint64)
-            if spec.kind == _UNSIGNED:
-                column = raw_u.view(np.int64) + spec.minimum
-            else:
-                deltas = _unzigzag(raw_u) + step
-                column = np.cumsum(deltas) + first
-            if column.size and (column.min() < spec.minimum or column.max() > spec.maximum):
-                raise ChunkValueError(f"a decoded {spec.name} is outside its range")
-            values.append([first, *column.tolist()])
-    records = codec.build(values, tz)
-    seqs = range(first_seq, first_seq + len(records))
-    return list(map(StoredRecord, repeat(stream), seqs, records))
+        matrix = codec.decode_rows(bits, rows, widths, steps, firsts)
+    records = codec.build(matrix, tz)
+    return _stored(stream, first_seq, records)
 
 
 # ------------------------------------------------------------------------- the codec

@@ -1,9 +1,11 @@
 """The central's bonds with simulated bands: what a completed pairing leaves on the phone.
 
 A bond is keyed by (central address, band address). The store lives in memory unless
-``KMEBAND_BOND_DIR`` names a directory: then every bond is a file there with mode 0600
-(it holds the LTK), written atomically. File names are hashes of the key pair, so no
-address appears in a file name.
+``KMEBAND_BOND_DIR`` names a directory (or, failing that, ``KMEBAND_CLIENT_DIR`` does: the
+bonds then sit in its ``bonds`` folder, beside the sync client's keys, so ``kmeband pair``
+in one process and ``kmeband sync`` in the next share them, as an OS keeps its bonds):
+then every bond is a file there with mode 0600 (it holds the LTK), written atomically.
+File names are hashes of the key pair, so no address appears in a file name.
 
 The central's own address is ``KMEBAND_CENTRAL_ADDRESS`` or :data:`DEFAULT_CENTRAL_ADDRESS`.
 """
@@ -20,6 +22,8 @@ from protocol.smp import Bond, BondFormatError
 
 BOND_DIR_ENV = "KMEBAND_BOND_DIR"
 CENTRAL_ADDRESS_ENV = "KMEBAND_CENTRAL_ADDRESS"
+#: The sync client's data directory, when set: bonds are kept beside its keys.
+CLIENT_DIR_ENV = "KMEBAND_CLIENT_DIR"
 #: A static random address (two top bits set) standing for "this phone".
 DEFAULT_CENTRAL_ADDRESS = "C0:FF:EE:00:00:01"
 
@@ -103,8 +107,11 @@ _dir_stores: dict[str, BondStore] = {}
 
 
 def default_bond_store() -> BondStore:
-    """The process's store: on disk under ``KMEBAND_BOND_DIR`` when set, else in memory."""
+    """The process's store: on disk under ``KMEBAND_BOND_DIR`` (or ``$KMEBAND_CLIENT_DIR/bonds``)
+    when set, else in memory."""
     directory = os.environ.get(BOND_DIR_ENV)
+    if not directory and os.environ.get(CLIENT_DIR_ENV):
+        directory = str(Path(os.environ[CLIENT_DIR_ENV]) / "bonds")
     if not directory:
         return _memory_store
     store = _dir_stores.get(directory)

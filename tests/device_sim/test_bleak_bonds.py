@@ -54,6 +54,7 @@ def test_default_store_and_central_address_follow_the_environment(
     tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     monkeypatch.delenv("KMEBAND_BOND_DIR", raising=False)
+    monkeypatch.delenv("KMEBAND_CLIENT_DIR", raising=False)
     monkeypatch.delenv("KMEBAND_CENTRAL_ADDRESS", raising=False)
     assert default_bond_store().directory is None
     assert central_address() == CENTRAL
@@ -69,3 +70,11 @@ def test_stored_bonds_round_trip(ltk: bytes) -> None:
     store = BondStore()
     store.put(CENTRAL, BAND, _bond(ltk))
     assert store.get(CENTRAL, BAND) == _bond(ltk)
+
+
+def test_bonds_sit_beside_the_client_keys_when_only_the_client_dir_is_set(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.delenv("KMEBAND_BOND_DIR", raising=False)
+    monkeypatch.setenv("KMEBAND_CLIENT_DIR", str(tmp_path / "client"))
+    assert default_bond_store().directory == tmp_path / "client" / "bonds"

@@ -7,7 +7,8 @@ activate, read consent, pull every stream, seal, queue and upload. Half-way thro
 week one wearer withdraws location consent on the band; the second sync shows it honoured
 (no GNSS fix after the withdrawal leaves the phone). Finally it checks that the ingest
 holds exactly what the client queued, prints a table, and writes a PNG report per band
-(with matplotlib installed).
+(with matplotlib installed). Every wearer has a weekday smart alarm, so alarm events flow
+through the whole chain too.
 """
 
 from __future__ import annotations
@@ -29,6 +30,7 @@ from device_sim.band_gatt import BandGattEndpoint
 from device_sim.bleak_backend import SimBleakClient, SimBleakScanner
 from device_sim.bleak_backend.port import HUB_ENV
 from device_sim.clock import ManualClock
+from device_sim.firmware.alarms import Alarm as FirmwareAlarm
 from device_sim.radio import Radio
 from device_sim.radio.hub import HubAddress, HubServer, RemoteRadio
 from protocol.errors import KmebandError
@@ -122,6 +124,10 @@ async def run_demo(
                 seed=seed, scenario=scenario, fidelity=fidelity, state_dir=data_dir / f"band-{seed}"
             ),
             clock,
+        )
+        # every wearer wakes with a smart alarm on weekdays (a 30-minute window before 07:00)
+        band.firmware.set_alarm(
+            FirmwareAlarm(0, 7, 0, weekdays=0x1F, smart_window_min=30), clock.now()
         )
         endpoint = BandGattEndpoint(band)
         radio.attach(endpoint)

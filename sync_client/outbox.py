@@ -14,11 +14,22 @@ bookkeeping needed for exactly-once delivery:
 - ``registrations``: bands the ingest has confirmed it knows (registration at activation
   can fail or be cut short; the next sync tries again before uploading).
 
+Each batch row carries ``categories``, the bitmask (``1 << category``) of every consent
+category its records need: the stream's own, plus the category of each field that holds a
+value in it (``avg_hr`` of activity minutes needs heart-rate consent). A withdrawal purges
+every batch whose mask has the withdrawn bit. A batch whose fields need more than the
+stream's category is queued together with a *fallback*: the same records with those fields
+cleared, sealed as a second batch whose ``fallback_of`` names the first. The fallback is
+never offered while its primary is queued; delivering the primary drops it, and purging
+the primary (a field's consent withdrawn) lets it go instead, so a withdrawal drops the
+field and never the records the user still consents to.
+
 Nothing in here is plaintext health data: the envelopes are sealed before they arrive.
 """
 
 from __future__ import annotations
 
+import os
 import sqlite3
 import time
 from collections.abc import Iterable, Mapping
@@ -33,6 +44,9 @@ CREATE TABLE IF NOT EXISTS batches (
     band BLOB NOT NULL,
     stream INTEGER NOT NULL,
     category INTEGER NOT NULL,
+    categories INTEGER NOT NULL DEFAULT 0,
+    fallback_of BLOB,
+    parked INTEGER NOT NULL DEFAULT 0,
     first_seq INTEGER NOT NULL,
     last_seq INTEGER NOT NULL,
     records INTEGER NOT NULL,
@@ -67,6 +81,28 @@ CREATE TABLE IF NOT EXISTS delivered (
 """
 
 
+#: Columns added after the first release of the outbox, added to older files when opened.
+_ADDED_COLUMNS = (
+    ("categories", "INTEGER NOT NULL DEFAULT 0"),
+    ("fallback_of", "BLOB"),
+    ("parked", "INTEGER NOT NULL DEFAULT 0"),
+)
+
+#: A batch an older client parked (next attempt further away than this) counts as parked.
+_OLD_PARK_S = 24 * 3600.0
+
+#: A live batch: not a fallback whose primary is still queued.
+_LIVE = (
+    "(fallback_of IS NULL OR NOT EXISTS "
+    "(SELECT 1 FROM batches AS p WHERE p.batch_id = batches.fallback_of))"
+)
+
+_BATCH_COLUMNS = (
+    "batch_id, band, stream, category, first_seq, last_seq, records, envelope, created,"
+    " attempts, categories, fallback_of"
+)
+
+
 class OutboxError(KmebandError):
     """The outbox file cannot be used; the message says why and what to do."""
 
@@ -77,7 +113,12 @@ class CursorRegressionError(OutboxError):
 
 @dataclass(frozen=True)
 class QueuedBatch:
-    """A sealed batch as the outbox holds it."""
+    """A sealed batch as the outbox holds it.
+
+    ``category`` is the stream's consent category; ``categories`` the bitmask of every
+    category the batch's content needs (0 stands for just ``1 << category``).
+    ``fallback_of`` names the primary batch this one stands in for (see the module doc).
+    """
 
     batch_id: bytes
     band: bytes
@@ -89,6 +130,13 @@ class QueuedBatch:
     envelope: bytes
     created: float
     attempts: int = 0
+    categories: int = 0
+    fallback_of: bytes | None = None
+
+    @property
+    def needs(self) -> int:
+        """The bitmask of consent categories this batch needs."""
+        return self.categories | (1 << self.category)
 
 
 class Outbox:
@@ -98,18 +146,47 @@ class Outbox:
         self.path = Path(path)
         try:
             self.path.parent.mkdir(parents=True, exist_ok=True)
+            self._make_private()
             self._db = sqlite3.connect(self.path, isolation_level=None, timeout=30.0)
             self._db.execute("PRAGMA journal_mode=WAL")
             # NORMAL is durable against a crash of this process (SIGKILL) in WAL mode;
             # FULL also survives power loss, which is what a phone needs.
             self._db.execute("PRAGMA synchronous=FULL")
             self._db.executescript(SCHEMA)
+            self._upgrade()
         except sqlite3.DatabaseError as exc:
             raise OutboxError(
                 f"the outbox at {self.path} cannot be opened ({exc.__class__.__name__}): "
                 "move the file away to start a fresh outbox (queued batches in it are lost)"
             ) from None
-        self.path.chmod(0o600)
+        self._make_private()
+
+    def _make_private(self) -> None:
+        """Create the file 0600 before SQLite opens it, and keep -wal/-shm 0600 too.
+
+        SQLite creates the -wal and -shm files with the database file's mode, so the file
+        must be private before the first connect, not after (a umask of 022 would leave the
+        write-ahead log, which holds the newest batches, readable by others).
+        """
+        fd = os.open(self.path, os.O_RDWR | os.O_CREAT, 0o600)
+        os.close(fd)
+        for suffix in ("", "-wal", "-shm"):
+            side = self.path.with_name(self.path.name + suffix)
+            if side.exists():
+                side.chmod(0o600)
+
+    def _upgrade(self) -> None:
+        """Add the columns a file made by an older client lacks (its rows keep their meaning)."""
+        have = {row[1] for row in self._db.execute("PRAGMA table_info(batches)")}
+        for name, definition in _ADDED_COLUMNS:
+            if name not in have:
+                self._db.execute(f"ALTER TABLE batches ADD COLUMN {name} {definition}")
+        if "parked" not in have:
+            # older clients parked refused batches by a far next attempt only
+            self._db.execute(
+                "UPDATE batches SET parked=1 WHERE next_attempt > ?", (time.time() + _OLD_PARK_S,)
+            )
+        self._db.execute("CREATE INDEX IF NOT EXISTS batches_fallback ON batches (fallback_of)")
 
     def close(self) -> None:
         self._db.close()
@@ -153,14 +230,17 @@ class Outbox:
                     f"to {up_to_seq}; this is a bug in the caller"
                 )
             db.executemany(
-                "INSERT OR IGNORE INTO batches (batch_id, band, stream, category, first_seq,"
-                " last_seq, records, envelope, created) VALUES (?,?,?,?,?,?,?,?,?)",
+                "INSERT OR IGNORE INTO batches (batch_id, band, stream, category, categories,"
+                " fallback_of, first_seq, last_seq, records, envelope, created)"
+                " VALUES (?,?,?,?,?,?,?,?,?,?,?)",
                 [
                     (
                         b.batch_id,
                         b.band,
                         b.stream,
                         b.category,
+                        b.needs,
+                        b.fallback_of,
                         b.first_seq,
                         b.last_seq,
                         b.records,
@@ -187,30 +267,47 @@ class Outbox:
             raise
 
     # -- upload side ---------------------------------------------------------------------
-    def due(self, limit: int = 64, now: float | None = None) -> list[QueuedBatch]:
-        """Batches whose next attempt is due, oldest first."""
+    def due(
+        self, limit: int = 64, now: float | None = None, *, band: bytes | None = None
+    ) -> list[QueuedBatch]:
+        """Live batches whose next attempt is due, of ``band`` (None: of every band).
+
+        In record order: by creation second, then band, stream and first sequence, so the
+        batches of one stream go up in sequence order (batch ids are random).
+        """
         now = time.time() if now is None else now
+        where, args = self._band_filter(band)
         rows = self._db.execute(
-            "SELECT batch_id, band, stream, category, first_seq, last_seq, records, envelope,"
-            " created, attempts FROM batches WHERE next_attempt <= ? ORDER BY created, batch_id"
-            " LIMIT ?",
-            (now, limit),
+            f"SELECT {_BATCH_COLUMNS} FROM batches WHERE next_attempt <= ? AND {_LIVE}{where}"
+            " ORDER BY created, band, stream, first_seq LIMIT ?",
+            (now, *args, limit),
         ).fetchall()
         return [QueuedBatch(*row) for row in rows]
 
-    def pending_count(self) -> int:
-        return int(self._db.execute("SELECT COUNT(*) FROM batches").fetchone()[0])
+    @staticmethod
+    def _band_filter(band: bytes | None) -> tuple[str, tuple[bytes, ...]]:
+        return ("", ()) if band is None else (" AND band=?", (band,))
 
-    def next_attempt_at(self) -> float | None:
-        row = self._db.execute("SELECT MIN(next_attempt) FROM batches").fetchone()
+    def pending_count(self, band: bytes | None = None) -> int:
+        """Live batches queued (a fallback counts only once its primary is gone)."""
+        where, args = self._band_filter(band)
+        sql = f"SELECT COUNT(*) FROM batches WHERE {_LIVE}{where}"
+        return int(self._db.execute(sql, args).fetchone()[0])
+
+    def next_attempt_at(self, band: bytes | None = None) -> float | None:
+        """When the next live batch (of ``band``) is due; None when none is queued."""
+        where, args = self._band_filter(band)
+        sql = f"SELECT MIN(next_attempt) FROM batches WHERE {_LIVE}{where}"
+        row = self._db.execute(sql, args).fetchone()
         return None if row[0] is None else float(row[0])
 
     def delivered(self, batch: QueuedBatch) -> None:
-        """The ingest stored ``batch``: remove it and count it."""
+        """The ingest stored ``batch``: remove it (and its fallback) and count it."""
         db = self._db
         db.execute("BEGIN IMMEDIATE")
         try:
             gone = db.execute("DELETE FROM batches WHERE batch_id=?", (batch.batch_id,)).rowcount
+            db.execute("DELETE FROM batches WHERE fallback_of=?", (batch.batch_id,))
             if gone:
                 db.execute(
                     "INSERT INTO delivered (band, stream, batches, records) VALUES (?,?,1,?) "
@@ -230,6 +327,26 @@ class Outbox:
             (at, batch_id),
         )
 
+    def park(self, batch_id: bytes, until: float) -> None:
+        """The ingest refused the batch: keep it (never silent loss), out of the way."""
+        self._db.execute(
+            "UPDATE batches SET attempts=attempts+1, next_attempt=?, parked=1 WHERE batch_id=?",
+            (until, batch_id),
+        )
+
+    def unpark(self, band: bytes | None = None) -> int:
+        """Make every parked batch (of ``band``) due again; return how many.
+
+        Called when whatever made the ingest refuse them may have been fixed (a new
+        session, a repaired account): a batch refused again is parked again.
+        """
+        where, args = self._band_filter(band)
+        return int(
+            self._db.execute(
+                f"UPDATE batches SET next_attempt=0, parked=0 WHERE parked=1{where}", args
+            ).rowcount
+        )
+
     # -- registration with the ingest ------------------------------------------------------
     def is_registered(self, band: bytes) -> bool:
         row = self._db.execute("SELECT 1 FROM registrations WHERE band=?", (band,)).fetchone()
@@ -240,12 +357,39 @@ class Outbox:
 
     # -- consent ---------------------------------------------------------------------------
     def purge_category(self, band: bytes, category: int) -> int:
-        """Delete every queued batch of ``band`` in a withdrawn consent category."""
-        return int(
-            self._db.execute(
-                "DELETE FROM batches WHERE band=? AND category=?", (band, category)
-            ).rowcount
-        )
+        """Delete every queued batch of ``band`` that needs the withdrawn ``category``.
+
+        Returns how many live batches went. A fallback that does not need the category
+        survives its primary and is uploaded instead (the field is dropped, the records
+        stay). Records that leave the outbox with no fallback are counted as withheld.
+        """
+        bit = 1 << category
+        db = self._db
+        db.execute("BEGIN IMMEDIATE")
+        try:
+            doomed = "band=? AND ((categories | (1 << category)) & ?) != 0"
+            live = db.execute(
+                f"SELECT batch_id, stream, records FROM batches WHERE {doomed} AND {_LIVE}",
+                (band, bit),
+            ).fetchall()
+            db.execute(f"DELETE FROM batches WHERE {doomed}", (band, bit))
+            lost: dict[int, int] = {}
+            for batch_id, stream, records in live:
+                kept = db.execute(
+                    "SELECT 1 FROM batches WHERE fallback_of=?", (batch_id,)
+                ).fetchone()
+                if kept is None:
+                    lost[stream] = lost.get(stream, 0) + records
+            db.executemany(
+                "INSERT INTO withheld (band, stream, records) VALUES (?,?,?) "
+                "ON CONFLICT(band, stream) DO UPDATE SET records=records+excluded.records",
+                [(band, stream, n) for stream, n in lost.items()],
+            )
+            db.execute("COMMIT")
+        except BaseException:
+            db.execute("ROLLBACK")
+            raise
+        return len(live)
 
     # -- reporting -------------------------------------------------------------------------
     def stats(self, band: bytes) -> Mapping[int, dict[str, int]]:
@@ -271,7 +415,8 @@ class Outbox:
         ):
             row(stream)["stored_seq"] = seq
         for stream, n, r in db.execute(
-            "SELECT stream, COUNT(*), SUM(records) FROM batches WHERE band=? GROUP BY stream",
+            f"SELECT stream, COUNT(*), SUM(records) FROM batches WHERE band=? AND {_LIVE}"
+            " GROUP BY stream",
             (band,),
         ):
             row(stream).update(queued_batches=n, queued_records=r or 0)

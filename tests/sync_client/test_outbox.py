@@ -2,9 +2,11 @@
 
 from __future__ import annotations
 
+import dataclasses
 import itertools
 import os
 import signal
+import sqlite3
 import stat
 import subprocess
 import sys
@@ -56,7 +58,8 @@ def test_delivery_purge_and_stats(tmp_path: Path) -> None:
         assert box.purge_category(BAND, 2) == 1
         stats = box.stats(BAND)
         assert stats[1]["delivered_records"] == 10 and stats[1]["delivered_batches"] == 1
-        assert stats[2]["queued_batches"] == 0 and stats[2]["withheld"] == 3
+        # the purged batch's 20 records are counted as withheld: never silent loss
+        assert stats[2]["queued_batches"] == 0 and stats[2]["withheld"] == 3 + 20
         assert stats[2]["stored_seq"] == 20
 
 
@@ -133,3 +136,126 @@ def test_sigkill_at_random_points_never_splits_a_batch_from_its_cursor(tmp_path:
             queued = sorted(box.due(limit=100_000, now=1e12), key=lambda b: b.first_seq)
             assert queued[-1].last_seq == box.stored_up_to(BAND, 1)
             assert all(a.last_seq + 1 == b.first_seq for a, b in itertools.pairwise(queued))
+
+
+def mode(path: Path) -> int:
+    return stat.S_IMODE(os.stat(path).st_mode)
+
+
+def test_the_write_ahead_log_and_shared_memory_files_are_private_too(tmp_path: Path) -> None:
+    path = tmp_path / "outbox.db"
+    old = os.umask(0o022)  # a common default: files readable by everyone
+    try:
+        with Outbox(path) as box:
+            box.commit(BAND, 1, 10, [batch(1, 1, 10)])
+            wal, shm = Path(f"{path}-wal"), Path(f"{path}-shm")
+            assert wal.exists() and shm.exists()  # WAL mode keeps them while open
+            assert (mode(path), mode(wal), mode(shm)) == (0o600, 0o600, 0o600)
+        # an existing file someone made readable is made private again on open
+        path.chmod(0o644)
+        with Outbox(path) as box:
+            assert box.pending_count() == 1
+            assert mode(path) == 0o600
+            assert mode(Path(f"{path}-wal")) == 0o600
+    finally:
+        os.umask(old)
+
+
+def test_due_goes_in_record_order_within_one_second(tmp_path: Path) -> None:
+    # batch ids are random: within one creation second they must not decide the order
+    ids = [bytes([255 - i]) * 16 for i in range(6)]
+    with Outbox(tmp_path / "outbox.db") as box:
+        for i, batch_id in enumerate(ids):
+            q = QueuedBatch(batch_id, BAND, 1, 1, i * 10 + 1, i * 10 + 10, 10, b"x", 5.0)
+            box.commit(BAND, 1, i * 10 + 10, [q])
+        assert [b.first_seq for b in box.due(now=1e12)] == [1, 11, 21, 31, 41, 51]
+
+
+def test_due_and_pending_count_can_be_limited_to_one_band(tmp_path: Path) -> None:
+    other = b"\x09" * 32
+    with Outbox(tmp_path / "outbox.db") as box:
+        box.commit(BAND, 1, 10, [batch(1, 1, 10)])
+        theirs = dataclasses.replace(batch(2, 1, 10), band=other)
+        box.commit(other, 1, 10, [theirs])
+        assert [b.band for b in box.due(now=1e12, band=BAND)] == [BAND]
+        assert [b.band for b in box.due(now=1e12, band=other)] == [other]
+        assert len(box.due(now=1e12)) == 2
+        assert box.pending_count(BAND) == 1 and box.pending_count() == 2
+        box.retry_later(theirs.batch_id, at=500.0)
+        assert box.next_attempt_at(BAND) == 0.0 and box.next_attempt_at(other) == 500.0
+
+
+def test_parked_batches_come_back_when_unparked(tmp_path: Path) -> None:
+    with Outbox(tmp_path / "outbox.db") as box:
+        box.commit(BAND, 1, 20, [batch(1, 1, 10), batch(2, 11, 20)])
+        box.park(batch(1, 1, 10).batch_id, until=1e15)
+        box.retry_later(batch(2, 11, 20).batch_id, at=50.0)  # backing off: not parked
+        assert [b.first_seq for b in box.due(now=100.0)] == [11]
+        assert box.unpark(BAND) == 1
+        assert [b.first_seq for b in box.due(now=100.0)] == [1, 11]
+        assert box.unpark(BAND) == 0
+
+
+HR = 2  # ConsentCategory.HEART_RATE: the category avg_hr needs
+
+
+def with_heart_rate(n: int, first: int, last: int) -> list[QueuedBatch]:
+    """An activity batch carrying avg_hr, and its fallback without it (as the batcher seals)."""
+    primary = dataclasses.replace(batch(n, first, last), categories=(1 << 1) | (1 << HR))
+    fallback = dataclasses.replace(
+        batch(n + 100, first, last), fallback_of=primary.batch_id, categories=1 << 1
+    )
+    return [primary, fallback]
+
+
+def test_a_fallback_stands_in_only_once_its_primary_is_purged(tmp_path: Path) -> None:
+    with Outbox(tmp_path / "outbox.db") as box:
+        primary, fallback = with_heart_rate(1, 1, 10)
+        box.commit(BAND, 1, 10, [primary, fallback])
+        assert [b.batch_id for b in box.due(now=1e12)] == [primary.batch_id]
+        assert box.pending_count() == 1 and box.stats(BAND)[1]["queued_records"] == 10
+        assert box.purge_category(BAND, 3) == 0  # sleep: neither needs it
+        assert box.purge_category(BAND, HR) == 1
+        assert [b.batch_id for b in box.due(now=1e12)] == [fallback.batch_id]
+        assert box.stats(BAND)[1]["withheld"] == 0  # the records are still queued
+        assert box.purge_category(BAND, 1) == 1  # activity withdrawn: now they go
+        assert box.pending_count() == 0 and box.stats(BAND)[1]["withheld"] == 10
+
+
+def test_delivering_a_primary_drops_its_fallback(tmp_path: Path) -> None:
+    with Outbox(tmp_path / "outbox.db") as box:
+        primary, fallback = with_heart_rate(1, 1, 10)
+        box.commit(BAND, 1, 10, [primary, fallback])
+        box.delivered(primary)
+        assert box.due(now=1e12) == [] and box.purge_category(BAND, HR) == 0
+        assert box.stats(BAND)[1]["delivered_records"] == 10
+
+
+def test_a_file_of_the_first_release_is_upgraded_in_place(tmp_path: Path) -> None:
+    path = tmp_path / "outbox.db"
+    with sqlite3.connect(path) as db:
+        db.executescript(FIRST_RELEASE_SCHEMA)
+        db.execute(
+            "INSERT INTO batches VALUES (?,?,?,?,?,?,?,?,?,?,?)",
+            (b"a" * 16, BAND, 2, 2, 1, 5, 5, b"x", 1.0, 1, 1e15),  # parked by an old client
+        )
+        db.execute(
+            "INSERT INTO batches VALUES (?,?,?,?,?,?,?,?,?,?,?)",
+            (b"b" * 16, BAND, 1, 1, 1, 5, 5, b"y", 1.0, 0, 0.0),
+        )
+    with Outbox(path) as box:
+        assert [b.needs for b in box.due(now=1e12)] == [1 << 1]
+        assert box.unpark(BAND) == 1
+        assert box.purge_category(BAND, HR) == 1
+        assert [b.batch_id for b in box.due(now=1e12)] == [b"b" * 16]
+
+
+FIRST_RELEASE_SCHEMA = """
+CREATE TABLE batches (
+    batch_id BLOB PRIMARY KEY, band BLOB NOT NULL, stream INTEGER NOT NULL,
+    category INTEGER NOT NULL, first_seq INTEGER NOT NULL, last_seq INTEGER NOT NULL,
+    records INTEGER NOT NULL, envelope BLOB NOT NULL, created REAL NOT NULL,
+    attempts INTEGER NOT NULL DEFAULT 0, next_attempt REAL NOT NULL DEFAULT 0
+) WITHOUT ROWID;
+CREATE INDEX batches_due ON batches (next_attempt, created);
+"""

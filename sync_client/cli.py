@@ -134,6 +134,7 @@ async def _sync(args: argparse.Namespace) -> int:
         "streams": [asdict(r) | {"stream": r.stream.name.lower()} for r in report.streams],
         "purged_batches": report.purged_batches,
         "uploaded": report.upload is not None,
+        "account_error": report.upload.account_error if report.upload else None,
     }
     failed = [r for r in report.streams if r.error]
     text = "\n".join(
@@ -141,6 +142,8 @@ async def _sync(args: argparse.Namespace) -> int:
         + (f", stopped: {r.error}" if r.error else "")
         for r in report.streams
     )
+    if report.upload is not None and report.upload.account_error:
+        text = f"{text}\nupload stopped: {report.upload.account_error}".lstrip()
     _emit(args, data, text or (report.band_info.describe() if report.band_info else ""))
     return EXIT_PARTIAL if failed else EXIT_OK
 

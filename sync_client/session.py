@@ -3,7 +3,9 @@
 :class:`SyncSession` wires the pieces together in the order the architecture requires:
 consent is read from the band before any record is pulled, withdrawn categories are
 purged from the outbox first, records are sealed and committed before the band is
-acknowledged, and the upload drains the outbox (which survives anything in between).
+acknowledged, and the upload drains this band's part of the outbox (which survives
+anything in between); other bands' batches wait for their own sync, whose consent read
+purges what was withdrawn on them.
 """
 
 from __future__ import annotations
@@ -133,8 +135,11 @@ class SyncSession:
                 await self._puller.unsubscribe()
             await client.disconnect()
         if opts.upload and self.account is not None and registered:
+            # Only this band's batches: its consent was read (and its withdrawals purged)
+            # just now; another band's queue waits for that band's own sync.
+            self.outbox.unpark(band)  # a refusal may have been fixed since: offer once more
             uploader = Uploader(self.outbox, self.account.ingest_url, self.account.token)
-            report.upload = await uploader.drain()
+            report.upload = await uploader.drain(band)
         return report
 
     async def _register(self, band: bytes, band_key: bytes, report: SyncReport) -> bool:

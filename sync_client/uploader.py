@@ -4,10 +4,16 @@
   stored: the ingest deduplicates by batch id, so a retried batch is never stored twice).
 - 429 and 503 honour ``Retry-After``; other 5xx, timeouts, connection errors and garbage
   answers back off exponentially with full jitter; the batch stays queued.
-- 4xx other than 429 (the ingest refuses the batch: e.g. no consent covers it) are
-  permanent for that batch: it is parked far in the future and counted as rejected, never
-  dropped silently. The exception is 403 ``unknown_band``: the band's registration is
+- 401, and 403 other than ``unknown_band``, refuse the account, not the batch (a revoked
+  token, an erased account): the drain stops at once, nothing is parked, and
+  ``UploadReport.account_error`` says what to do. The batches stay due for the next drain.
+- Other 4xx except 408/429 (the ingest refuses the batch: e.g. no consent covers it) are
+  permanent for that batch: it is parked (``Outbox.park``) and counted as rejected, never
+  dropped silently; each session unparks them once (``Outbox.unpark``) in case what was
+  wrong has been fixed. 403 ``unknown_band`` is not a refusal: the band's registration is
   still to come (the next sync makes it), so the batch backs off and stays due.
+- Every retry waits at least ``base_backoff_s`` (a ``Retry-After: 0`` included), and a
+  drain never re-offers a batch after its ``wait_for_retries_s`` has run out.
 - Concurrency is bounded; TLS verification is on for https; plain http is refused for
   anything but a loopback host.
 """
@@ -49,6 +55,8 @@ class UploadReport:
     retried: int = 0
     rejected: int = 0
     rejections: list[str] = field(default_factory=list)
+    #: Set when the ingest refused the account itself (401/403): the drain stopped there.
+    account_error: str | None = None
 
 
 def check_ingest_url(url: str) -> str:
@@ -114,14 +122,17 @@ class Uploader:
         self._now = now
 
     def backoff(self, attempts: int) -> float:
-        """Full jitter: uniform in [0, min(max, base * 2**attempts)]."""
+        """Full jitter: uniform in [base, min(max, base * 2**attempts)]."""
         ceiling = min(self.max_backoff_s, self.base_backoff_s * (2 ** min(attempts, 30)))
-        return self._rng.uniform(0.0, ceiling)
+        return self._rng.uniform(self.base_backoff_s, max(self.base_backoff_s, ceiling))
 
-    async def drain(self, *, wait_for_retries_s: float = 0.0) -> UploadReport:
-        """Upload every due batch; then, for up to ``wait_for_retries_s``, wait for retries.
+    async def drain(self, band: bytes | None, *, wait_for_retries_s: float = 0.0) -> UploadReport:
+        """Upload every due batch of ``band``; then, for up to ``wait_for_retries_s``, retries.
 
-        Returns when the outbox is empty, or nothing more is due within the wait.
+        ``band`` is the band whose consent was just read: only its batches are known to be
+        still consented (None drains every band: only for an explicit "upload now").
+        Returns when nothing of it is queued, nothing more is due within the wait, or the
+        ingest refused the account (``account_error``).
         """
         report = UploadReport()
         deadline = self._now() + wait_for_retries_s
@@ -130,15 +141,19 @@ class Uploader:
             "Content-Type": "application/octet-stream",
         }
         async with aiohttp.ClientSession(timeout=self.timeout, headers=headers) as session:
-            while True:
-                due = self.outbox.due(limit=self.concurrency * 8, now=self._now())
+            while report.account_error is None:
+                # Past the deadline only batches due by then are offered: a retried batch
+                # is due later than its attempt, so the drain ends.
+                now = min(self._now(), deadline)
+                due = self.outbox.due(limit=self.concurrency * 8, now=now, band=band)
                 if due:
                     await self._upload_all(session, due, report)
                     continue
-                nxt = self.outbox.next_attempt_at()
+                nxt = self.outbox.next_attempt_at(band)
                 if nxt is None or nxt > deadline:
-                    return report
+                    break
                 await asyncio.sleep(max(0.0, nxt - self._now()))
+        return report
 
     async def _upload_all(
         self, session: aiohttp.ClientSession, due: list[QueuedBatch], report: UploadReport
@@ -147,7 +162,8 @@ class Uploader:
 
         async def one(batch: QueuedBatch) -> None:
             async with gate:
-                await self._upload(session, batch, report)
+                if report.account_error is None:
+                    await self._upload(session, batch, report)
 
         await asyncio.gather(*(one(b) for b in due))
 
@@ -172,6 +188,15 @@ class Uploader:
             detail = exc.__class__.__name__
         # An unknown band is registered by the next sync: wait for it, do not give up.
         pending_registration = status == 403 and detail == "unknown_band"
+        if status == 401 or (status == 403 and not pending_registration):
+            # The account is refused, not this batch: stop, park nothing, say what to do.
+            answer = f"HTTP {status} {detail}".strip()
+            report.account_error = (
+                f"the ingest refused this account ({answer}): pair with --ingest to renew "
+                "the account; queued batches are kept and upload once it is fixed"
+            )
+            log.warning("ingest refused the account: HTTP %s %s", status, detail)
+            return
         if (
             status is not None
             and 400 <= status < 500
@@ -179,12 +204,16 @@ class Uploader:
             and not pending_registration
         ):
             # The ingest refuses this batch for good; keep it (never silent loss) but park it.
-            self.outbox.retry_later(batch.batch_id, self._now() + PARKED_S)
+            self.outbox.park(batch.batch_id, self._now() + PARKED_S)
             report.rejected += 1
             report.rejections.append(f"HTTP {status} {detail}".strip())
             log.warning("ingest refused a batch: HTTP %s %s", status, detail)
             return
-        delay = retry_after if retry_after is not None else self.backoff(batch.attempts)
+        # A floor on every delay: Retry-After: 0 must not turn the drain into a busy loop.
+        delay = max(
+            self.base_backoff_s,
+            retry_after if retry_after is not None else self.backoff(batch.attempts),
+        )
         self.outbox.retry_later(batch.batch_id, self._now() + delay)
         report.retried += 1
         log.info("upload will be retried in %.1f s (%s)", delay, status or detail)

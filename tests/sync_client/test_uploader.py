@@ -2,7 +2,10 @@
 
 from __future__ import annotations
 
+import asyncio
+import dataclasses
 import random
+import time
 from pathlib import Path
 
 import pytest
@@ -25,21 +28,27 @@ def queued(n: int) -> QueuedBatch:
 class ScriptedIngest:
     """Answers each POST with the next scripted status; stores bodies it accepts."""
 
-    def __init__(self, script: list[tuple[int, dict[str, str]]]) -> None:
+    def __init__(
+        self, script: list[tuple[int, dict[str, str]]], then: tuple[int, dict[str, str]] = (200, {})
+    ) -> None:
         self.script = script
+        self.then = then  # the answer once the script has run out
         self.stored: dict[bytes, int] = {}
         self.auth: set[str] = set()
+        self.posts = 0
 
     async def handle(self, request: web.Request) -> web.Response:
         body = await request.read()
+        self.posts += 1
         self.auth.add(request.headers.get("Authorization", ""))
-        status, headers = self.script.pop(0) if self.script else (200, {})
+        status, headers = self.script.pop(0) if self.script else self.then
+        headers = dict(headers)
         if status == 200:
             self.stored[body] = self.stored.get(body, 0) + 1
             return web.json_response({"stored": True})
         if status == 599:
             return web.Response(status=502, body=b"<html>garbage</html>")
-        code = "unknown_band" if status == 403 else "nope"
+        code = headers.pop("X-Code", "unknown_band" if status == 403 else "nope")
         return web.json_response({"error": code, "message": "x"}, status=status, headers=headers)
 
 
@@ -60,7 +69,7 @@ async def test_retries_until_stored_and_honours_retry_after(tmp_path: Path) -> N
             up = Uploader(
                 box, str(server.make_url("/")), "tok", base_backoff_s=0.001, rng=random.Random(1)
             )
-            report = await up.drain(wait_for_retries_s=5)
+            report = await up.drain(BAND, wait_for_retries_s=5)
             assert report.delivered_batches == 1 and report.retried == 3
             assert box.pending_count() == 0
             assert ingest.stored == {b"env1": 1}
@@ -75,7 +84,7 @@ async def test_refused_batch_is_parked_not_lost(tmp_path: Path) -> None:
     try:
         with Outbox(tmp_path / "o.db") as box:
             box.commit(BAND, 1, 20, [queued(1), queued(2)])
-            report = await Uploader(box, str(server.make_url("/")), "t").drain()
+            report = await Uploader(box, str(server.make_url("/")), "t").drain(BAND)
             assert report.rejected == 1 and report.delivered_batches == 1
             assert box.pending_count() == 1  # still there, parked
             assert report.rejections == ["HTTP 422 nope"]
@@ -87,7 +96,7 @@ async def test_unreachable_ingest_keeps_everything(tmp_path: Path) -> None:
     with Outbox(tmp_path / "o.db") as box:
         box.commit(BAND, 1, 10, [queued(1)])
         up = Uploader(box, "http://127.0.0.1:9", "t", timeout_s=2, rng=random.Random(2))
-        report = await up.drain()
+        report = await up.drain(BAND)
         assert report.retried == 1 and box.pending_count() == 1
 
 
@@ -117,8 +126,66 @@ async def test_an_unknown_band_waits_for_its_registration_instead_of_being_parke
             up = Uploader(
                 box, str(server.make_url("/")), "t", base_backoff_s=0.001, rng=random.Random(4)
             )
-            report = await up.drain(wait_for_retries_s=5)
+            report = await up.drain(BAND, wait_for_retries_s=5)
             assert report.rejected == 0 and report.retried == 1
             assert report.delivered_batches == 1 and box.pending_count() == 0
+    finally:
+        await server.close()
+
+
+@pytest.mark.parametrize(
+    ("status", "code"), [(401, "unauthorized"), (403, "forbidden"), (403, "account_erased")]
+)
+async def test_a_refused_account_stops_the_drain_and_parks_nothing(
+    tmp_path: Path, status: int, code: str
+) -> None:
+    ingest = ScriptedIngest([(status, {"X-Code": code})])
+    server = await _serve(ingest)
+    try:
+        with Outbox(tmp_path / "o.db") as box:
+            box.commit(BAND, 1, 30, [queued(1), queued(2), queued(3)])
+            up = Uploader(box, str(server.make_url("/")), "t", concurrency=1)
+            report = await up.drain(BAND)
+            assert report.account_error is not None and f"HTTP {status}" in report.account_error
+            assert "pair with --ingest" in report.account_error
+            assert ingest.posts == 1  # stopped at the first refusal
+            assert report.rejected == 0 and report.delivered_batches == 0
+            assert len(box.due(now=time.time())) == 3  # all still due: nothing parked
+            # the account is fixed: the next drain delivers everything
+            report = await up.drain(BAND)
+            assert report.account_error is None and report.delivered_batches == 3
+    finally:
+        await server.close()
+
+
+async def test_retry_after_zero_does_not_spin(tmp_path: Path) -> None:
+    ingest = ScriptedIngest([], then=(503, {"Retry-After": "0"}))
+    server = await _serve(ingest)
+    try:
+        with Outbox(tmp_path / "o.db") as box:
+            box.commit(BAND, 1, 10, [queued(1)])
+            up = Uploader(box, str(server.make_url("/")), "t", base_backoff_s=0.05)
+            report = await asyncio.wait_for(up.drain(BAND), 10)
+            assert ingest.posts == 1 and report.retried == 1  # no wait asked: one attempt
+            report = await asyncio.wait_for(up.drain(BAND, wait_for_retries_s=0.3), 10)
+            # every retry waits at least the base backoff (0.05 s) within the 0.3 s asked
+            assert 2 <= ingest.posts <= 1 + 0.3 / 0.05 + 1
+            assert box.pending_count() == 1 and box.due(now=time.time() + 1.0)
+    finally:
+        await server.close()
+
+
+async def test_a_drain_uploads_only_the_band_it_is_given(tmp_path: Path) -> None:
+    other = b"\x07" * 32
+    ingest = ScriptedIngest([])
+    server = await _serve(ingest)
+    try:
+        with Outbox(tmp_path / "o.db") as box:
+            box.commit(BAND, 1, 10, [queued(1)])
+            theirs = dataclasses.replace(queued(2), band=other)
+            box.commit(other, 1, 20, [theirs])
+            report = await Uploader(box, str(server.make_url("/")), "t").drain(BAND)
+            assert report.delivered_batches == 1 and ingest.stored == {b"env1": 1}
+            assert [b.band for b in box.due(now=1e12)] == [other]
     finally:
         await server.close()

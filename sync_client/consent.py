@@ -22,9 +22,10 @@ batch against it.
 
 from __future__ import annotations
 
+import asyncio
 import dataclasses
 from bisect import bisect_right
-from collections.abc import Awaitable, Callable, Iterable, Mapping, Sequence
+from collections.abc import Awaitable, Callable, Iterable, Mapping
 from dataclasses import dataclass
 from typing import Any, Protocol, cast
 
@@ -148,15 +149,6 @@ def _merge(intervals: list[Interval]) -> list[Interval]:
     return out
 
 
-@dataclass(frozen=True, slots=True)
-class Filtered:
-    """The records that may be queued (fields cleared as needed) and how many were withheld."""
-
-    kept: tuple[StoredRecord, ...]
-    withheld: int
-    fields_cleared: int
-
-
 def filter_record(record: StoredRecord, allowed: AllowedIntervals) -> StoredRecord | None:
     """``record`` as it may be queued (a field cleared without its consent), or None."""
     # Consent to cloud sync must hold both when the record was made and now: a withdrawal
@@ -184,20 +176,6 @@ def all_may_upload(stream: StreamId, first: int, last: int, allowed: AllowedInte
         for (s, _field), category in FIELD_CONSENT.items()
         if s is stream
     )
-
-
-def filter_records(records: Sequence[StoredRecord], allowed: AllowedIntervals) -> Filtered:
-    """Split ``records`` into what consent lets the client queue and a withheld count."""
-    kept: list[StoredRecord] = []
-    cleared = 0
-    for record in records:
-        out = filter_record(record, allowed)
-        if out is None:
-            continue
-        if out is not record:
-            cleared += 1
-        kept.append(out)
-    return Filtered(tuple(kept), len(records) - len(kept), cleared)
 
 
 @dataclass(frozen=True, slots=True)
@@ -240,7 +218,6 @@ async def read_band_consent(
     client: GattClient, *, min_policy_version: int = 0, timeout_s: float = 10.0
 ) -> BandConsent:
     """Read Consent State and every Consent Change Log page; compute the intervals."""
-    import asyncio
 
     async def read(uuid: object) -> bytes:
         try:
@@ -261,10 +238,16 @@ async def read_band_consent(
         if len(pages) >= MAX_LOG_PAGES:
             raise ConsentClientError("the band's consent log is too long to read")
         select = encode_control(SelectConsentLogPage(next_index))
-        await asyncio.wait_for(
-            client.write_gatt_char(str(KME_CONSENT_CONTROL_POINT), select, response=True),
-            timeout_s,
-        )
+        try:
+            await asyncio.wait_for(
+                client.write_gatt_char(str(KME_CONSENT_CONTROL_POINT), select, response=True),
+                timeout_s,
+            )
+        except TimeoutError:
+            raise ConsentClientError(
+                "the band did not take a consent log page request in time; move closer and "
+                "sync again"
+            ) from None
         raw = await read(KME_CONSENT_CHANGE_LOG)
         try:
             page = decode_as(raw, ConsentLogPage)
@@ -297,8 +280,6 @@ async def _request_consent_record(client: GattClient, covers_from: int, timeout_
     answers the request before it answers the read, so the read returns the fresh record
     (empty when the band refused: not the owner, or too long a history for one record).
     """
-    import asyncio
-
     request = encode_control(RequestConsentRecord(covers_from, _UNTIL_NOW))
     try:
         await asyncio.wait_for(
@@ -352,8 +333,6 @@ async def set_consent(
     Consent Control Point indication (the caller subscribed to it); without it the answer
     is not awaited and None is returned.
     """
-    import asyncio
-
     message = encode_control(SetConsent(category, granted, policy_version))
     try:
         await asyncio.wait_for(
@@ -394,11 +373,9 @@ __all__ = [
     "AllowedIntervals",
     "BandConsent",
     "ConsentClientError",
-    "Filtered",
     "Interval",
     "allowed_intervals",
     "filter_record",
-    "filter_records",
     "purge_withdrawn",
     "read_band_consent",
     "set_consent",

@@ -2,19 +2,32 @@
 
 from __future__ import annotations
 
+import asyncio
+import dataclasses
 from pathlib import Path
+from typing import Any
 
+import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from protocol.control import ConsentFlag, ConsentLogEntry, ConsentSource, ConsentState
+from protocol.control import (
+    ConsentFlag,
+    ConsentLogEntry,
+    ConsentSource,
+    ConsentState,
+    encode_control,
+)
 from protocol.records import STREAM_CONSENT, ConsentCategory, StreamId, record_time
 from sync_client.consent import (
     AllowedIntervals,
     BandConsent,
+    ConsentClientError,
+    all_may_upload,
     allowed_intervals,
-    filter_records,
+    filter_record,
     purge_withdrawn,
+    read_band_consent,
 )
 from sync_client.outbox import Outbox, QueuedBatch
 from tests.sync_client.band_fakes import activity_minutes
@@ -80,15 +93,22 @@ def test_kept_exactly_when_consented_then_and_still_consented_now(
         # granted at the record's time, and not withdrawn since (granted at the end of time)
         return granted_at(category, t) and granted_at(category, 10**12)
 
-    result = filter_records(records, allowed)
-    kept_seqs = {r.seq for r in result.kept}
-    assert result.withheld == len(records) - len(result.kept)
-    for r in records:
-        t = record_time(r.record)
-        assert (r.seq in kept_seqs) == may_upload(STREAM_CONSENT[r.stream], t)
-    for r in result.kept:
-        if not may_upload(HR, record_time(r.record)):
-            assert r.record.avg_hr == 0  # type: ignore[union-attr]
+    # the puller's path: one span check per chunk, else filter_record per record
+    for chunk in (records[i : i + 97] for i in range(0, len(records), 97)):
+        times = [record_time(r.record) for r in chunk]
+        as_is = all_may_upload(StreamId.ACTIVITY_MINUTES, min(times), max(times), allowed)
+        for r, t in zip(chunk, times, strict=True):
+            kept = filter_record(r, allowed)
+            assert (kept is not None) == may_upload(STREAM_CONSENT[r.stream], t)
+            if as_is:
+                assert kept is r  # the fast path lets the chunk go as it is: it must be
+            if kept is None:
+                continue
+            if may_upload(HR, t):
+                assert kept.record == r.record
+            else:
+                assert kept.record.avg_hr == 0  # type: ignore[union-attr]
+                assert dataclasses.replace(kept.record, avg_hr=r.record.avg_hr) == r.record  # type: ignore[type-var, union-attr]
 
 
 def queued(band: bytes, stream: StreamId, seq: int) -> QueuedBatch:
@@ -112,3 +132,25 @@ def test_withdrawal_on_the_band_purges_that_categorys_queued_batches(tmp_path: P
         assert left == {StreamId.ACTIVITY_MINUTES, StreamId.SLEEP_EPOCHS}
         # cursors stay: purged data is never fetched again
         assert outbox.stored_up_to(band, StreamId.HR_SAMPLES) == 2
+
+
+class SilentPageSelect:
+    """A band that answers the consent state read but never the log page select write."""
+
+    async def read_gatt_char(self, char_specifier: Any, **kwargs: Any) -> bytearray:
+        flags = tuple(ConsentFlag(c, True, 3, 500, 0) for c in ConsentCategory)
+        return bytearray(encode_control(ConsentState(flags, 2)))
+
+    async def write_gatt_char(self, char_specifier: Any, data: Any, response: Any = None) -> None:
+        await asyncio.sleep(3600)
+
+    async def start_notify(self, char_specifier: Any, callback: Any, **kwargs: Any) -> None:
+        pass
+
+    async def stop_notify(self, char_specifier: Any) -> None:
+        pass
+
+
+async def test_a_band_that_never_takes_the_page_select_is_a_typed_error() -> None:
+    with pytest.raises(ConsentClientError, match="in time"):
+        await read_band_consent(SilentPageSelect(), timeout_s=0.01)

@@ -12,10 +12,12 @@ written anywhere.
 
 from __future__ import annotations
 
+import dataclasses
 import os
 import time
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
+from typing import Any, cast
 
 from protocol.batch import (
     MAX_RECORDS_PER_BATCH,
@@ -27,7 +29,7 @@ from protocol.batch import (
     encode_batch_plaintext,
 )
 from protocol.errors import UsageError
-from protocol.records import STREAM_CONSENT, StoredRecord, record_time
+from protocol.records import FIELD_CONSENT, STREAM_CONSENT, StoredRecord
 from sync_client.outbox import QueuedBatch
 from sync_client.sealing import RecipientPublicKey, seal_batch
 
@@ -44,6 +46,15 @@ class BatchLimits:
             raise UsageError(f"max_records must be 1..{MAX_RECORDS_PER_BATCH}")
         if self.max_span_s < 0:
             raise UsageError("max_span_s must be 0 or more seconds")
+
+    def admits(self, count: int, first_time: int, t: int) -> bool:
+        """May a record timed ``t`` join a batch of ``count`` records starting at ``first_time``?
+
+        The one cutting rule: the puller applies it record by record as records arrive.
+        """
+        if count == 0:
+            return True
+        return count < self.max_records and abs(t - first_time) <= self.max_span_s
 
 
 @dataclass(frozen=True, slots=True)
@@ -85,32 +96,6 @@ class Batcher:
         self._random_bytes = random_bytes
         self._clock = clock
 
-    def fits(self, pending: Sequence[StoredRecord], record: StoredRecord) -> bool:
-        """May ``record`` join the batch ``pending`` without breaking a limit?"""
-        if not pending:
-            return True
-        if len(pending) >= self.limits.max_records:
-            return False
-        span = record_time(record.record) - record_time(pending[0].record)
-        return abs(span) <= self.limits.max_span_s
-
-    def cut(self, records: Sequence[StoredRecord]) -> list[list[StoredRecord]]:
-        """Split records (one stream, increasing seq) into runs that respect the limits."""
-        runs: list[list[StoredRecord]] = []
-        current: list[StoredRecord] = []
-        for record in records:
-            if not self.fits(current, record):
-                runs.append(current)
-                current = []
-            current.append(record)
-        if current:
-            runs.append(current)
-        return runs
-
-    def seal(self, records: Sequence[StoredRecord]) -> list[QueuedBatch]:
-        """Cut ``records`` and seal every run into a :class:`QueuedBatch`."""
-        return [self.seal_one(run) for run in self.cut(records)]
-
     def header_for(self, records: Sequence[StoredRecord]) -> BatchHeader:
         """The header of a batch of ``records`` (which must respect the limits)."""
         if not records:
@@ -130,8 +115,10 @@ class Batcher:
             created=int(self._clock()),
         )
 
-    def seal_one(self, records: Sequence[StoredRecord]) -> QueuedBatch:
-        """Seal one run of records (already within the limits)."""
+    def seal_one(
+        self, records: Sequence[StoredRecord], *, fallback_of: bytes | None = None
+    ) -> QueuedBatch:
+        """Seal one run of records (already within the limits) as one batch."""
         header = self.header_for(records)
         plaintext = encode_batch_plaintext(records, self.consent_record)
         envelope = seal_batch(header, plaintext, self.recipient_key, self.suite)
@@ -145,7 +132,54 @@ class Batcher:
             records=header.count,
             envelope=envelope,
             created=float(header.created),
+            categories=categories_needed(records),
+            fallback_of=fallback_of,
         )
 
+    def seal_run(self, records: Sequence[StoredRecord]) -> list[QueuedBatch]:
+        """Seal one run, plus a fallback without the fields that need a further consent.
 
-__all__ = ["BatchLimits", "Batcher", "ServiceData"]
+        A run whose fields need more than the stream's consent (``avg_hr`` of activity
+        minutes needs heart rate) is sealed twice: as it is, and with those fields
+        cleared. The outbox offers the fallback only if the first is purged, so a
+        withdrawal of the field's category drops the field but not the records.
+        """
+        primary = self.seal_one(records)
+        if primary.categories == 1 << primary.category:
+            return [primary]
+        bare = [without_field_consent(r) for r in records]
+        return [primary, self.seal_one(bare, fallback_of=primary.batch_id)]
+
+
+def categories_needed(records: Sequence[StoredRecord]) -> int:
+    """Bitmask (``1 << category``) of the consent categories ``records`` need.
+
+    The stream's own category, plus each field's category when the field holds a value
+    in any record (records of one stream).
+    """
+    if not records:
+        raise BatchError("a batch needs at least one record")
+    stream = records[0].stream
+    mask = 1 << STREAM_CONSENT[stream]
+    for (s, name), category in FIELD_CONSENT.items():
+        if s is stream and any(getattr(r.record, name) for r in records):
+            mask |= 1 << category
+    return mask
+
+
+def without_field_consent(record: StoredRecord) -> StoredRecord:
+    """``record`` with every field that needs a further consent cleared to 0."""
+    fields = {name: 0 for (s, name) in FIELD_CONSENT if s is record.stream}
+    if not fields or not any(getattr(record.record, name) for name in fields):
+        return record
+    cleared = dataclasses.replace(cast(Any, record.record), **fields)
+    return StoredRecord(record.stream, record.seq, cleared)
+
+
+__all__ = [
+    "BatchLimits",
+    "Batcher",
+    "ServiceData",
+    "categories_needed",
+    "without_field_consent",
+]

@@ -321,10 +321,7 @@ class Puller:
             if kept is None:
                 pending.withheld += 1
             else:
-                if pending.records and (
-                    len(pending.records) >= limits.max_records
-                    or abs(t - pending.first_time) > limits.max_span_s
-                ):
+                if not limits.admits(len(pending.records), pending.first_time, t):
                     await self._flush(pending, receiver, result)
                 if kept is not record:
                     pending.cleared += 1
@@ -338,9 +335,10 @@ class Puller:
         up_to = pending.handled_up_to
         if up_to is None:
             return None
-        batches = [self.batcher.seal_one(pending.records)] if pending.records else []
+        # a run whose avg_hr needs heart-rate consent also gets a fallback without it
+        batches = self.batcher.seal_run(pending.records) if pending.records else []
         self.outbox.commit(self.band, int(result.stream), up_to, batches, pending.withheld)
-        result.batches += len(batches)
+        result.batches += 1 if batches else 0
         result.queued += len(pending.records)
         result.withheld += pending.withheld
         result.fields_cleared += pending.cleared

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import itertools
 import random
 
 import cbor2
@@ -25,8 +24,21 @@ from protocol.classification import (
     classify_record_field,
 )
 from protocol.errors import UsageError
-from protocol.records import STREAM_CONSENT, StreamId
-from sync_client.batcher import Batcher, BatchLimits, ServiceData
+from protocol.records import (
+    STREAM_CONSENT,
+    ConsentCategory,
+    SleepEpoch,
+    SleepStage,
+    StoredRecord,
+    StreamId,
+)
+from sync_client.batcher import (
+    Batcher,
+    BatchLimits,
+    ServiceData,
+    categories_needed,
+    without_field_consent,
+)
 from tests.sync_client.band_fakes import INGEST_KEY, activity_minutes
 
 SERIAL = "KME1-SERIAL-000123"
@@ -46,27 +58,26 @@ def batcher(limits: BatchLimits, seed: int = 7) -> Batcher:
     )
 
 
-@settings(max_examples=40, deadline=None, derandomize=True)
-@given(n=st.integers(1, 400), max_records=st.integers(1, 120), span_min=st.integers(0, 300))
-def test_cuts_respect_size_and_age_and_keep_every_record_in_order(
-    n: int, max_records: int, span_min: int
+@settings(max_examples=200, deadline=None, derandomize=True)
+@given(
+    count=st.integers(0, 200),
+    max_records=st.integers(1, 120),
+    span=st.integers(0, 5000),
+    gap=st.integers(-6000, 6000),
+)
+def test_a_record_joins_a_batch_exactly_while_both_limits_hold(
+    count: int, max_records: int, span: int, gap: int
 ) -> None:
-    records = activity_minutes(n)
-    b = batcher(BatchLimits(max_records=max_records, max_span_s=span_min * 60))
-    runs = b.cut(records)
-    assert [r for run in runs for r in run] == records
-    for run in runs:
-        assert 1 <= len(run) <= max_records
-        assert run[-1].record.start - run[0].record.start <= span_min * 60  # type: ignore[union-attr]
-    # maximal: a run is cut only when the next record would break a limit
-    for run, following in itertools.pairwise(runs):
-        assert not b.fits(run, following[0])
+    limits = BatchLimits(max_records=max_records, max_span_s=span)
+    first = 1_700_000_000
+    expected = count == 0 or (count < max_records and abs(gap) <= span)
+    assert limits.admits(count, first, first + gap) == expected
 
 
 def test_sealed_batches_open_to_the_records_with_exact_header_fields() -> None:
     records = activity_minutes(130)
     b = batcher(BatchLimits(max_records=50))
-    batches = b.seal(records)
+    batches = [b.seal_one(records[i : i + 50]) for i in range(0, 130, 50)]
     assert [q.records for q in batches] == [50, 50, 30]
     opened = []
     for q in batches:
@@ -93,7 +104,7 @@ def test_sealed_batches_open_to_the_records_with_exact_header_fields() -> None:
 def test_every_encoded_field_is_classified_and_none_is_a_direct_identifier() -> None:
     records = activity_minutes(10)
     q = batcher(BatchLimits())
-    envelope = q.seal(records)[0].envelope
+    envelope = q.seal_one(records).envelope
     parsed = decode_envelope(envelope)
     header_map = cbor2.loads(parsed.header_bytes)
     by_key = {key: name for name, key in HEADER_KEYS.items()}
@@ -119,3 +130,34 @@ def test_limits_are_checked() -> None:
         BatchLimits(max_records=0)
     with pytest.raises(UsageError):
         BatchLimits(max_span_s=-1)
+
+
+ACTIVITY, HEART_RATE = ConsentCategory.ACTIVITY, ConsentCategory.HEART_RATE
+
+
+def test_a_run_with_avg_hr_is_sealed_with_a_fallback_that_clears_it() -> None:
+    records = activity_minutes(20, avg_hr=0)
+    records[7] = activity_minutes(8, avg_hr=88)[7]  # one minute with a heart rate
+    b = batcher(BatchLimits())
+    primary, fallback = b.seal_run(records)
+    assert primary.categories == (1 << ACTIVITY) | (1 << HEART_RATE) == primary.needs
+    assert fallback.categories == 1 << ACTIVITY and fallback.fallback_of == primary.batch_id
+    assert (fallback.first_seq, fallback.last_seq, fallback.records) == (1, 20, 20)
+    assert fallback.batch_id != primary.batch_id
+    header, plaintext = open_batch(primary.envelope, INGEST_KEY)
+    assert list(decode_batch_plaintext(header, plaintext).records()) == records
+    header, plaintext = open_batch(fallback.envelope, INGEST_KEY)
+    bare = list(decode_batch_plaintext(header, plaintext).records())
+    assert [r.record.avg_hr for r in bare] == [0] * 20  # type: ignore[union-attr]
+    assert bare == [without_field_consent(r) for r in records]
+    assert [r.seq for r in bare] == [r.seq for r in records]
+
+
+def test_a_run_without_field_values_needs_only_its_streams_consent() -> None:
+    records = activity_minutes(20, avg_hr=0)
+    (only,) = batcher(BatchLimits()).seal_run(records)
+    assert only.categories == 1 << ACTIVITY and only.fallback_of is None
+    assert categories_needed(records) == 1 << ACTIVITY
+    assert categories_needed(activity_minutes(3)) == (1 << ACTIVITY) | (1 << HEART_RATE)
+    sleep = [StoredRecord(StreamId.SLEEP_EPOCHS, 1, SleepEpoch(1_700_000_000, 0, SleepStage.REM))]
+    assert categories_needed(sleep) == 1 << STREAM_CONSENT[StreamId.SLEEP_EPOCHS]

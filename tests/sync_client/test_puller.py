@@ -13,11 +13,13 @@ import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
+from cloud_ingest.opening import open_batch
+from protocol.batch import decode_batch_plaintext
 from protocol.record_sync import BandSyncSender
 from protocol.records import ConsentCategory, HeartRateSample, StoredRecord, StreamId
 from sync_client.batcher import Batcher, BatchLimits, ServiceData
 from sync_client.consent import AllowedIntervals
-from sync_client.outbox import Outbox
+from sync_client.outbox import Outbox, QueuedBatch
 from sync_client.puller import LinkLostError, Progress, Puller, StreamResult
 from tests.sync_client.band_fakes import (
     DATA,
@@ -307,3 +309,48 @@ async def test_a_band_that_goes_silent_times_out_and_keeps_what_arrived(tmp_path
         assert 0 < stored < 100
         assert queued_records(outbox) == activity[:stored]
     assert flash.freed.get(StreamId.ACTIVITY_MINUTES, 0) <= stored
+
+
+async def pull_with_limits(
+    records: list[StoredRecord], limits: BatchLimits, directory: Path
+) -> list[list[StoredRecord]]:
+    """Pull ``records`` with ``limits``; the records of every queued batch, in order."""
+    flash = MemoryFlash({StreamId.ACTIVITY_MINUTES: records})
+    client = FakeBandClient(BandSyncSender(flash, 100), flash)
+    batcher = Batcher(
+        band=BAND,
+        service=ServiceData("1.2.0", "KME-1", "linux", "0.1.0"),
+        consent_record=b"band-signed consent record",
+        recipient_key=INGEST_KEY.public_key(),
+        limits=limits,
+        random_bytes=random.Random(5).randbytes,
+        clock=lambda: float(T0),
+    )
+    with Outbox(directory / "o.db") as outbox:
+        puller = Puller(client, outbox, BAND, batcher, ALL_GRANTED, timeout_s=1.0)  # type: ignore[arg-type]
+        await puller.pull_stream(StreamId.ACTIVITY_MINUTES)
+        return [opened(b) for b in outbox.due(limit=100_000, now=float("inf"))]
+
+
+def opened(batch: QueuedBatch) -> list[StoredRecord]:
+    header, plaintext = open_batch(batch.envelope, INGEST_KEY)
+    return list(decode_batch_plaintext(header, plaintext).records())
+
+
+@settings(max_examples=25, deadline=None, derandomize=True)
+@given(n=st.integers(1, 300), max_records=st.integers(1, 120), span_min=st.integers(0, 300))
+def test_pulled_batches_respect_size_and_age_and_keep_every_record_in_order(
+    n: int, max_records: int, span_min: int
+) -> None:
+    records = activity_minutes(n)
+    limits = BatchLimits(max_records=max_records, max_span_s=span_min * 60)
+    with tempfile.TemporaryDirectory() as tmp:
+        runs = asyncio.run(pull_with_limits(records, limits, Path(tmp)))
+    assert [r for run in runs for r in run] == records
+    for run in runs:
+        assert 1 <= len(run) <= max_records
+        assert run[-1].record.start - run[0].record.start <= span_min * 60  # type: ignore[union-attr]
+    # maximal: a batch is cut only when the next record would break a limit
+    for run, following in itertools.pairwise(runs):
+        first_time = run[0].record.start  # type: ignore[union-attr]
+        assert not limits.admits(len(run), first_time, following[0].record.start)  # type: ignore[union-attr]

@@ -22,7 +22,13 @@ from cloud_ingest.server import IngestServer
 from device_sim.clock import ManualClock
 from device_sim.radio import LinkFault
 from protocol.errors import KmebandError
-from protocol.records import STREAM_CONSENT, ConsentCategory, StreamId, record_time
+from protocol.records import (
+    FIELD_CONSENT,
+    STREAM_CONSENT,
+    ConsentCategory,
+    StreamId,
+    record_time,
+)
 from sync_client.activation import create_account
 from tests.e2e.e2e_helpers import (
     DAY,
@@ -292,10 +298,17 @@ async def consent_timeline_round(
     changes: list[tuple[int, ConsentCategory, bool, bool]],
     mid_sync_at: int | None,
     min_policy_version: int,
+    defer_mid_upload: bool = False,
 ) -> None:
+    """Consent changes on the band, a sync at ``mid_sync_at`` (which only queues, uploading
+    nothing, with ``defer_mid_upload``) and one at the end; the ingest must hold exactly
+    what the band's log allowed, fields (avg_hr) included."""
     clock = ManualClock(EPOCH)
     band = make_band(directory, clock, seed=61, scenario="athlete_week", fidelity="summary")
+    v = min_policy_version
     expected: dict[StreamId, dict[int, Any]] = {s: {} for s in StreamId}
+    # records pulled by a sync that did not upload, as its consent allowed them then
+    waiting: dict[StreamId, list[Any]] = {s: [] for s in StreamId}
     async with Rig(directory, band) as rig:
         moments = sorted(changes, key=lambda c: c[0])
         syncs = [] if mid_sync_at is None else [(mid_sync_at, None)]
@@ -307,12 +320,22 @@ async def consent_timeline_round(
                 version = max(1, band.consent.flag(category).policy_version) + int(newer)
                 band.set_consent(category, granted, policy_version=version)
                 continue
-            # a sync: the band's log says what may go, as of now
-            for stream, records in expected_upload(
-                band_records(band), band.consent, min_policy_version
-            ).items():
+            # a sync: the band's log says what may be pulled, as of now
+            pulled = expected_upload(band_records(band), band.consent, v)
+            if defer_mid_upload and event[0] == mid_sync_at:
+                for stream, records in pulled.items():
+                    waiting[stream].extend(records)
+                report = await rig.sync(min_policy_version=v, upload=False)
+                assert report.upload is None
+                assert all(s.error is None for s in report.streams)
+                continue
+            # what waited in the outbox goes only as far as the log still allows it now
+            for stream, records in expected_upload(waiting, band.consent, v).items():
                 expected[stream].update((r.seq, r) for r in records)
-            report = await rig.sync(min_policy_version=min_policy_version)
+            waiting = {s: [] for s in StreamId}
+            for stream, records in pulled.items():
+                expected[stream].update((r.seq, r) for r in records)
+            report = await rig.sync(min_policy_version=v)
             assert all(s.error is None for s in report.streams)
             assert report.upload is not None and report.upload.rejected == 0
         held = rig.held()
@@ -323,10 +346,12 @@ async def consent_timeline_round(
             assert got == want, f"{stream.name}: the ingest differs from the band's consent"
             for stored in got:  # nothing outside a consented interval of the band's log
                 t = record_time(stored.record)
-                intervals = consented_intervals(
-                    band.consent, STREAM_CONSENT[stream], min_policy_version
-                )
+                intervals = consented_intervals(band.consent, STREAM_CONSENT[stream], v)
                 assert any(a <= t and (b is None or t < b) for a, b in intervals)
+                for (s, name), category in FIELD_CONSENT.items():  # fields too (avg_hr)
+                    if s is stream and getattr(stored.record, name):
+                        field_intervals = consented_intervals(band.consent, category, v)
+                        assert any(a <= t and (b is None or t < b) for a, b in field_intervals)
 
 
 @settings(
@@ -346,6 +371,7 @@ async def consent_timeline_round(
     ],
     mid_sync_at=24,
     min_policy_version=2,
+    defer_mid_upload=False,
 )
 @example(
     changes=[
@@ -358,17 +384,44 @@ async def consent_timeline_round(
     ],
     mid_sync_at=26,
     min_policy_version=0,
+    defer_mid_upload=True,
+)
+@example(
+    # queued at 5:00, heart rate withdrawn at 6:00, uploaded at the end: avg_hr of the
+    # queued minutes must not go, the minutes must
+    changes=[(12, ConsentCategory.HEART_RATE, False, False)],
+    mid_sync_at=10,
+    min_policy_version=0,
+    defer_mid_upload=True,
+)
+@example(
+    # queued, activity withdrawn and granted again (a new interval): the queued minutes
+    # were made in the old interval, which the band's log still allows
+    changes=[
+        (14, ConsentCategory.ACTIVITY, False, False),
+        (16, ConsentCategory.ACTIVITY, True, False),
+        (18, ConsentCategory.SLEEP, False, False),
+    ],
+    mid_sync_at=12,
+    min_policy_version=0,
+    defer_mid_upload=True,
 )
 @given(
     changes=consent_changes,
     mid_sync_at=st.none() | st.integers(2, 46),
     min_policy_version=st.sampled_from([0, 2]),
+    defer_mid_upload=st.booleans(),
 )
 def test_random_consent_timelines_upload_nothing_outside_a_consented_interval(
     tmp_path_factory: pytest.TempPathFactory,
     changes: list[tuple[int, ConsentCategory, bool, bool]],
     mid_sync_at: int | None,
     min_policy_version: int,
+    defer_mid_upload: bool,
 ) -> None:
     directory = tmp_path_factory.mktemp("timeline")
-    asyncio.run(consent_timeline_round(directory, changes, mid_sync_at, min_policy_version))
+    asyncio.run(
+        consent_timeline_round(
+            directory, changes, mid_sync_at, min_policy_version, defer_mid_upload
+        )
+    )

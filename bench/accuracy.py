@@ -18,6 +18,7 @@ import time
 import numpy as np
 
 from device_sim.firmware import scoring
+from protocol.records import SleepStage
 
 T0 = 1_767_225_600  # 2026-01-01T00:00:00Z
 DAY = 86_400
@@ -80,9 +81,15 @@ def main() -> None:
     truth_all = np.concatenate(truth_st)
     est_all = np.concatenate(est_st)
     print(f"simulated in {time.perf_counter() - started:.1f} s")
-    fired_light = sum(o.stage_at_fire == 1 for o in alarms)
+    with_light = [o for o in alarms if o.light_in_window]
+    in_light = sum(o.stage_at_fire == SleepStage.LIGHT for o in with_light)
+    in_wake = sum(o.stage_at_fire == SleepStage.WAKE for o in with_light)
     n_ok = sum(o.ok for o in alarms)
-    print(f"smart alarms: {len(alarms)}, fired in light sleep {fired_light}, ok {n_ok}")
+    print(
+        f"smart alarms: {len(alarms)}, in time {sum(o.in_time for o in alarms)}; "
+        f"{len(with_light)} with light sleep in the window: rang in light {in_light}, "
+        f"truly awake {in_wake}; ok {n_ok}"
+    )
     result = {
         "bench": "accuracy",
         "steps_err_pct": round(100 * abs(counted - true) / true, 2),

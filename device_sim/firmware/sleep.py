@@ -16,8 +16,10 @@ Per 30-second epoch the firmware gets movement, steps and heart-rate features
   parameters were fitted once on training seeds of the person model (never the test seeds)
   and are constants of the firmware, as a band's are.
 - Online: while a period is open, :meth:`SleepTracker.current_stage` gives a causal estimate
-  (the HMM's forward filter) for the smart alarm; the final stages are emitted as
-  :class:`SleepEpoch` records, with a :class:`SleepSummary`, when the period ends.
+  (the HMM's forward filter, with heart-rate levels fitted for the night-so-far median it
+  sees) and :meth:`SleepTracker.confident_stage` what the smart alarm may act on; the
+  final stages are emitted as :class:`SleepEpoch` records, with a :class:`SleepSummary`,
+  when the period ends.
 """
 
 from __future__ import annotations
@@ -112,6 +114,13 @@ class StageModel:
         return np.asarray(ll_hr + ll_move + ll_spread)
 
 
+# The causal filter sees the heart rate over the median of the night so far, not the whole
+# night: its stage levels sit about 0.01 higher (fitted on training seeds 101-110).
+ONLINE_STAGE_MODEL = StageModel(
+    hr_mean=(0.071, 0.002, -0.047, 0.054), hr_sd=(0.028, 0.022, 0.025, 0.019)
+)
+
+
 @dataclass(frozen=True)
 class SleepConfig:
     """Tuning of sleep detection."""
@@ -135,7 +144,14 @@ class SleepConfig:
     history_epochs: int = 240
     max_period_epochs: int = 40 * 60 * 2  # safety bound: 40 h
     alarm_confidence: float = 0.8
+    alarm_sure_epochs: int = 6  # epochs in a row the filter must be sure of a stage (3 min)
+    # light sleep whose heart rate moved this much (log ratio) against the mean of the
+    # ``alarm_trend_epochs`` before is on its way into deep sleep or REM: not sure of it
+    alarm_max_trend: float = 0.03
+    alarm_trend_epochs: int = 2
     model: StageModel = field(default_factory=StageModel)
+    # the causal filter's own heart-rate emissions (None: ``model``'s)
+    online_model: StageModel | None = field(default_factory=lambda: ONLINE_STAGE_MODEL)
 
 
 def epoch_activity(e: EpochFeatures, cfg: SleepConfig) -> float:
@@ -195,6 +211,8 @@ class SleepTracker:
         self._online: SleepStage | None = None
         self._sure: SleepStage | None = None
         self._last_confident: SleepStage | None = None
+        self._sure_run = 0
+        self._rels: list[float] = []
 
     @property
     def asleep_period(self) -> bool:
@@ -207,9 +225,11 @@ class SleepTracker:
 
     def confident_stage(self) -> SleepStage | None:
         """The causal stage when the band is sure of it (None otherwise): the same stage
-        for the last two epochs with a posterior of at least ``alarm_confidence``, and for
-        WAKE a moving wrist too (a raised heart rate alone is as likely REM). A smart alarm
-        must not wake someone from deep or REM sleep on a guess."""
+        for the last ``alarm_sure_epochs`` epochs with a posterior of at least
+        ``alarm_confidence``; for WAKE a moving wrist too (a raised heart rate alone is as
+        likely REM); for LIGHT a steady heart rate too (one already falling or rising is
+        often the start of deep sleep or REM, which the filter sees a few epochs late). A
+        smart alarm must not wake someone from deep or REM sleep on a guess."""
         return self._sure if self._in_period else None
 
     def _update_sure(self, moved: bool) -> None:
@@ -218,8 +238,15 @@ class SleepTracker:
         confident = float(np.exp(self._alpha[best])) >= self.config.alarm_confidence
         if best == SleepStage.WAKE and not moved:
             confident = False
+        if best == SleepStage.LIGHT and confident:
+            rels = np.array(self._rels)
+            if len(rels) > 1 and not np.isnan(rels).any():
+                trend = rels[-1] - float(np.mean(rels[:-1]))
+                confident = abs(trend) <= self.config.alarm_max_trend
         stage = SleepStage(best) if confident else None
-        self._sure = stage if stage is not None and stage == self._last_confident else None
+        same = stage is not None and stage == self._last_confident
+        self._sure_run = self._sure_run + 1 if same else (1 if stage is not None else 0)
+        self._sure = stage if self._sure_run >= self.config.alarm_sure_epochs else None
         self._last_confident = stage
 
     def add(self, epoch: EpochFeatures, tz_offset_min: int) -> SleepOutput | None:
@@ -262,15 +289,16 @@ class SleepTracker:
         if e.hr > 0 and len(self._still_hr) >= 4:
             rel = float(np.log(e.hr / np.median(self._still_hr)))
         spread = np.log(e.hr_sd + 0.2) if e.hr > 0 else np.nan
-        ll = cfg.model.log_emission(np.array([rel]), np.array([float(moved)]), np.array([spread]))[
-            0
-        ]
+        model = cfg.online_model or cfg.model
+        ll = model.log_emission(np.array([rel]), np.array([float(moved)]), np.array([spread]))[0]
         if self._alpha is None:
-            alpha = cfg.model.log_prior() + ll
+            alpha = model.log_prior() + ll
         else:
             alpha = _logsumexp(self._alpha[:, None] + self._log_a, axis=0) + ll
         self._alpha = alpha - _logsumexp(alpha, axis=0)
         self._online = SleepStage(int(np.argmax(self._alpha)))
+        self._rels.append(rel)
+        del self._rels[: -cfg.alarm_trend_epochs - 1]
         self._update_sure(moved)
 
     # -- periods -------------------------------------------------------------------------
@@ -311,6 +339,8 @@ class SleepTracker:
         self._alpha = None
         self._still_hr = []
         self._last_confident = None
+        self._sure_run = 0
+        self._rels = []
         for e in self._epochs[first:]:
             self._online_update(e)
 

@@ -7,6 +7,8 @@ from hypothesis import given
 from hypothesis import strategies as st
 
 from device_sim.firmware.alarms import Alarm, AlarmError, AlarmScheduler
+from device_sim.firmware.scoring import AlarmOutcome
+from device_sim.firmware.sleep import EpochFeatures, SleepConfig, SleepTracker
 from protocol.errors import UsageError
 from protocol.records import AlarmEventKind, SleepStage
 
@@ -152,3 +154,66 @@ def test_tz_change_moves_a_pending_alarm_to_the_new_local_time() -> None:
     s.remove_alarm(1)
     with pytest.raises(AlarmError):
         s.remove_alarm(1)
+
+
+# -- what the smart alarm may act on: the sleep tracker's confident stage ----------------
+
+
+def still_epoch(i: int, hr: float) -> EpochFeatures:
+    return EpochFeatures(T0 + 30 * i, 0.0, 0, hr, 0.5, True, 0.0)
+
+
+def confident_stages(hrs: list[float]) -> list[SleepStage | None]:
+    tracker = SleepTracker()
+    out = []
+    for i, hr in enumerate(hrs):
+        tracker.add(still_epoch(i, hr), 0)
+        out.append(tracker.confident_stage())
+    return out
+
+
+def test_confident_light_needs_a_sustained_run_of_sure_epochs() -> None:
+    light, rem = 57.0, 57.0 * 1.055  # REM brings the heart rate ~5 % above light sleep
+    stages = confident_stages([light] * 80 + [rem] * 20 + [light] * 20)
+    assert stages[79] == SleepStage.LIGHT  # a quiet wrist, a steady low rate: light sleep
+    assert SleepStage.LIGHT not in stages[80:100]  # never while the rate sits at REM level
+    back = stages[100:].index(SleepStage.LIGHT)
+    assert back >= SleepConfig().alarm_sure_epochs - 1
+
+
+def test_light_sleep_with_a_rising_heart_rate_is_not_acted_on() -> None:
+    light = 57.0
+    steady = confident_stages([light] * 80 + [light] * 3)
+    rising = confident_stages([light] * 80 + [light * 1.035] * 3)
+    assert steady[80] == SleepStage.LIGHT
+    assert rising[80] is None  # on its way into REM (or awake): wait and see
+
+
+def test_no_confident_stage_outside_a_sleep_period() -> None:
+    tracker = SleepTracker()
+    for i in range(10):
+        tracker.add(EpochFeatures(T0 + 30 * i, 0.05, 20, 90.0, 3.0, True, 0.5), 0)
+        assert tracker.confident_stage() is None
+
+
+# -- how the accuracy bench counts a smart alarm -------------------------------------------
+
+
+@pytest.mark.parametrize(
+    ("fired_at", "light", "stage", "ok"),
+    [
+        (T0 + 600, True, SleepStage.LIGHT, True),
+        (T0 + 600, True, SleepStage.WAKE, True),  # already awake: wakes no one from sleep
+        (T0 + 600, True, SleepStage.REM, False),
+        (T0 + 1800, True, SleepStage.DEEP, False),  # at the set time, but light was missed
+        (T0 + 1800, False, SleepStage.REM, True),  # no light sleep to find: the set time
+        (T0 - 30, True, SleepStage.LIGHT, False),  # before the window opened
+        (T0 + 1830, True, SleepStage.LIGHT, False),  # after the set time
+        (None, False, -1, False),  # never rang
+    ],
+)
+def test_alarm_outcome_counts_the_issue_target(
+    fired_at: int | None, light: bool, stage: int, ok: bool
+) -> None:
+    outcome = AlarmOutcome(fired_at, T0, light, int(stage), T0 + 1800)
+    assert outcome.ok is ok

@@ -37,7 +37,7 @@ import numpy as np
 import numpy.typing as npt
 
 from protocol.errors import KmebandError, UsageError
-from protocol.record_fields import RecordBuilder
+from protocol.record_fields import RecordBuilder, int64_column
 from protocol.records import (
     ActivityClass,
     ActivityMinute,
@@ -243,8 +243,33 @@ def _runs_break(seqs: Sequence[int], tzs: Sequence[int]) -> list[int]:
     return [i for i in range(1, len(seqs)) if seqs[i] != seqs[i - 1] + 1 or tzs[i] != tzs[i - 1]]
 
 
-def _check_common(stream: StreamId, records: Sequence[StoredRecord]) -> None:
+def _check_common(
+    stream: StreamId, records: Sequence[StoredRecord], values: Sequence[Record]
+) -> tuple[list[int], list[int]]:
+    """Check every record's stream, type, sequence number and time zone offset; return the
+    indices where a new chunk must start (see :func:`_runs_break`) and the offsets.
+
+    ``values`` holds each StoredRecord's record.
+    """
     record_type = _CODECS[stream].record_type
+    seqs = list(map(_SEQ_OF, records))
+    tzs = list(map(_TZ_OF, values))
+    seq_col, tz_col = int64_column(seqs), int64_column(tzs)
+    if (
+        seq_col is not None
+        and tz_col is not None
+        and all(map(operator.eq, map(_STREAM_OF, records), repeat(stream)))
+        and set(map(type, values)) == {record_type}
+        and int(seq_col.min()) >= 0
+        and int(seq_col.max()) <= MAX_SEQ
+        and int(tz_col.min()) >= MIN_TZ_OFFSET_MIN
+        and int(tz_col.max()) <= MAX_TZ_OFFSET_MIN
+    ):
+        # in range, differences of sequence numbers cannot wrap
+        new_run = (np.diff(seq_col) != 1) | (np.diff(tz_col) != 0)
+        breaks: list[int] = (np.flatnonzero(new_run) + 1).tolist()
+        return breaks, tzs
+    # something is wrong (or not an int): find the first record at fault, as it is
     for stored in records:
         if stored.stream != stream or type(stored.record) is not record_type:
             raise ChunkValueError(
@@ -256,8 +281,13 @@ def _check_common(stream: StreamId, records: Sequence[StoredRecord]) -> None:
         tz = stored.record.tz_offset_min
         if not MIN_TZ_OFFSET_MIN <= tz <= MAX_TZ_OFFSET_MIN:
             raise ChunkValueError("a time zone offset is outside -1080..1080 minutes")
+    return _runs_break(seqs, tzs), tzs
 
 
+_RECORD_OF: Final = operator.attrgetter("record")
+_STREAM_OF: Final = operator.attrgetter("stream")
+_SEQ_OF: Final = operator.attrgetter("seq")
+_TZ_OF: Final = operator.attrgetter("tz_offset_min")
 _STORED: Final = RecordBuilder(StoredRecord)
 _MINUTES: Final = RecordBuilder(ActivityMinute)
 
@@ -474,6 +504,7 @@ class _ColumnCodec:
     minima: npt.NDArray[np.int64] = field(init=False, repr=False, compare=False)
     maxima: npt.NDArray[np.int64] = field(init=False, repr=False, compare=False)
     unsigned: npt.NDArray[np.bool_] = field(init=False, repr=False, compare=False)
+    stepped: npt.NDArray[np.bool_] = field(init=False, repr=False, compare=False)
 
     def __post_init__(self) -> None:
         def per_column(values: Sequence[int], dtype: type) -> npt.NDArray[Any]:
@@ -483,6 +514,8 @@ class _ColumnCodec:
         object.__setattr__(self, "maxima", per_column([c.maximum for c in self.columns], np.int64))
         unsigned = [c.kind == _UNSIGNED for c in self.columns]
         object.__setattr__(self, "unsigned", per_column(unsigned, np.bool_))
+        stepped = [c.kind == _STEP for c in self.columns]
+        object.__setattr__(self, "stepped", per_column(stepped, np.bool_))
 
     def decode_rows(
         self,
@@ -701,85 +734,97 @@ _COLUMN_CODECS: Final[dict[StreamId, _ColumnCodec]] = {
 
 
 class _ColumnPlan:
-    """A stream's records as checked int64 columns, ready to be cut into chunks."""
+    """A stream's records as checked int64 columns, ready to be cut into chunks.
 
-    def __init__(self, codec: _ColumnCodec, records: Sequence[StoredRecord]) -> None:
+    Every column's residual against the previous record (value - minimum for unsigned
+    columns, the plain delta otherwise) is computed once for the whole run; a chunk then
+    only subtracts its timestamp step and measures widths over a window of them.
+    """
+
+    def __init__(self, codec: _ColumnCodec, records: Sequence[Record], tzs: list[int]) -> None:
         self.codec = codec
-        raw = codec.extract([s.record for s in records])
+        raw = codec.extract(records)
+        checked: list[npt.NDArray[np.int64]] = []
         for spec, values in zip(codec.columns, raw, strict=True):
-            # numpy would silently truncate floats and wrap huge ints: check kind and range
-            column = np.array(values)
-            if column.dtype.kind not in "iub":
-                raise ChunkValueError(f"a {spec.name} value is not an integer in range")
+            column = int64_column(values)
+            if column is None:
+                # numpy would silently truncate floats and wrap huge ints: check the kind
+                inferred = np.array(values)
+                if inferred.dtype.kind not in "iub":
+                    raise ChunkValueError(f"a {spec.name} value is not an integer in range")
+                column = inferred
             if column.min() < spec.minimum or column.max() > spec.maximum:
                 raise ChunkValueError(
                     f"a {spec.name} value is outside {spec.minimum}..{spec.maximum}"
                 )
-        self.cols = np.array(raw, dtype=np.int64)
-        self.tzs = [s.record.tz_offset_min for s in records]
+            checked.append(column.astype(np.int64, copy=False))
+        self.cols = np.stack(checked)
+        self.tzs = tzs
+        # in range, deltas fit int64 easily: columns are at most 32 bits wide
+        self.residuals = np.where(
+            codec.unsigned, self.cols[:, 1:] - codec.minima, np.diff(self.cols, axis=1)
+        )
+        self.last_count = 0
 
     def pack(self, start: int, stop: int, budget: int) -> tuple[int, bytes]:
         columns = self.codec.columns
-        cols = self.cols
-        first = cols[:, start]
+        first = self.cols[:, start]
         head = bytearray(self.tzs[start].to_bytes(2, "little", signed=True))
         for spec, value in zip(columns, first.tolist(), strict=True):
             head += (value - spec.minimum).to_bytes(spec.head_bytes, "little")
         if stop - start == 1:
             return 1, bytes(head)
-        window = min(stop - start, max(64, budget * 8))
+        # Any window gives the same count (a prefix that fits never depends on the records
+        # after it) as long as it grows while everything in it fits: so start near the
+        # previous chunk's count instead of a worst case.
+        last = self.last_count
+        guess = last + last // 4 + 8 if last else max(64, 2 * budget)
+        window = min(stop - start, guess)
         while True:
             n, widths, steps, residuals = self._fit(start, window, budget - len(head))
             if n < window or start + window >= stop:
                 break
             window = min(stop - start, window * 2)
+        self.last_count = n
         if n <= 1:
             return 1, bytes(head)
         for spec, width, step in zip(columns, widths, steps, strict=True):
             head.append(width)
             if spec.kind == _STEP:
                 head += _uvarint(_zigzag_int(step))
-        bits = [
-            ((r[: n - 1, None] >> np.arange(w, dtype=np.uint64)) & np.uint64(1)).astype(np.uint8)
-            for r, w in zip(residuals, widths, strict=True)
-            if w
-        ]
-        body = b""
-        if bits:
-            flat = np.concatenate([b.ravel() for b in bits])
-            body = np.packbits(flat, bitorder="little").tobytes()
-        return n, bytes(head) + body
+        lane_bits = max(widths)
+        if not lane_bits:
+            return n, bytes(head)
+        # each residual's low ``width`` bits, LSB first, column after column: the order in
+        # which a boolean mask over (column, record, bit) lanes lists them
+        shifts = np.arange(lane_bits, dtype=np.uint64)
+        lanes = ((residuals[:, : n - 1, None] >> shifts) & np.uint64(1)).astype(np.uint8)
+        used = shifts < np.array(widths, dtype=np.uint64).reshape(len(widths), 1)
+        flat = lanes[np.broadcast_to(used[:, None, :], lanes.shape)]
+        return n, bytes(head) + np.packbits(flat, bitorder="little").tobytes()
 
     def _fit(
         self, start: int, window: int, budget: int
-    ) -> tuple[int, list[int], list[int], list[npt.NDArray[np.uint64]]]:
+    ) -> tuple[int, list[int], list[int], npt.NDArray[np.uint64]]:
         """How many records from ``start`` fit ``budget`` bytes (header of widths included)."""
-        columns = self.codec.columns
-        block = self.cols[:, start : start + window]
-        residuals: list[npt.NDArray[np.uint64]] = []
-        steps: list[int] = []
-        fixed = 0
-        for spec, values in zip(columns, block, strict=True):
-            fixed += 1
-            if spec.kind == _UNSIGNED:
-                residuals.append((values[1:] - spec.minimum).view(np.uint64))
-                steps.append(0)
-                continue
-            deltas = np.diff(values)
-            step = int(deltas[0]) if spec.kind == _STEP else 0
-            if spec.kind == _STEP:
-                deltas = deltas - step
-                fixed += len(_uvarint(_zigzag_int(step)))
-            steps.append(step)
-            residuals.append(_zigzag(deltas))
-        width_rows = np.stack([_bit_widths(r) for r in residuals], axis=1)
-        running = np.maximum.accumulate(width_rows, axis=0)
-        row_bits = running.sum(axis=1)
+        codec = self.codec
+        block = self.residuals[:, start : start + window - 1]
+        step_col = np.where(codec.stepped, block[:, :1], 0)
+        steps: list[int] = step_col[:, 0].tolist()
+        fixed = len(codec.columns) + sum(
+            len(_uvarint(_zigzag_int(step)))
+            for step, spec in zip(steps, codec.columns, strict=True)
+            if spec.kind == _STEP
+        )
+        stepped = block - step_col
+        residuals = np.where(codec.unsigned, stepped.view(np.uint64), _zigzag(stepped))
+        running = np.maximum.accumulate(_bit_widths(residuals), axis=1)
+        row_bits = running.sum(axis=0)
         used = (np.arange(1, window, dtype=np.int64) * row_bits + 7) // 8 + fixed
         k = int(np.searchsorted(used, budget, side="right"))
         k = min(k, MAX_COUNT - 1)
         n = k + 1
-        widths = running[k - 1].tolist() if k else [0] * len(columns)
+        widths: list[int] = running[:, k - 1].tolist() if k else [0] * len(codec.columns)
         return n, widths, steps, residuals
 
 
@@ -909,10 +954,9 @@ def pack_chunks(
     stream = StreamId(stream)
     if not records:
         return []
-    _check_common(stream, records)
-    seqs = [s.seq for s in records]
-    tzs = [s.record.tz_offset_min for s in records]
-    breaks = [*_runs_break(seqs, tzs), len(records)]
+    values = list(map(_RECORD_OF, records))
+    breaks, tzs = _check_common(stream, records, values)
+    breaks.append(len(records))
     pack: Callable[[int, int, int], tuple[int, bytes]]
     if stream == StreamId.ACTIVITY_MINUTES:
 
@@ -920,7 +964,7 @@ def pack_chunks(
             return _pack_activity(records, start, min(stop, start + MAX_COUNT), budget)
 
     else:
-        pack = _ColumnPlan(_COLUMN_CODECS[stream], records).pack
+        pack = _ColumnPlan(_COLUMN_CODECS[stream], values, tzs).pack
 
     sections: list[tuple[int, int, bytes]] = []
     start = 0
@@ -935,8 +979,8 @@ def pack_chunks(
         flags = (FLAG_START if start_of_transfer and index == 0 else 0) | (
             FLAG_END if end_of_stream and index == last else 0
         )
-        chunk = _seal(_header(stream, seqs[first], n, flags) + section)
-        out.append(PackedChunk(seqs[first], n, _fragment(stream, chunk, payload_size)))
+        chunk = _seal(_header(stream, records[first].seq, n, flags) + section)
+        out.append(PackedChunk(records[first].seq, n, _fragment(stream, chunk, payload_size)))
     return out
 
 

@@ -3,10 +3,12 @@
 from __future__ import annotations
 
 import zlib
+from collections.abc import Callable, Sequence
 from dataclasses import replace
 from pathlib import Path
 
 import pytest
+from codec_reference import reference_pack_chunks, reference_unpack_columns
 from hypothesis import given, settings
 from hypothesis import strategies as st
 from record_strategies import PAYLOAD_SIZES, STREAMS, stored_records
@@ -15,9 +17,11 @@ from week_pattern import week_records
 from protocol.errors import UsageError
 from protocol.record_codec import (
     CHUNK_OVERHEAD,
+    CRC_SIZE,
     FLAG_END,
     FLAG_FRAGMENT,
     FLAG_START,
+    HEADER_SIZE,
     ChunkAssembler,
     ChunkCrcError,
     ChunkError,
@@ -179,6 +183,88 @@ def test_small_payloads_span_pieces_when_that_carries_more() -> None:
     # one sample per 20-byte chunk would cost 19 bytes; spanning pieces costs far less
     assert sum(map(len, payloads)) < 4 * len(hr)
     assert _records(payloads) == hr
+
+
+# ------------------------------------------------- the vectorised codec vs the reference
+
+COLUMN_STREAMS = st.sampled_from([s for s in StreamId if s != A])
+
+
+def _outcome(decode: Callable[[], Sequence[StoredRecord]]) -> object:
+    """The records a decoder returns, or the type and message of the error it raises."""
+    try:
+        return list(decode())
+    except ChunkError as exc:
+        return (type(exc), str(exc))
+
+
+@settings(max_examples=50, deadline=None, derandomize=True)
+@given(data=st.data(), stream=STREAMS, payload_size=PAYLOAD_SIZES | st.integers(245, 512))
+def test_packing_is_byte_identical_to_the_reference(
+    data: st.DataObject, stream: StreamId, payload_size: int
+) -> None:
+    records = data.draw(stored_records(stream, max_size=150))
+    start, end = data.draw(st.booleans()), data.draw(st.booleans())
+    kwargs = {"start_of_transfer": start, "end_of_stream": end}
+    assert pack_chunks(stream, records, payload_size, **kwargs) == reference_pack_chunks(
+        stream, records, payload_size, **kwargs
+    )
+
+
+@settings(max_examples=60, deadline=None, derandomize=True)
+@given(data=st.data(), stream=COLUMN_STREAMS)
+def test_column_decoding_matches_the_reference_on_good_and_damaged_chunks(
+    data: st.DataObject, stream: StreamId
+) -> None:
+    records = data.draw(stored_records(stream, max_size=60, contiguous=True).filter(bool))
+    chunks = pack_chunks(stream, records, 512)
+    chunk = b"".join(data.draw(st.sampled_from(chunks)).payloads)
+    body = bytearray(chunk[:-CRC_SIZE])
+    if data.draw(st.booleans()) and len(body) > HEADER_SIZE:
+        # damage the section (header and CRC stay valid, so the column decoder sees it)
+        for _ in range(data.draw(st.integers(1, 3))):
+            at = data.draw(st.integers(HEADER_SIZE, len(body) - 1))
+            body[at] = data.draw(st.integers(0, 255))
+        if data.draw(st.booleans()):
+            del body[data.draw(st.integers(HEADER_SIZE, len(body) - 1)) :]
+    chunk = _reseal(bytes(body))
+    first_seq = int.from_bytes(chunk[1:5], "little")
+    count = int.from_bytes(chunk[5:7], "little")
+    end = len(chunk) - CRC_SIZE
+    expected = _outcome(
+        lambda: reference_unpack_columns(stream, first_seq, count, chunk, HEADER_SIZE, end)
+    )
+    assert _outcome(lambda: decode_chunk(chunk).records) == expected
+
+
+def test_packing_a_week_is_byte_identical_to_the_reference() -> None:
+    for stream, records in week_records(seed=5).items():
+        for payload_size in (20, 64, 244, 512):
+            kwargs = {"start_of_transfer": True, "end_of_stream": True}
+            assert pack_chunks(stream, records, payload_size, **kwargs) == (
+                reference_pack_chunks(stream, records, payload_size, **kwargs)
+            )
+
+
+def test_bad_records_raise_what_the_reference_raises() -> None:
+    hr = StreamId.HR_SAMPLES
+    good = HeartRateSample(T0, 60, 70, 3)
+    cases = [
+        [StoredRecord(hr, 0, good), StoredRecord(hr, -1, good)],
+        [StoredRecord(hr, 0, good), StoredRecord(hr, 1, replace(good, tz_offset_min=2000))],
+        [StoredRecord(hr, 0, good), StoredRecord(hr, 2**32, good)],
+        [StoredRecord(hr, 0, good), StoredRecord(hr, 1, replace(good, bpm=70.0))],  # type: ignore[arg-type]
+        [StoredRecord(hr, 0, good), StoredRecord(hr, 1, replace(good, bpm=2**64))],
+        [StoredRecord(hr, 0, good), StoredRecord(hr, 1, replace(good, confidence=-1))],
+        [StoredRecord(hr, 0, good), StoredRecord(hr, 1, SleepEpoch(T0, 0, SleepStage.REM))],
+        [StoredRecord(hr, 0, good), StoredRecord(StreamId.SLEEP_EPOCHS, 1, good)],
+    ]
+    for records in cases:
+        with pytest.raises(ChunkValueError) as fast:
+            pack_chunks(hr, records, 244)
+        with pytest.raises(ChunkValueError) as reference:
+            reference_pack_chunks(hr, records, 244)
+        assert str(fast.value) == str(reference.value)
 
 
 # ---------------------------------------------------------------------- size budget

@@ -9,6 +9,7 @@ from typing import Any
 
 import cbor2
 import pytest
+from codec_reference import reference_batch_plaintext
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
@@ -258,6 +259,39 @@ def test_body_round_trips_every_stream(records: list[StoredRecord]) -> None:
     assert body.consent_record == CONSENT
     assert body.count == len(records)
     assert list(body.seqs) == [r.seq for r in records]
+
+
+@settings(max_examples=150, deadline=None)
+@given(stored_batches())
+def test_body_is_byte_identical_to_the_reference_encoder(records: list[StoredRecord]) -> None:
+    assert encode_batch_plaintext(records, CONSENT) == reference_batch_plaintext(records, CONSENT)
+
+
+def _encode_outcome(encode: Any, records: list[StoredRecord]) -> object:
+    try:
+        return encode(records, CONSENT)
+    except BatchError as exc:
+        return (type(exc), str(exc))
+
+
+def test_odd_values_take_the_reference_path() -> None:
+    hr = StreamId.HR_SAMPLES
+    sample = HeartRateSample(1_760_000_000, 120, 70, 3)
+    stored = [StoredRecord(hr, 5, sample)]
+    cases = [
+        [StoredRecord(hr, 5, dataclasses.replace(sample, bpm=70.9))],  # int() truncates
+        [StoredRecord(hr, 5, dataclasses.replace(sample, bpm=None))],  # None counts as -1
+        [StoredRecord(hr, 5, dataclasses.replace(sample, bpm=True))],
+        [StoredRecord(hr, 5, dataclasses.replace(sample, timestamp=2**70))],
+        [*stored, StoredRecord(hr, 2**63 + 9, sample)],  # past int64: does not fit
+        [StoredRecord(hr, -(2**62) - 1, sample), *stored],  # differences past int64's reach
+        [StoredRecord(hr, -3, sample), *stored],
+        [*stored, StoredRecord(hr, 5, sample)],
+        [*stored, StoredRecord(StreamId.SLEEP_EPOCHS, 6, sample)],
+    ]
+    for records in cases:
+        expected = _encode_outcome(reference_batch_plaintext, records)
+        assert _encode_outcome(encode_batch_plaintext, records) == expected
 
 
 def test_body_is_deterministic() -> None:

@@ -38,6 +38,8 @@ from protocol.errors import UsageError
 from protocol.records import (
     STREAM_CONSENT,
     ConsentCategory,
+    SleepEpoch,
+    SleepStage,
     StreamId,
     TelemetryKind,
     record_time,
@@ -185,10 +187,16 @@ class SimulatedBand:
         if self.config.fidelity == "summary":
             out = self.summary.records(self.person, t0, duration, location_allowed=location)
             gnss_on = False
+            stages: dict[int, SleepStage] = {}
             for stream, record in out:
                 gnss_on = gnss_on or stream == StreamId.GNSS_FIXES
+                if isinstance(record, SleepEpoch):
+                    stages[record.start] = record.stage
                 if self.consent.is_allowed(STREAM_CONSENT[stream], float(record_time(record))):
                     self.flash.append(stream, record)
+            # alarms see the summary model's estimated stage of each 30-second epoch
+            for epoch in range(t0, t0 + duration, 30):
+                self.firmware.tick_alarms(epoch + 30, stages.get(epoch))
         else:
             truth = self.person.truth(t0, duration)
             block = self.sensors.render(

@@ -417,6 +417,12 @@ class Firmware:
             conf = int(sec["confidence"][off]) if bpm else 0
             self._emit(StreamId.HR_SAMPLES, HeartRateSample(start + off, self._tz, bpm, conf))
 
+    def tick_alarms(self, now: float, stage: SleepStage | None) -> None:
+        """Run the alarms up to ``now`` with the wearer's sleep stage as the band sees it
+        (None: awake or not in bed). For summary fidelity, where no signals reach
+        :meth:`process` and the stages come from the summary model's estimates."""
+        self._alarm_tick(int(now), stage, stage)
+
     def _alarm_tick(self, now: int, sure: SleepStage | None, stage: SleepStage | None) -> None:
         for event in self._alarms.tick(now, sure, stage):
             self._emit(StreamId.ALARM_EVENTS, event)

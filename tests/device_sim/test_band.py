@@ -70,3 +70,19 @@ def test_bad_config_is_a_typed_error() -> None:
         BandConfig(tz_offset_min=7)
     assert band_address(1) != band_address(2)
     assert int(band_address(1)[:2], 16) & 0xC0 == 0xC0
+
+
+def test_summary_bands_run_their_alarms_on_the_estimated_stages() -> None:
+    from device_sim.firmware.alarms import Alarm
+    from protocol.records import AlarmEventKind, SleepStage
+
+    clock = ManualClock()
+    band = SimulatedBand(
+        BandConfig(seed=3, scenario="office_worker_week", fidelity="summary"), clock
+    )
+    band.firmware.set_alarm(Alarm(0, 7, 0, weekdays=0x7F, smart_window_min=30), clock.now())
+    band.simulate_until(clock.now() + 3 * 86400)
+    events = [r.record for r in band.flash.read(StreamId.ALARM_EVENTS, 1, 1000)]
+    smart = [e for e in events if e.kind == AlarmEventKind.SMART_FIRED]
+    assert smart and all(e.sleep_stage in (SleepStage.LIGHT, SleepStage.WAKE) for e in smart)
+    assert all(e.timestamp >= e.set_time - 30 * 60 for e in events)  # never before the window

@@ -38,7 +38,7 @@ async def test_report_from_the_ingest_database(
         key = base64.urlsafe_b64encode(ingest.public_key.public_bytes_raw()).decode()
         for band in bands:
             await pair(monkeypatch, band, "--ingest", ingest.url)
-            assert await run_cli("sync", band.address, "--ingest-key", key) == 0
+            assert await run_cli("sync", band.address, f"--ingest-key={key}") == 0
     capsys.readouterr()
     out = tmp_path / "all"
     assert main(["report", "--db", str(db), "--out-dir", str(out), "--json"]) == 0

@@ -37,7 +37,7 @@ async def test_export_and_erase_what_a_sync_uploaded(
     async with bands_on_hub(tmp_path, monkeypatch, simulate_s=3 * 3600) as (band,):
         await pair(monkeypatch, band, "--ingest", ingest.url)
         capsys.readouterr()
-        assert await run_cli("sync", band.address, "--ingest-key", ingest_key(ingest)) == 0
+        assert await run_cli("sync", band.address, f"--ingest-key={ingest_key(ingest)}") == 0
         assert "activity_minutes: 180 queued" in capsys.readouterr().out
     assert ingest.store is not None and ingest.store.record_count() > 180
 

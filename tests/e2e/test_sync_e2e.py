@@ -236,18 +236,29 @@ async def test_sigkill_of_the_client_at_random_points_loses_nothing_and_stores_n
             key = ingest.keys.x25519_public.hex()
             killed = 0
             progress: list[tuple[int, int]] = []  # (records stored by the client, in the ingest)
-            for _ in range(20):
+            mid_transfer = 0  # kills after which more data had moved than before
+            trial = 0
+            # At least 20 trials; on a loaded machine the short delays may all land in the
+            # setup, so keep going (with a wider window) until kills have also landed while
+            # data moves, up to 60 trials.
+            while trial < 20 or (mid_transfer < 3 and trial < 60):
                 # short delays: each trial gets a little further, so kills land all along
                 # the setup, the pull, the commits and the upload
+                window = 0.12 * (1 + trial // 20)
                 code, _out = await run_client(
-                    hub, client_dir, key, kill_after=rng.uniform(0.0, 0.12)
+                    hub, client_dir, key, kill_after=rng.uniform(0.0, window)
                 )
+                trial += 1
+                assert ingest.store is not None
+                now = (stored_records(client_dir), ingest.store.record_count())
                 if code == -signal.SIGKILL:
                     killed += 1
+                    before = progress[-1] if progress else (0, 0)
+                    if now != before:
+                        mid_transfer += 1
                 else:
                     assert code == 0
-                assert ingest.store is not None
-                progress.append((stored_records(client_dir), ingest.store.record_count()))
+                progress.append(now)
             assert killed >= 10, "too few trials were killed mid-sync to mean anything"
             code, out = await run_client(hub, client_dir, key)
             assert code == 0 and not out["errors"] and out["rejected"] == 0

@@ -318,6 +318,22 @@ class _SmpMachine:
             raise UsageError(f"random_bytes({length}) must return {length} bytes")
         return value
 
+    def _commitment(self) -> bytes:
+        """This round's confirm value over a fresh nonce (2.3.5.6.3, Ca or Cb)."""
+        assert self._passkey is not None
+        self._local_nonce = self._random(16)
+        z = _passkey_z(self._passkey, self._round)
+        return f4(self._local_x, self._peer_x, self._local_nonce, z)
+
+    def _check_peer_nonce(self, nonce: bytes) -> None:
+        """Check the peer's commitment against its revealed nonce, then end the round."""
+        assert self._passkey is not None
+        expected = f4(self._peer_x, self._local_x, nonce, _passkey_z(self._passkey, self._round))
+        if not hmac.compare_digest(expected, self._peer_confirm):
+            raise _PairingFailure(PairingFailedReason.CONFIRM_VALUE_FAILED)
+        self._peer_nonce = nonce
+        self._round += 1
+
     def _accept_peer_key(self, pdu: PairingPublicKey) -> None:
         if hmac.compare_digest(pdu.x, self._local_x):
             # A reflected public key makes passkey entry leak the passkey (CVE-2020-26558).
@@ -497,24 +513,15 @@ class SmpInitiator(_SmpMachine):
         return False
 
     def _send_commitment(self) -> list[SmpEvent]:
-        assert self._passkey is not None
-        self._local_nonce = self._random(16)
-        confirm = f4(
-            self._local_x, self._peer_x, self._local_nonce, _passkey_z(self._passkey, self._round)
-        )
+        confirm = self._commitment()
         self._state = SmpState.WAIT_CONFIRM
         return [SendPdu(PairingConfirm(confirm))]
 
     def _on_peer_nonce(self, nb: bytes) -> list[SmpEvent]:
-        assert self._passkey is not None
-        expected = f4(self._peer_x, self._local_x, nb, _passkey_z(self._passkey, self._round))
-        if not hmac.compare_digest(expected, self._peer_confirm):
-            raise _PairingFailure(PairingFailedReason.CONFIRM_VALUE_FAILED)
-        self._peer_nonce = nb
-        self._round += 1
+        self._check_peer_nonce(nb)
         if self._round < PASSKEY_ROUNDS:
             return self._send_commitment()
-        assert self._request is not None
+        assert self._request is not None and self._passkey is not None
         a = self._local_address.as_56_bits()
         b = self._peer_address.as_56_bits()
         self._derive_keys(self._local_nonce, nb, a, b)
@@ -634,22 +641,13 @@ class SmpResponder(_SmpMachine):
         return [SendPdu(response), DisplayPasskey(self._passkey)]
 
     def _on_commitment(self, ca: bytes) -> list[SmpEvent]:
-        assert self._passkey is not None
         self._peer_confirm = ca
-        self._local_nonce = self._random(16)
-        cb = f4(
-            self._local_x, self._peer_x, self._local_nonce, _passkey_z(self._passkey, self._round)
-        )
+        cb = self._commitment()
         self._state = SmpState.WAIT_RANDOM
         return [SendPdu(PairingConfirm(cb))]
 
     def _on_peer_nonce(self, na: bytes) -> list[SmpEvent]:
-        assert self._passkey is not None
-        expected = f4(self._peer_x, self._local_x, na, _passkey_z(self._passkey, self._round))
-        if not hmac.compare_digest(expected, self._peer_confirm):
-            raise _PairingFailure(PairingFailedReason.CONFIRM_VALUE_FAILED)
-        self._peer_nonce = na
-        self._round += 1
+        self._check_peer_nonce(na)
         if self._round < PASSKEY_ROUNDS:
             self._state = SmpState.WAIT_CONFIRM
         else:

@@ -155,7 +155,6 @@ class SimulatedBand:
         self.connected_centrals = 0
         self._bytes_sent = 0
         self._task: asyncio.Task[None] | None = None
-        self.firmware.telemetry(TelemetryKind.BOOT, clock.now())
 
     def __repr__(self) -> str:
         return (
@@ -185,6 +184,7 @@ class SimulatedBand:
             if seg.kind == SegmentKind.CHARGING
         )
         if self.config.fidelity == "summary":
+            self.firmware.boot(t0)
             out = self.summary.records(self.person, t0, duration, location_allowed=location)
             gnss_on = False
             stages: dict[int, SleepStage] = {}
@@ -261,5 +261,9 @@ class SimulatedBand:
 
     # -- internals -----------------------------------------------------------------------
     def _on_drop(self, stream: StreamId, count: int) -> None:
-        # never silent: the flash counts drops per stream, and telemetry says so too
+        # never silent: the flash counts drops per stream, and telemetry says so too (the
+        # flash takes this append from inside its callback without dropping again)
         log.info("flash full: dropped %d oldest records of stream %d", count, int(stream))
+        self.firmware.telemetry(
+            TelemetryKind.RECORDS_DROPPED, self.simulated_until, value=count, detail=int(stream)
+        )

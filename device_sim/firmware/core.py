@@ -224,9 +224,7 @@ class Firmware:
         if block.tz_offset_min != self._tz:
             # blocks carry the band's local offset (a trace's header, the Current Time set)
             self.set_tz_offset(block.tz_offset_min, t0)
-        if not self._booted:
-            self._booted = True
-            self.telemetry(TelemetryKind.BOOT, t0)
+        self.boot(t0)
         if self._rates != (acc_rate, ppg_rate) and self._rates is not None:
             self._end_stream(force_sleep=False)
         if self._stream_end is not None and t0 != self._stream_end:
@@ -416,6 +414,13 @@ class Firmware:
             bpm = round(sec["bpm"][off])
             conf = int(sec["confidence"][off]) if bpm else 0
             self._emit(StreamId.HR_SAMPLES, HeartRateSample(start + off, self._tz, bpm, conf))
+
+    def boot(self, t: float) -> None:
+        """Log the BOOT telemetry event, once: at the first block, or when a summary band
+        (which feeds no blocks) starts recording."""
+        if not self._booted:
+            self._booted = True
+            self.telemetry(TelemetryKind.BOOT, t)
 
     def tick_alarms(self, now: float, stage: SleepStage | None) -> None:
         """Run the alarms up to ``now`` with the wearer's sleep stage as the band sees it

@@ -289,8 +289,6 @@ class Link:
             self.drop(DisconnectReason.CONNECTION_TIMEOUT)
 
     def start_encryption(self, ltk: bytes) -> SecurityLevel:
-        if not self.connected:
-            raise RadioError("the link is down: reconnect before starting encryption")
         skd = self.radio._random(16)
         return self.encrypt_with_proof(skd, encryption_proof(ltk, skd))
 

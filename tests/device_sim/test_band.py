@@ -86,3 +86,24 @@ def test_summary_bands_run_their_alarms_on_the_estimated_stages() -> None:
     smart = [e for e in events if e.kind == AlarmEventKind.SMART_FIRED]
     assert smart and all(e.sleep_stage in (SleepStage.LIGHT, SleepStage.WAKE) for e in smart)
     assert all(e.timestamp >= e.set_time - 30 * 60 for e in events)  # never before the window
+
+
+def test_one_boot_event_and_flash_drops_are_logged_as_telemetry() -> None:
+    from protocol.records import TelemetryKind
+
+    clock = ManualClock()
+    signal = SimulatedBand(BandConfig(seed=6), clock)
+    signal.simulate_until(clock.now() + 600)
+    kinds = [r.record.kind for r in signal.flash.read(StreamId.TELEMETRY, 1, 100)]
+    assert kinds.count(TelemetryKind.BOOT) == 1
+
+    small = SimulatedBand(BandConfig(seed=6, fidelity="summary", flash_capacity=64 * 1024), clock)
+    small.simulate_until(clock.now() + 2 * 86400)
+    dropped = {s: small.flash.dropped(s) for s in StreamId if small.flash.dropped(s)}
+    assert dropped  # the flash did fill up
+    events = [
+        r.record
+        for r in small.flash.read(StreamId.TELEMETRY, 1, 10_000)
+        if r.record.kind == TelemetryKind.RECORDS_DROPPED
+    ]
+    assert events and all(e.value > 0 and StreamId(e.detail) in dropped for e in events)

@@ -146,8 +146,12 @@ async def run_demo(
                 async with RemoteRadio(str(hub_address)) as eyes:
                     half = clock.now() + days * 86400 / 2
                     end = clock.now() + days * 86400
+                    labels = (
+                        f"simulate days 0-{days / 2:g}",
+                        f"simulate days {days / 2:g}-{days:g}",
+                    )
                     for phase, until in enumerate((half, end)):
-                        _simulate(endpoints, until, say, phase)
+                        _simulate(endpoints, until, say, labels[phase])
                         await clock.advance(until - clock.now())
                         if phase == 0:
                             # the wearer turns location off on the band's own screen
@@ -179,20 +183,16 @@ async def run_demo(
     return result
 
 
-def _simulate(endpoints: list[BandGattEndpoint], until: float, say: Progress, phase: int) -> None:
-    label = "simulate days 1-3.5" if phase == 0 else "simulate days 3.5-7"
+def _simulate(endpoints: list[BandGattEndpoint], until: float, say: Progress, label: str) -> None:
     total = len(endpoints)
     for i, endpoint in enumerate(endpoints):
         band = endpoint.band
-        step = 6 * 3600.0
-        t = band.simulated_until
+        start = band.simulated_until
+        t = start
         while t < until:
-            t = min(until, t + step)
+            t = min(until, t + 6 * 3600.0)
             band.simulate_until(t)
-            say(
-                label,
-                (i + (t - band.simulated_until + 1) / (until - band.simulated_until + 1)) / total,
-            )
+            say(label, (i + (t - start) / max(until - start, 1.0)) / total)
         say(label, (i + 1) / total)
 
 

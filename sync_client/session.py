@@ -52,6 +52,8 @@ class SyncOptions:
     upload: bool = True
     set_clock: bool = True
     on_progress: Callable[[Progress], None] | None = None
+    #: Called after each batch the ingest accepted, with the upload's counts so far.
+    on_upload: Callable[[UploadReport], None] | None = None
 
 
 @dataclass
@@ -138,7 +140,12 @@ class SyncSession:
             # Only this band's batches: its consent was read (and its withdrawals purged)
             # just now; another band's queue waits for that band's own sync.
             self.outbox.unpark(band)  # a refusal may have been fixed since: offer once more
-            uploader = Uploader(self.outbox, self.account.ingest_url, self.account.token)
+            uploader = Uploader(
+                self.outbox,
+                self.account.ingest_url,
+                self.account.token,
+                on_delivered=opts.on_upload,
+            )
             report.upload = await uploader.drain(band)
         return report
 

@@ -108,6 +108,7 @@ class Uploader:
         max_backoff_s: float = 300.0,
         rng: random.Random | None = None,
         now: Callable[[], float] = time.time,
+        on_delivered: Callable[[UploadReport], None] | None = None,
     ) -> None:
         if concurrency < 1:
             raise UsageError("upload concurrency must be at least 1")
@@ -120,6 +121,8 @@ class Uploader:
         self.max_backoff_s = max_backoff_s
         self._rng = rng or random.Random()
         self._now = now
+        #: Called after each delivered batch with the drain's report so far (for progress).
+        self.on_delivered = on_delivered
 
     def backoff(self, attempts: int) -> float:
         """Full jitter: uniform in [base, min(max, base * 2**attempts)]."""
@@ -182,6 +185,8 @@ class Uploader:
                     self.outbox.delivered(batch)
                     report.delivered_batches += 1
                     report.delivered_records += batch.records
+                    if self.on_delivered is not None:
+                        self.on_delivered(report)
                     return
                 detail = _error_code(body)
         except (aiohttp.ClientError, TimeoutError) as exc:

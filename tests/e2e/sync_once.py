@@ -5,7 +5,9 @@ with ``KMEBAND_HUB`` naming the hub and ``KMEBAND_BOND_DIR`` keeping the bonds. 
 client directory holds the keys, the account file and the outbox across runs. The
 passkey is read off the band's display through the hub. It prints
 ``{"event": "starting"}`` once its imports are done (the SIGKILL test times from there),
-and at the end one JSON line with what it queued and any stream errors; with
+then one line per step of data moving (``{"event": "pulled"}`` after each pull progress
+report, ``{"event": "delivered"}`` after each batch the ingest accepted: the SIGKILL test
+kills on these), and at the end one JSON line with what it queued and any stream errors; with
 ``--status`` that line also has the band's Record Sync Status, read as the owner:
 ``"next_seq": {stream number: next_seq}``.
 """
@@ -27,7 +29,9 @@ from protocol.record_sync import StreamList
 from sync_client.activation import AccountFile, ClientKeys, ensure_owner
 from sync_client.ble import Backend, BandLink, connect
 from sync_client.outbox import Outbox
+from sync_client.puller import Progress
 from sync_client.session import SyncOptions, SyncSession, load_ingest_key
+from sync_client.uploader import UploadReport
 
 BACKEND = Backend(SimBleakScanner, SimBleakClient)
 
@@ -63,6 +67,18 @@ async def read_status(address: str, keys: ClientKeys, eyes: RemoteRadio) -> dict
         await client.disconnect()
 
 
+def say(event: str) -> None:
+    print(json.dumps({"event": event}), flush=True)
+
+
+def pulled(_progress: Progress) -> None:
+    say("pulled")
+
+
+def delivered(_report: UploadReport) -> None:
+    say("delivered")
+
+
 async def main(client_dir: Path, address: str, ingest_key: bytes, status: bool) -> int:
     print(json.dumps({"event": "starting"}), flush=True)  # imports done: the kill clock starts
     keys = ClientKeys.load_or_create(client_dir)
@@ -76,7 +92,9 @@ async def main(client_dir: Path, address: str, ingest_key: bytes, status: bool) 
                 load_ingest_key(ingest_key),
                 account,
                 backend=BACKEND,
-                options=SyncOptions(set_clock=False, timeout_s=5.0),
+                options=SyncOptions(
+                    set_clock=False, timeout_s=5.0, on_progress=pulled, on_upload=delivered
+                ),
                 passkey_callback=passkey_reader(eyes, address),  # type: ignore[arg-type]
             )
             report = await session.run()

@@ -10,6 +10,8 @@ import random
 import signal
 import sqlite3
 import sys
+from collections import Counter
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
@@ -191,13 +193,37 @@ async def test_dropping_the_link_at_every_point_loses_nothing_and_stores_nothing
         assert rig.outbox.pending_count() == 0
 
 
+@dataclass
+class KillAt:
+    """When to SIGKILL a client run: ``after_s`` seconds after it starts syncing, or on
+    reading its ``pulled``-th pull progress line, or its ``delivered``-th delivered batch,
+    whichever comes first (None: never on that count)."""
+
+    after_s: float | None = None
+    pulled: int | None = None
+    delivered: int | None = None
+
+    def due(self, counts: Counter[str]) -> bool:
+        return (self.pulled is not None and counts["pulled"] >= self.pulled) or (
+            self.delivered is not None and counts["delivered"] >= self.delivered
+        )
+
+
+@dataclass
+class Run:
+    killed: bool
+    counts: Counter[str]
+    final: dict[str, Any]
+
+
 async def run_client(
-    hub: HubProcess, client_dir: Path, ingest_key: str, *, kill_after: float | None = None
-) -> tuple[int, dict[str, Any]]:
-    """Run tests/e2e/sync_once.py; SIGKILL it ``kill_after`` seconds after it starts syncing."""
+    hub: HubProcess, client_dir: Path, ingest_key: str, *, kill: KillAt | None = None
+) -> Run:
+    """Run tests/e2e/sync_once.py; SIGKILL it at ``kill``, or let it finish (and read the
+    band's status then)."""
     env = subprocess_env(KMEBAND_HUB=hub.hub, KMEBAND_BOND_DIR=str(client_dir / "bonds"))
     args = [str(client_dir), hub.bands[0], ingest_key]
-    if kill_after is None:
+    if kill is None:
         args.append("--status")
     proc = await asyncio.create_subprocess_exec(
         sys.executable, str(SYNC_ONCE), *args, env=env, stdout=asyncio.subprocess.PIPE
@@ -205,14 +231,29 @@ async def run_client(
     assert proc.stdout is not None
     started = json.loads(await asyncio.wait_for(proc.stdout.readline(), 60))
     assert started == {"event": "starting"}
-    try:
-        out, _ = await asyncio.wait_for(proc.communicate(), kill_after)
-    except TimeoutError:
-        proc.send_signal(signal.SIGKILL)
-        await proc.wait()
-        return -signal.SIGKILL, {}
-    assert proc.returncode is not None
-    return proc.returncode, json.loads(out.decode().splitlines()[-1]) if out else {}
+    loop = asyncio.get_running_loop()
+    deadline = None if kill is None or kill.after_s is None else loop.time() + kill.after_s
+    counts: Counter[str] = Counter()
+    final: dict[str, Any] = {}
+    while True:
+        wait = 60.0 if deadline is None else deadline - loop.time()
+        try:
+            line = await asyncio.wait_for(proc.stdout.readline(), max(0.0, wait))
+        except TimeoutError:
+            assert deadline is not None, "the client stopped talking for a minute"
+            break  # the kill time came
+        if not line:
+            assert await proc.wait() == 0
+            return Run(False, counts, final)
+        event = json.loads(line)
+        counts[event.get("event", "final")] += 1
+        final = event
+        if kill is not None and kill.due(counts):
+            break
+    proc.send_signal(signal.SIGKILL)
+    code = await proc.wait()
+    # it may have finished on its own just before the signal
+    return Run(code == -signal.SIGKILL, counts, final)
 
 
 def stored_records(client_dir: Path) -> int:
@@ -226,6 +267,9 @@ def stored_records(client_dir: Path) -> int:
 async def test_sigkill_of_the_client_at_random_points_loses_nothing_and_stores_nothing_twice(
     tmp_path: Path,
 ) -> None:
+    """Kills land all along a sync: during setup (timed), mid-pull (on the client's own pull
+    progress lines, so a fast or a loaded machine alike gets kills while records move) and
+    mid-upload (on its delivered-batch lines). The ingest ends up with every record once."""
     rng = random.Random(20240304)
     client_dir = tmp_path / "client"
     with HubProcess(tmp_path / "hub", backlog_days=2.0) as hub:
@@ -234,36 +278,41 @@ async def test_sigkill_of_the_client_at_random_points_loses_nothing_and_stores_n
             account.save(client_dir)
             assert ingest.keys is not None
             key = ingest.keys.x25519_public.hex()
-            killed = 0
-            progress: list[tuple[int, int]] = []  # (records stored by the client, in the ingest)
-            mid_transfer = 0  # kills after which more data had moved than before them
-            trial = 0
-            # At least 20 trials; on a loaded machine the short delays may all land in the
-            # setup, so keep going (with a wider window) until kills have also landed while
-            # data moves, up to 60 trials.
-            while trial < 20 or (mid_transfer < 3 and trial < 60):
-                # short delays: each trial gets a little further, so kills land all along
-                # the setup, the pull, the commits and the upload
-                window = 0.12 * (1 + trial // 20)
-                code, _out = await run_client(
-                    hub, client_dir, key, kill_after=rng.uniform(0.0, window)
-                )
-                trial += 1
-                assert ingest.store is not None
-                now = (stored_records(client_dir), ingest.store.record_count())
-                if code == -signal.SIGKILL:
-                    killed += 1
-                    before = progress[-1] if progress else (0, 0)
-                    if now != before:
-                        mid_transfer += 1
-                else:
-                    assert code == 0
-                progress.append(now)
-            assert killed >= 10, "too few trials were killed mid-sync to mean anything"
-            code, out = await run_client(hub, client_dir, key)
-            assert code == 0 and not out["errors"] and out["rejected"] == 0
             store = ingest.store
             assert store is not None
+            kills = {"setup": 0, "pull": 0, "upload": 0}
+            moved = {"pull": 0, "upload": 0}  # kills after which more was stored / uploaded
+
+            async def trial(phase: str, kill: KillAt) -> Run:
+                before = (stored_records(client_dir), store.record_count())
+                run = await run_client(hub, client_dir, key, kill=kill)
+                after = (stored_records(client_dir), store.record_count())
+                if run.killed:
+                    kills[phase] += 1
+                    if phase == "pull" and after[0] > before[0]:
+                        moved["pull"] += 1
+                    if phase == "upload" and after[1] > before[1]:
+                        moved["upload"] += 1
+                return run
+
+            # setup: pairing, encryption, ownership, consent; timed kills, or at the first
+            # chunk at the latest
+            for _ in range(6):
+                await trial("setup", KillAt(after_s=rng.uniform(0.0, 0.1), pulled=1, delivered=1))
+            # the pull: each run is killed a few chunks in, or at its first delivered batch
+            # once the pull is through
+            for _ in range(80):
+                run = await trial("pull", KillAt(pulled=rng.randint(1, 40), delivered=1))
+                if run.counts["delivered"] or not run.killed:
+                    break
+            # the upload: each run is killed a few batches in, until one runs to its end
+            for _ in range(40):
+                run = await trial("upload", KillAt(delivered=rng.randint(1, 4)))
+                if not run.killed:
+                    break
+            final = await run_client(hub, client_dir, key)
+            out = final.final
+            assert not out["errors"] and out["rejected"] == 0
             account_id = store.account_for_token(account.token)
             held: dict[StreamId, list[int]] = {s: [] for s in StreamId}
             for segment in store.segments_of(account_id):
@@ -275,9 +324,9 @@ async def test_sigkill_of_the_client_at_random_points_loses_nothing_and_stores_n
                 )
             total = sum(len(v) for v in held.values())
             assert total > 20000
-            # a kill "mid-transfer" is one after which more had been stored or uploaded than
-            # before it, yet not everything (it was killed): pulled, committed or uploading
-            assert mid_transfer >= 3, f"too few kills landed mid-transfer: {progress}"
+            assert sum(kills.values()) >= 15, f"too few runs were killed: {kills}"
+            assert moved["pull"] >= 3, f"too few kills landed mid-pull: {kills} {moved}"
+            assert moved["upload"] >= 2, f"too few kills landed mid-upload: {kills} {moved}"
     with sqlite3.connect(client_dir / "outbox.db") as db:
         queued = db.execute("SELECT COUNT(*) FROM batches").fetchone()[0]
         delivered = db.execute("SELECT COALESCE(SUM(records), 0) FROM delivered").fetchone()[0]

@@ -78,6 +78,30 @@ async def test_retries_until_stored_and_honours_retry_after(tmp_path: Path) -> N
         await server.close()
 
 
+async def test_progress_is_reported_after_each_delivered_batch_only(tmp_path: Path) -> None:
+    ingest = ScriptedIngest([(503, {"Retry-After": "0"}), (422, {})])
+    server = await _serve(ingest)
+    seen: list[tuple[int, int]] = []
+    try:
+        with Outbox(tmp_path / "o.db") as box:
+            box.commit(BAND, 1, 30, [queued(1), queued(2), queued(3)])
+            up = Uploader(
+                box,
+                str(server.make_url("/")),
+                "t",
+                concurrency=1,
+                base_backoff_s=0.001,
+                rng=random.Random(3),
+                on_delivered=lambda r: seen.append((r.delivered_batches, r.delivered_records)),
+            )
+            report = await up.drain(BAND, wait_for_retries_s=5)
+            # one retried, one refused (parked): only the two accepted batches are progress
+            assert report.delivered_batches == 2 and report.rejected == 1
+            assert seen == [(1, 10), (2, 20)]
+    finally:
+        await server.close()
+
+
 async def test_refused_batch_is_parked_not_lost(tmp_path: Path) -> None:
     ingest = ScriptedIngest([(422, {})])
     server = await _serve(ingest)

@@ -12,7 +12,9 @@ A hidden Markov model over the FFT bins (a heart rate moves a few bpm per second
 follows the pulse through the cleaned spectra with a causal forward filter, so a pulse
 hidden for a few windows (or passing through the cadence) is carried by the windows
 around it. Off the wrist the PPG has no pulse: when no spectral peak stands out, there is
-no reading (bpm 0).
+no reading (bpm 0). Rates are read from 30 to 210 bpm (a fit wearer asleep reaches the
+30s; a band starting at 40 reads such a pulse at a harmonic, near 115), but from 40 only
+while the wrist moves, where the lowest bins hold arm-swing artefact, not a pulse.
 """
 
 from __future__ import annotations
@@ -33,8 +35,11 @@ class HeartRateConfig:
     window_s: int = 8
     hop_s: int = 1
     nfft: int = 512
-    min_bpm: float = 40.0
+    min_bpm: float = 30.0  # a fit athlete asleep can dip to the mid-30s
     max_bpm: float = 210.0
+    # a moving wrist's rate is not followed below this: its artefacts crowd the lowest bins
+    # and no one walks or runs with a heart rate in the 30s
+    moving_min_bpm: float = 40.0
     min_concentration: float = 0.4  # share of band power near the peak for a pulse to exist
     concentration_windows: int = 5  # averaged over this many windows: noise peaks wander
     motion_g: float = 0.03  # acc std above which motion suppression is applied
@@ -83,6 +88,7 @@ class HeartRateEstimator:
         self._band = np.flatnonzero((freqs >= cfg.min_bpm / 60) & (freqs <= cfg.max_bpm / 60))
         self._freqs_bpm = np.asarray(freqs[self._band] * 60.0, dtype=np.float64)
         self._bin_bpm = float(freqs[1] * 60.0)
+        self._below_moving_min = self._freqs_bpm < cfg.moving_min_bpm
         self._hann = np.hanning(self._win)
 
         self._ahann = np.hanning(self._awin)
@@ -149,6 +155,9 @@ class HeartRateEstimator:
         raw_power = _power(pw, self._hann, cfg.nfft)[:, self._band]
         motion = aw.std(axis=2).max(axis=1)
         moving = motion > cfg.motion_g
+        # a moving wrist's band starts at moving_min_bpm: below it is only artefact
+        raw_power[moving[:, None] & self._below_moving_min[None, :]] = 0.0
+        below = self._below_moving_min
         # wrist contact: a periodic optical signal (pulse, or motion artefact on skin)
         pulse = self._contact(raw_power / (raw_power.sum(axis=1, keepdims=True) + 1e-12))
         clean = raw_power.copy()
@@ -156,10 +165,13 @@ class HeartRateEstimator:
         if moving.any():
             if cfg.cancel_motion and self.acc_rate == self.ppg_rate:
                 residual = _cancel_motion(pw[moving], aw[moving], cfg.ridge)
-                clean[moving] = _power(residual, self._hann, cfg.nfft)[:, self._band]
+                cleaned = _power(residual, self._hann, cfg.nfft)[:, self._band]
+                cleaned[:, below] = 0.0
+                clean[moving] = cleaned
             # what the regression left at the wrist's own frequencies is attenuated too
             acc_power = _power(aw[moving], self._ahann, self._anfft).sum(axis=1)
             acc_power = acc_power[:, self._band]
+            acc_power[:, below] = 0.0
             acc_norm = acc_power / np.maximum(acc_power.max(axis=1, keepdims=True), 1e-12)
             clean[moving] = clean[moving] / (1.0 + cfg.suppression * acc_norm)
             # rhythmic gait: at the arm-swing and step peaks the spectrum says nothing
@@ -173,7 +185,10 @@ class HeartRateEstimator:
                 notch[:, :-off] |= hot[:, off:]
             blind[moving] = notch
         norm = clean / (clean.sum(axis=1, keepdims=True) + 1e-12)
-        bpm, strength = self._track(norm, blind, pulse, ~moving)
+        # in a moving window nothing below moving_min_bpm, nor its edge bin, is a peak
+        no_peak = np.zeros(clean.shape, dtype=bool)
+        no_peak[moving, : int(below.sum()) + 1] = True
+        bpm, strength = self._track(norm, blind | no_peak, blind, pulse, ~moving)
         conf = np.where(pulse, 1 + (strength > cfg.clean_peak_share) + (~moving), 0)
         conf = np.where(bpm > 0, conf, 0)
         return bpm, conf.astype(np.float64), pulse.astype(np.float64), motion
@@ -197,7 +212,12 @@ class HeartRateEstimator:
         return np.asarray(smoothed >= cfg.min_concentration)
 
     def _track(
-        self, norm: F64, blind: npt.NDArray[np.bool_], pulse: F64, still: npt.NDArray[np.bool_]
+        self,
+        norm: F64,
+        no_peak: npt.NDArray[np.bool_],
+        blind: npt.NDArray[np.bool_],
+        pulse: F64,
+        still: npt.NDArray[np.bool_],
     ) -> tuple[F64, F64]:
         """Follow the heart rate through the cleaned spectra with a hidden Markov model
         over the FFT bins (forward filter, causal): a heart rate moves a few bpm per second
@@ -210,7 +230,7 @@ class HeartRateEstimator:
         local[:, 1:-1] = np.where(
             (norm[:, 1:-1] > norm[:, :-2]) & (norm[:, 1:-1] >= norm[:, 2:]), norm[:, 1:-1], 0.0
         )
-        local = np.where(blind, 0.0, local)
+        local = np.where(no_peak, 0.0, local)
         peak = local.max(axis=1, keepdims=True)
         emission = (local / np.maximum(peak, 1e-12)) ** cfg.emission_power + cfg.emission_floor
         emission = np.where(blind, cfg.blind_emission, emission)

@@ -25,6 +25,7 @@ import numpy as np
 
 from device_sim.firmware.activity import ActivityConfig, MinuteSeconds, summarise_minute
 from device_sim.firmware.alarms import Alarm, AlarmScheduler, AlarmTimings
+from device_sim.firmware.beats import BeatConfig, BeatDetector
 from device_sim.firmware.dsp import F64, FirmwareInputError
 from device_sim.firmware.heart_rate import HeartRateConfig, HeartRateEstimator
 from device_sim.firmware.sleep import (
@@ -56,7 +57,19 @@ from protocol.records import (
 MINUTE_S = 60
 # the stage of an epoch is known a few seconds after it ends (heart-rate window, filters)
 ALARM_DECISION_LATENCY_S = 5
-_FIELDS = ("covered", "steps", "move", "tilt", "bpm", "confidence", "pulse")
+# an epoch's RMSSD needs this many successive beat intervals (of ~30 in 30 s at rest)
+MIN_EPOCH_INTERVALS = 10
+_FIELDS = (
+    "covered",
+    "steps",
+    "move",
+    "tilt",
+    "bpm",
+    "confidence",
+    "pulse",
+    "ssd_sum",  # squared successive beat-interval differences (ms²), per second
+    "ssd_count",
+)
 
 
 class RecordSink(Protocol):
@@ -83,6 +96,7 @@ class FirmwareConfig:
     gap_flush_s: int = 300  # a data gap this long ends an open sleep period
     steps: StepCounterConfig = field(default_factory=StepCounterConfig)
     heart_rate: HeartRateConfig = field(default_factory=HeartRateConfig)
+    beats: BeatConfig = field(default_factory=BeatConfig)
     activity: ActivityConfig = field(default_factory=ActivityConfig)
     sleep: SleepConfig = field(default_factory=SleepConfig)
     alarms: AlarmTimings = field(default_factory=AlarmTimings)
@@ -115,6 +129,16 @@ class _PendingSeconds:
             start = self.base
         self.ensure(start + len(values))
         self.data[name][start - self.base : start - self.base + len(values)] = values
+
+    def add(self, name: str, start: int, values: F64) -> None:
+        """Add ``values`` to seconds from ``start`` (closed seconds are dropped)."""
+        if len(values) == 0:
+            return
+        if start < self.base:
+            values = values[self.base - start :]
+            start = self.base
+        self.ensure(start + len(values))
+        self.data[name][start - self.base : start - self.base + len(values)] += values
 
     def add_steps(self, times: F64) -> None:
         if len(times) == 0:
@@ -155,6 +179,7 @@ class Firmware:
         self._sleep = SleepTracker(self.config.sleep)
         self._steps: StepCounter | None = None
         self._hr: HeartRateEstimator | None = None
+        self._beats: BeatDetector | None = None
         self._rates: tuple[int, int] | None = None
         self._pending: _PendingSeconds | None = None
         self._stream_end: float | None = None  # UTC end of the last block
@@ -252,6 +277,10 @@ class Firmware:
         pending.put("pulse", hr_out.start, hr_out.pulse)
         if len(hr_out.bpm):
             self._last_hr = (round(hr_out.bpm[-1]), int(hr_out.confidence[-1]))
+        assert self._beats is not None
+        beat_out = self._beats.push(np.asarray(block.ppg, dtype=np.float64))
+        pending.add("ssd_sum", beat_out.start, beat_out.ssd_sum)
+        pending.add("ssd_count", beat_out.start, beat_out.ssd_count)
 
         self._stream_end = t0 + duration
         self._gnss(block)
@@ -294,9 +323,12 @@ class Firmware:
         if self._rates != (acc_rate, ppg_rate) or self._steps is None or self._hr is None:
             self._steps = StepCounter(acc_rate, cfg.steps)
             self._hr = HeartRateEstimator(ppg_rate, acc_rate, cfg.heart_rate)
+            self._beats = BeatDetector(ppg_rate, cfg.beats)
             self._rates = (acc_rate, ppg_rate)
         self._steps.reset(t0)
         self._hr.reset(t0)
+        assert self._beats is not None
+        self._beats.reset(t0)
         self._pending = _PendingSeconds(t0 - t0 % MINUTE_S)
         self._last_gravity = None
 
@@ -363,6 +395,12 @@ class Firmware:
         tilt = ep["tilt"].sum(axis=1)
         steps = ep["steps"].sum(axis=1)
         pulse = (ep["pulse"] * ep["covered"]).sum(axis=1) / np.maximum(covered_n, 1)
+        ssd_n = ep["ssd_count"].sum(axis=1)
+        rmssd = np.where(
+            ssd_n >= MIN_EPOCH_INTERVALS,
+            np.sqrt(ep["ssd_sum"].sum(axis=1) / np.maximum(ssd_n, 1)),
+            0.0,
+        )
         for i in range(n_epochs):  # one iteration per 30-second epoch
             start = first + i * EPOCH_S
             stage: SleepStage | None = None
@@ -377,6 +415,7 @@ class Firmware:
                     float(hr_sd[i]),
                     worn,
                     float(tilt[i]),
+                    float(rmssd[i]) if worn else 0.0,  # off the wrist "beats" are noise
                 )
                 self._sleep_output(self._sleep.add(features, self._tz))
                 stage = self._sleep.current_stage()

@@ -59,6 +59,7 @@ class EpochFeatures:
     hr_sd: float  # spread of the 1 Hz heart rate within the epoch, bpm
     worn: bool
     tilt: float = 0.0  # how far the wrist's orientation moved over the epoch, g
+    rmssd: float = 0.0  # beat-to-beat variability (RMSSD) over the epoch, ms; 0 = none
 
 
 @dataclass(frozen=True)

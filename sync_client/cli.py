@@ -14,9 +14,11 @@ import base64
 import json
 import os
 import sys
+import time
+from collections.abc import Callable
 from dataclasses import asdict
 from pathlib import Path
-from typing import Any
+from typing import Any, TextIO
 
 from protocol.control import ConsentState, decode_as
 from protocol.errors import KmebandError, UsageError
@@ -42,10 +44,56 @@ from sync_client.alarms import (
 from sync_client.ble import BandLink, BandNotFoundError, connect, scan
 from sync_client.consent import read_band_consent, set_consent
 from sync_client.outbox import Outbox
+from sync_client.puller import Progress
 from sync_client.rights import EXPORT_FORMATS, erase_data, export_data, load_account
 from sync_client.session import SyncOptions, SyncSession, load_ingest_key
+from sync_client.uploader import UploadReport
 
 EXIT_OK, EXIT_ERROR, EXIT_USAGE, EXIT_NOT_FOUND, EXIT_PARTIAL = 0, 1, 2, 3, 4
+
+
+class SyncProgress:
+    """What a sync is doing, as one status line redrawn in place on a terminal.
+
+    Only counts and rates are shown: no identifiers, no health data. Redrawn at most
+    ``per_s`` times a second; :meth:`clear` removes the line before the final report.
+    """
+
+    def __init__(
+        self, stream: TextIO, per_s: float = 10.0, clock: Callable[[], float] = time.monotonic
+    ) -> None:
+        self.stream = stream
+        self.min_gap_s = 1.0 / per_s
+        self.clock = clock
+        self._shown_at: float | None = None
+        self._width = 0
+
+    def pulled(self, progress: Progress) -> None:
+        self._show(
+            f"pulling {progress.stream.name.lower()}: {progress.records} records "
+            f"({progress.records_per_s:.0f}/s)"
+        )
+
+    def delivered(self, report: UploadReport) -> None:
+        self._show(
+            f"uploading: {report.delivered_batches} batches, "
+            f"{report.delivered_records} records delivered"
+        )
+
+    def _show(self, text: str) -> None:
+        now = self.clock()
+        if self._shown_at is not None and now - self._shown_at < self.min_gap_s:
+            return
+        self._shown_at = now
+        self.stream.write("\r" + text.ljust(self._width))
+        self.stream.flush()
+        self._width = len(text)
+
+    def clear(self) -> None:
+        if self._width:
+            self.stream.write("\r" + " " * self._width + "\r")
+            self.stream.flush()
+            self._width = 0
 
 
 def _emit(args: argparse.Namespace, data: dict[str, Any], text: str) -> None:
@@ -126,9 +174,16 @@ async def _sync(args: argparse.Namespace) -> int:
         )
     ingest_key = load_ingest_key(raw_key)
     options = SyncOptions(keep_on_band=args.keep_on_band, timeout_s=args.timeout)
+    progress = SyncProgress(sys.stderr) if sys.stderr.isatty() and not args.json else None
+    if progress is not None:
+        options.on_progress, options.on_upload = progress.pulled, progress.delivered
     with Outbox(directory / "outbox.db") as outbox:
         session = SyncSession(args.address, keys, outbox, ingest_key, account, options=options)
-        report = await session.run()
+        try:
+            report = await session.run()
+        finally:
+            if progress is not None:
+                progress.clear()
     data = {
         "sig_only": report.sig_only,
         "streams": [asdict(r) | {"stream": r.stream.name.lower()} for r in report.streams],

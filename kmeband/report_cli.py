@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import os
 from collections.abc import Iterable
 from pathlib import Path
 from typing import Any
@@ -71,7 +72,14 @@ def draw(records: Iterable[tuple[bytes, StoredRecord]], out_dir: Path) -> list[P
         raise MatplotlibMissingError(str(exc)) from None
 
 
+#: The account token may come from the environment instead of the command line, where
+#: every other user of the machine can read it (``ps``).
+TOKEN_ENV = "KMEBAND_ACCOUNT_TOKEN"
+
+
 def run(args: argparse.Namespace) -> int:
+    if args.account_token is None and args.db is not None:
+        args.account_token = os.environ.get(TOKEN_ENV) or None
     if (args.db is None) == (args.trace is None):
         raise UsageError("give either --db (an ingest database) or --trace (a trace file)")
     if args.trace is not None and args.account_token is not None:
@@ -105,7 +113,11 @@ def register(subparsers: Any) -> None:
         ),
     )
     p.add_argument("--db", type=Path, default=None, help="the ingest's SQLite database")
-    p.add_argument("--account-token", default=None, help="only this account's bands")
+    p.add_argument(
+        "--account-token",
+        default=None,
+        help=f"only this account's bands (or set {TOKEN_ENV}, which other users cannot see)",
+    )
     p.add_argument("--trace", type=Path, default=None, help="a trace file to replay and draw")
     p.add_argument("--out-dir", type=Path, default=Path("kmeband-reports"), help="where PNGs go")
     p.add_argument("--json", action="store_true", help="print one JSON object")

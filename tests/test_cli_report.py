@@ -52,6 +52,13 @@ async def test_report_from_the_ingest_database(
     assert main(["report", "--db", str(db), "--account-token", token, "--out-dir", str(one)]) == 0
     assert len(list(one.glob("*.png"))) == 2  # both bands belong to this client's account
     assert main(["report", "--db", str(db), "--account-token", "nobody", "--json"]) == 3
+    # the same from the environment, kept off the command line
+    monkeypatch.setenv("KMEBAND_ACCOUNT_TOKEN", "nobody")
+    assert main(["report", "--db", str(db), "--json"]) == 3
+    monkeypatch.setenv("KMEBAND_ACCOUNT_TOKEN", token)
+    env = tmp_path / "env"
+    assert main(["report", "--db", str(db), "--out-dir", str(env)]) == 0
+    assert len(list(env.glob("*.png"))) == 2
 
 
 def test_report_from_a_trace(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:

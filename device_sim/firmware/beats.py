@@ -110,10 +110,12 @@ class BeatDetector:
     def _candidate(self, t: float, h: float, first_sec: int, ssd_sum: F64, ssd_count: F64) -> None:
         cfg = self.config
         last = self._last_beat
-        if self._level is not None and last is not None:
-            # the bar falls while no beat is found (weaker pulse, lost contact)
-            bar = cfg.threshold * self._level * math.exp(-(t - last) / cfg.level_decay_s)
-            if h < bar:
+        level = self._level
+        if level is not None and last is not None:
+            # the level fades while no beat is found (weaker pulse, lost contact, or a
+            # motion spike that set it too high)
+            level *= math.exp(-(t - last) / cfg.level_decay_s)
+            if h < cfg.threshold * level:
                 return
         if last is not None and t - last < cfg.min_ibi_s:
             if h <= self._last_height:
@@ -133,10 +135,13 @@ class BeatDetector:
                     ssd_sum[sec] += (ibi - prev) ** 2
                     ssd_count[sec] += 1
                 self._last_ibi = ibi
-        # the level rises at once to a stronger upstroke and sinks slowly: it stays near
-        # the main upstrokes' height, so the smaller dicrotic upstroke stays under the bar
-        if self._level is None or h > self._level:
+        # the level rises quickly to a stronger upstroke (at most doubling per beat) and
+        # sinks slowly: it stays near the main upstrokes' height, so the smaller dicrotic
+        # upstroke stays under the bar
+        if level is None:
             self._level = h
+        elif h > level:
+            self._level = min(h, 2.0 * level)
         else:
-            self._level += cfg.level_follow * (h - self._level)
+            self._level = level + cfg.level_follow * (h - level)
         self._last_beat, self._last_height = t, h

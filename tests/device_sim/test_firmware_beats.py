@@ -77,3 +77,14 @@ def test_missed_and_extra_beats_are_left_out_not_counted() -> None:
         ppg[lo : lo + FS // 2] = rng.normal(0, 0.04, FS // 2)
     sums, counts = rmssd_of(BeatDetector(FS), ppg, 60)
     assert np.sqrt(sums.sum() / counts.sum()) < 25.0  # the doubled intervals (~1000 ms) are out
+
+
+def test_a_motion_spike_does_not_blind_the_detector_for_long() -> None:
+    rng = np.random.default_rng(11)
+    rr = np.full(240, 1000.0) + rng.normal(0, 15, 240)
+    ppg, beats = beats_ppg(rr, rng)
+    spike = int((beats[60] + 0.55) * FS)  # between two beats
+    ppg[spike : spike + 3] += 40.0  # a knock on the sensor: 40x the pulse
+    _, counts = rmssd_of(BeatDetector(FS), ppg, 60)
+    after = int(beats[60]) + 10  # ten seconds later intervals are counted again
+    assert counts[after : after + 60].sum() > 50

@@ -10,11 +10,14 @@ Per 30-second epoch the firmware gets movement, steps and heart-rate features
   bed time goes back from sleep onset over the quiet epochs before it; it ends when the
   wearer stays awake or walks about; out of bed is the first walking after the final wake.
 - Stages: a four-state hidden Markov model over the period (Viterbi), whose observations are
-  the movement score and the heart rate relative to that night's own level and its
-  minute-to-minute variability: deep sleep has a low, steady heart rate; REM a higher,
-  irregular one with no movement; wake has movement and the highest rate. The emission
-  parameters were fitted once on training seeds of the person model (never the test seeds)
-  and are constants of the firmware, as a band's are.
+  movement, the heart rate relative to that night's own level, its spread within the
+  epoch, and the beat-to-beat variability (RMSSD, from :mod:`beats`) relative to the
+  night's: deep sleep has a low heart rate and the highest variability; REM a higher rate
+  and the lowest variability, with no movement; wake has movement and the highest rate.
+  The variability matters because the heart rate's level wanders by a few percent within
+  a stage, as much as REM and light sleep differ. The emission parameters were fitted
+  once on training seeds of the person model (never the test seeds) with
+  ``bench/fit_sleep_model.py`` and are constants of the firmware, as a band's are.
 - Online: while a period is open, :meth:`SleepTracker.current_stage` gives a causal estimate
   (the HMM's forward filter, with heart-rate levels fitted for the night-so-far median it
   sees) and :meth:`SleepTracker.confident_stage` what the smart alarm may act on; the
@@ -72,14 +75,21 @@ class StageModel:
     were fitted on training seeds of the person and sensor models (see the module doc).
     """
 
-    hr_mean: tuple[float, float, float, float] = (0.075, -0.008, -0.059, 0.043)
-    hr_sd: tuple[float, float, float, float] = (0.033, 0.024, 0.030, 0.022)
+    hr_mean: tuple[float, float, float, float] = (0.072, -0.004, -0.054, 0.045)
+    hr_sd: tuple[float, float, float, float] = (0.041, 0.023, 0.026, 0.020)
     hr_outlier: float = 0.08
     hr_outlier_sd: float = 0.3
-    p_moved: tuple[float, float, float, float] = (0.23, 0.064, 0.009, 0.037)
+    p_moved: tuple[float, float, float, float] = (0.35, 0.064, 0.010, 0.035)
     # log(hr_sd + 0.2): the heart rate's spread within the epoch; awake it wanders most
-    spread_mean: tuple[float, float, float, float] = (0.048, -0.094, -0.002, -0.094)
-    spread_sd: tuple[float, float, float, float] = (0.287, 0.26, 0.273, 0.257)
+    spread_mean: tuple[float, float, float, float] = (0.116, -0.101, -0.019, -0.120)
+    spread_sd: tuple[float, float, float, float] = (0.342, 0.326, 0.338, 0.321)
+    # log RMSSD over the night's median (of still epochs): beat-to-beat variability is
+    # highest in deep sleep and lowest in REM (vagal tone); it does not wander with the
+    # heart rate's level, so it tells REM from light sleep where the rate cannot
+    hrv_mean: tuple[float, float, float, float] = (-0.034, -0.009, 0.197, -0.116)
+    hrv_sd: tuple[float, float, float, float] = (0.116, 0.129, 0.139, 0.124)
+    hrv_outlier: float = 0.05
+    hrv_outlier_sd: float = 0.6
     transition: tuple[tuple[float, float, float, float], ...] = (
         (0.905, 0.062, 0.019, 0.014),
         (0.015, 0.968, 0.008, 0.009),
@@ -95,9 +105,11 @@ class StageModel:
     def log_prior(self) -> F64:
         return np.asarray(np.log(np.array(self.prior)))
 
-    def log_emission(self, rel: F64, moved: F64, spread: F64 | None = None) -> F64:
+    def log_emission(
+        self, rel: F64, moved: F64, spread: F64 | None = None, hrv: F64 | None = None
+    ) -> F64:
         """(n,) log heart-rate ratios (nan: none), moved flags and, optionally, log heart-rate
-        spreads (nan: none) -> (n, 4) log likelihoods."""
+        spreads and log RMSSD ratios (nan: none) -> (n, 4) log likelihoods."""
         mean = np.array(self.hr_mean)[None, :]
         sd = np.array(self.hr_sd)[None, :]
         z = (rel[:, None] - mean) / sd
@@ -107,18 +119,32 @@ class StageModel:
         ll_hr = np.where(np.isnan(rel)[:, None], 0.0, ll_hr)
         p = np.array(self.p_moved)[None, :]
         ll_move = np.where(moved[:, None] > 0, np.log(p), np.log1p(-p))
-        if spread is None:
-            return np.asarray(ll_hr + ll_move)
-        zs = (spread[:, None] - np.array(self.spread_mean)[None, :]) / np.array(self.spread_sd)
-        ll_spread = -0.5 * zs * zs - np.log(np.array(self.spread_sd))[None, :]
-        ll_spread = np.where(np.isnan(spread)[:, None], 0.0, ll_spread)
-        return np.asarray(ll_hr + ll_move + ll_spread)
+        out = ll_hr + ll_move
+        if spread is not None:
+            zs = (spread[:, None] - np.array(self.spread_mean)[None, :]) / np.array(self.spread_sd)
+            ll_spread = -0.5 * zs * zs - np.log(np.array(self.spread_sd))[None, :]
+            out = out + np.where(np.isnan(spread)[:, None], 0.0, ll_spread)
+        if hrv is not None:
+            sd_h = np.array(self.hrv_sd)[None, :]
+            zh = (hrv[:, None] - np.array(self.hrv_mean)[None, :]) / sd_h
+            core_h = (1 - self.hrv_outlier) * np.exp(-0.5 * zh * zh) / sd_h
+            wide_h = self.hrv_outlier * np.exp(-0.5 * (hrv[:, None] / self.hrv_outlier_sd) ** 2)
+            ll_hrv = np.log(core_h + wide_h / self.hrv_outlier_sd + 1e-300)
+            out = out + np.where(np.isnan(hrv)[:, None], 0.0, ll_hrv)
+        return np.asarray(out)
 
 
-# The causal filter sees the heart rate over the median of the night so far, not the whole
-# night: its stage levels sit about 0.01 higher (fitted on training seeds 101-110).
+# The causal filter sees the heart rate and RMSSD over their medians of the night so far,
+# not the whole night's, so its stage levels differ a little; fitted the same way
+# (``bench/fit_sleep_model.py`` on training seeds 101-110).
 ONLINE_STAGE_MODEL = StageModel(
-    hr_mean=(0.071, 0.002, -0.047, 0.054), hr_sd=(0.028, 0.022, 0.025, 0.019)
+    hr_mean=(0.060, 0.002, -0.044, 0.055),
+    hr_sd=(0.039, 0.024, 0.027, 0.019),
+    p_moved=(0.235, 0.064, 0.010, 0.035),
+    spread_mean=(0.092, -0.101, -0.018, -0.120),
+    spread_sd=(0.332, 0.326, 0.338, 0.321),
+    hrv_mean=(-0.045, -0.038, 0.146, -0.146),
+    hrv_sd=(0.118, 0.132, 0.142, 0.127),
 )
 
 
@@ -183,6 +209,17 @@ def night_observations(epochs: list[EpochFeatures], cfg: SleepConfig) -> tuple[F
     return rel, moved
 
 
+def night_hrv(epochs: list[EpochFeatures], moved: F64) -> F64:
+    """Log RMSSD over the night's median of still epochs (nan where there is none)."""
+    rmssd = np.array([e.rmssd for e in epochs], dtype=np.float64)
+    have = rmssd > 0
+    ref = rmssd[have & (moved == 0)]
+    if len(ref) < 4:
+        return np.full(len(rmssd), np.nan)
+    base = float(np.median(np.log(ref)))
+    return np.where(have & (moved == 0), np.log(np.maximum(rmssd, 1e-6)) - base, np.nan)
+
+
 @dataclass(frozen=True)
 class SleepOutput:
     """Records a night produces when it ends."""
@@ -209,6 +246,7 @@ class SleepTracker:
         self._awake_run = 0
         self._alpha: F64 | None = None  # forward log-probabilities, open period only
         self._still_hr: list[float] = []
+        self._still_hrv: list[float] = []
         self._online: SleepStage | None = None
         self._sure: SleepStage | None = None
         self._last_confident: SleepStage | None = None
@@ -290,8 +328,15 @@ class SleepTracker:
         if e.hr > 0 and len(self._still_hr) >= 4:
             rel = float(np.log(e.hr / np.median(self._still_hr)))
         spread = np.log(e.hr_sd + 0.2) if e.hr > 0 else np.nan
+        hrv = np.nan
+        if e.rmssd > 0 and not moved:
+            self._still_hrv.append(float(np.log(e.rmssd)))
+            if len(self._still_hrv) >= 4:
+                hrv = self._still_hrv[-1] - float(np.median(self._still_hrv))
         model = cfg.online_model or cfg.model
-        ll = model.log_emission(np.array([rel]), np.array([float(moved)]), np.array([spread]))[0]
+        ll = model.log_emission(
+            np.array([rel]), np.array([float(moved)]), np.array([spread]), np.array([hrv])
+        )[0]
         if self._alpha is None:
             alpha = model.log_prior() + ll
         else:
@@ -339,6 +384,7 @@ class SleepTracker:
         # catch the online filter up over the epochs already in the period
         self._alpha = None
         self._still_hr = []
+        self._still_hrv = []
         self._last_confident = None
         self._sure_run = 0
         self._rels = []
@@ -404,7 +450,8 @@ class SleepTracker:
         hr = np.array([e.hr for e in epochs])
         sd = np.array([e.hr_sd for e in epochs])
         spread = np.where(hr > 0, np.log(sd + 0.2), np.nan)
-        ll = self.config.model.log_emission(rel, moved, spread)
+        hrv = night_hrv(epochs, moved)
+        ll = self.config.model.log_emission(rel, moved, spread, hrv)
         return _viterbi(ll, self._log_a, self.config.model.log_prior())
 
 

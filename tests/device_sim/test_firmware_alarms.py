@@ -189,6 +189,22 @@ def test_light_sleep_with_a_rising_heart_rate_is_not_acted_on() -> None:
     assert rising[80] is None  # on its way into REM (or awake): wait and see
 
 
+def test_beat_to_beat_variability_tells_rem_from_light_where_the_rate_cannot() -> None:
+    # the rate wanders 2-3 % within a stage: here it sits between light and REM levels
+    def stages(rmssd_ms: float) -> list[SleepStage | None]:
+        tracker = SleepTracker()
+        out = []
+        for i in range(120):
+            hr, rmssd = (57.0, 40.0) if i < 80 else (57.0 * 1.03, rmssd_ms)
+            tracker.add(EpochFeatures(T0 + 30 * i, 0.0, 0, hr, 0.5, True, 0.0, rmssd), 0)
+            out.append(tracker.current_stage())
+        return out
+
+    low, same = stages(40.0 * 0.86), stages(40.0)  # REM's RMSSD is ~14 % under light's
+    assert low[110:].count(SleepStage.REM) > same[110:].count(SleepStage.REM)
+    assert same[110:].count(SleepStage.LIGHT) > low[110:].count(SleepStage.LIGHT)
+
+
 def test_no_confident_stage_outside_a_sleep_period() -> None:
     tracker = SleepTracker()
     for i in range(10):

@@ -236,8 +236,17 @@ async def get_keys(request: web.Request) -> web.Response:
     return web.json_response(request.app[KEYS].published())
 
 
+def new_token() -> str:
+    """A bearer token (256 random bits) that never starts with '-', so a command line
+    can take it as ``--account-token TOKEN`` without it reading as an option."""
+    while True:
+        token = secrets.token_urlsafe(32)
+        if not token.startswith("-"):
+            return token
+
+
 async def post_account(request: web.Request) -> web.Response:
-    token = secrets.token_urlsafe(32)
+    token = new_token()
     account = request.app[STORE].create_account(token, _wall_now(request))
     log.info("account created")
     return web.json_response({"account": account, "token": token}, status=201)

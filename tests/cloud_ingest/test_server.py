@@ -336,3 +336,11 @@ async def test_a_grant_after_a_withdrawal_lets_new_data_in_again(
     before = hr(5, first_seq=100, start=T0 + 3600)
     status, answer = await post(client, auth, band.seal(before, keys.public_key))
     assert (status, answer["error"]) == (422, "consent_withdrawn")
+
+
+def test_account_tokens_never_start_with_a_dash(monkeypatch: pytest.MonkeyPatch) -> None:
+    from cloud_ingest import server
+
+    drawn = iter(["-looks-like-an-option", "-again", "fine-token"])
+    monkeypatch.setattr(server.secrets, "token_urlsafe", lambda n: next(drawn))
+    assert server.new_token() == "fine-token"

@@ -142,6 +142,17 @@ class _State:
     def forget_withdrawals(self, account: int) -> None:
         self._withdrawals.pop(account, None)
 
+    def forget_account(self, account: int, bands: list[bytes]) -> None:
+        """Drop every cached fact about a deleted account: its tokens and its bands."""
+        for token in [t for t, a in self.accounts.items() if a == account]:
+            del self.accounts[token]
+        gone = set(bands)
+        for band in gone:
+            self.bands.pop(band, None)
+        for key in [k for k in self.verified_consent if k[0] in gone]:
+            del self.verified_consent[key]
+        self.forget_withdrawals(account)
+
 
 def _wall() -> int:
     return int(time.time())
@@ -171,6 +182,7 @@ def create_app(
     app.router.add_put("/v1/profile", put_profile)
     app.router.add_get("/v1/profile", get_profile)
     app.router.add_delete("/v1/account/data", delete_account_data)
+    app.router.add_delete("/v1/account", delete_account)
     app.router.add_post("/v1/consent/withdrawals", post_withdrawal)
     return app
 
@@ -392,6 +404,14 @@ async def delete_account_data(request: web.Request) -> web.Response:
     erased = request.app[STORE].erase_account_data(account)
     log.info("account data erased: %d records", erased)
     return web.json_response({"erased_records": erased})
+
+
+async def delete_account(request: web.Request) -> web.Response:
+    account = _account(request)
+    erased, bands = request.app[STORE].delete_account(account)
+    request.app[STATE].forget_account(account, bands)
+    log.info("account deleted: %d records erased, %d bands unregistered", erased, len(bands))
+    return web.json_response({"erased_records": erased, "deleted_bands": len(bands)})
 
 
 async def post_withdrawal(request: web.Request) -> web.Response:

@@ -491,17 +491,36 @@ class IngestStore:
     def erase_account_data(self, account_id: int) -> int:
         """Erase every record, batch, consent record and the profile. Returns records erased."""
         with self.transaction() as db:
-            erased = 0
-            streams = db.execute(
-                "SELECT DISTINCT stream FROM segments WHERE account_id = ?", (account_id,)
-            ).fetchall()
-            for (stream,) in streams:
-                erased += self._erase(db, account_id, int(stream))
-            db.execute("DELETE FROM batches WHERE account_id = ?", (account_id,))
-            db.execute("DELETE FROM consent_records WHERE account_id = ?", (account_id,))
-            self._known_consent.clear()
-            db.execute("DELETE FROM profiles WHERE account_id = ?", (account_id,))
-            return erased
+            return self._erase_all(db, account_id)
+
+    def _erase_all(self, db: sqlite3.Connection, account_id: int) -> int:
+        erased = 0
+        streams = db.execute(
+            "SELECT DISTINCT stream FROM segments WHERE account_id = ?", (account_id,)
+        ).fetchall()
+        for (stream,) in streams:
+            erased += self._erase(db, account_id, int(stream))
+        db.execute("DELETE FROM batches WHERE account_id = ?", (account_id,))
+        db.execute("DELETE FROM consent_records WHERE account_id = ?", (account_id,))
+        self._known_consent.clear()
+        db.execute("DELETE FROM profiles WHERE account_id = ?", (account_id,))
+        return erased
+
+    def delete_account(self, account_id: int) -> tuple[int, list[bytes]]:
+        """Erase everything of the account (as :meth:`erase_account_data`), then the account
+        itself: its token stops working and its bands' registrations go, so a band can be
+        activated for another account. What was erased stays erased (``erased_through``
+        outlives the account). Returns (records erased, the bands that were registered)."""
+        with self.transaction() as db:
+            bands = [
+                bytes(b)
+                for (b,) in db.execute(
+                    "SELECT pseudonym FROM bands WHERE account_id = ?", (account_id,)
+                ).fetchall()
+            ]
+            erased = self._erase_all(db, account_id)
+            db.execute("DELETE FROM accounts WHERE id = ?", (account_id,))
+            return erased, bands
 
     def _erase(self, db: sqlite3.Connection, account_id: int, stream: int) -> int:
         bands = db.execute(

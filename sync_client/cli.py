@@ -45,7 +45,13 @@ from sync_client.ble import BandLink, BandNotFoundError, connect, scan
 from sync_client.consent import read_band_consent, set_consent
 from sync_client.outbox import Outbox
 from sync_client.puller import Progress
-from sync_client.rights import EXPORT_FORMATS, erase_data, export_data, load_account
+from sync_client.rights import (
+    EXPORT_FORMATS,
+    delete_account,
+    erase_data,
+    export_data,
+    load_account,
+)
 from sync_client.session import SyncOptions, SyncSession, load_ingest_key
 from sync_client.uploader import UploadReport
 
@@ -279,8 +285,30 @@ async def _export(args: argparse.Namespace) -> int:
 
 
 async def _erase(args: argparse.Namespace) -> int:
-    erased = await erase_data(load_account(args.client_dir))
-    _emit(args, {"erased_records": erased}, f"erased {erased} records from the ingest")
+    account = load_account(args.client_dir)
+    if not args.account:
+        erased = await erase_data(account)
+        _emit(args, {"erased_records": erased}, f"erased {erased} records from the ingest")
+        return EXIT_OK
+    erased, bands = await delete_account(account)
+    # the account is gone at the ingest: forget it here, with what was queued for it
+    directory = client_dir(args.client_dir)
+    (directory / "account.json").unlink(missing_ok=True)
+    dropped = 0
+    if (directory / "outbox.db").exists():
+        with Outbox(directory / "outbox.db") as outbox:
+            dropped = outbox.drop_all()
+    data = {
+        "erased_records": erased,
+        "deleted_bands": bands,
+        "dropped_batches": dropped,
+        "account_deleted": True,
+    }
+    text = (
+        f"deleted the account: erased {erased} records from the ingest, unregistered {bands} "
+        f"band(s), dropped {dropped} queued batch(es); pair with --ingest to start a new account"
+    )
+    _emit(args, data, text)
     return EXIT_OK
 
 
@@ -389,10 +417,17 @@ def register(subparsers: Any) -> None:
         description=(
             "The right to erasure: the ingest deletes the account's records, batches, "
             "consent records and profile (it remembers only how far each stream was erased, "
-            "so old batches cannot bring data back). Needs --yes."
+            "so old batches cannot bring data back). With --account the account itself is "
+            "deleted too, and forgotten here. Needs --yes."
         ),
     )
     p.add_argument("--yes", action="store_true", help="really erase (cannot be undone)")
+    p.add_argument(
+        "--account",
+        action="store_true",
+        help="also delete the account itself (its token stops working, its bands are "
+        "unregistered) and, here, account.json and every batch still queued for it",
+    )
     _common(p)
     p.set_defaults(handler=_erase_confirmed)
 

@@ -391,6 +391,22 @@ class Outbox:
             raise
         return len(live)
 
+    def drop_all(self) -> int:
+        """Delete every queued batch and every band's registration mark (the account they
+        were for is gone); cursors stay, so nothing already pulled is pulled twice.
+        Returns how many batches went."""
+        db = self._db
+        db.execute("BEGIN IMMEDIATE")
+        try:
+            dropped = int(db.execute("SELECT COUNT(*) FROM batches").fetchone()[0])
+            db.execute("DELETE FROM batches")
+            db.execute("DELETE FROM registrations")
+            db.execute("COMMIT")
+        except BaseException:
+            db.execute("ROLLBACK")
+            raise
+        return dropped
+
     # -- reporting -------------------------------------------------------------------------
     def stats(self, band: bytes) -> Mapping[int, dict[str, int]]:
         """Per stream: stored cursor, queued batches/records, delivered, withheld."""

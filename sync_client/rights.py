@@ -110,11 +110,25 @@ async def erase_data(account: AccountFile) -> int:
         raise RightsError("the ingest's answer to the erasure is malformed") from None
 
 
+async def delete_account(account: AccountFile) -> tuple[int, int]:
+    """Erase everything and delete the account itself at the ingest (its token stops
+    working, its band registrations go); returns (records erased, bands unregistered)."""
+    status, body = await _request(account, "DELETE", "/v1/account")
+    if status != 200:
+        raise _refusal(status, body, "account deletion")
+    try:
+        answer = json.loads(body)
+        return int(answer["erased_records"]), int(answer["deleted_bands"])
+    except (ValueError, KeyError, TypeError):
+        raise RightsError("the ingest's answer to the account deletion is malformed") from None
+
+
 __all__ = [
     "EXPORT_FORMATS",
     "Export",
     "NoAccountError",
     "RightsError",
+    "delete_account",
     "erase_data",
     "export_data",
     "load_account",

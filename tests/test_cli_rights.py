@@ -68,6 +68,45 @@ async def test_export_and_erase_what_a_sync_uploaded(
     assert json.loads(capsys.readouterr().out)["records"] == 0
 
 
+async def test_deleting_the_account_forgets_it_here_and_a_new_pairing_starts_afresh(
+    tmp_path: Path,
+    monkeypatch: pytest.MonkeyPatch,
+    capsys: pytest.CaptureFixture[str],
+    ingest: IngestServer,
+) -> None:
+    from sync_client.activation import AccountFile
+    from sync_client.outbox import Outbox
+
+    client = tmp_path / "client"
+    async with bands_on_hub(tmp_path, monkeypatch, simulate_s=3 * 3600) as (band,):
+        await pair(monkeypatch, band, "--ingest", ingest.url)
+        first = AccountFile.load(client)
+        assert first is not None
+        assert await run_cli("sync", band.address, f"--ingest-key={ingest_key(ingest)}") == 0
+        assert ingest.store is not None and ingest.store.record_count() > 0
+        capsys.readouterr()
+        assert await run_cli("erase", "--account", "--json") == 2  # not without --yes
+        capsys.readouterr()
+        assert await run_cli("erase", "--yes", "--account", "--json") == 0
+        answer = json.loads(capsys.readouterr().out)
+        assert answer["account_deleted"] is True and answer["deleted_bands"] == 1
+        assert answer["erased_records"] > 0
+        assert ingest.store.record_count() == 0
+        assert not (client / "account.json").exists()
+        with Outbox(client / "outbox.db") as outbox:
+            assert outbox.pending_count() == 0
+        assert await run_cli("export", "--json") == 3  # no account here any more
+        capsys.readouterr()
+        # pairing again with --ingest makes a new account and registers the band to it
+        await pair(monkeypatch, band, "--ingest", ingest.url)
+        second = AccountFile.load(client)
+        assert second is not None and second.token != first.token
+        assert await run_cli("sync", band.address) == 0
+        store = ingest.store
+        assert store.account_for_token(first.token) is None
+        assert store.account_for_token(second.token) is not None
+
+
 def test_export_without_an_account_exits_3(
     tmp_path: Path, capsys: pytest.CaptureFixture[str]
 ) -> None:

@@ -32,6 +32,16 @@ async def registered(client: TestClient, band: SampleBand) -> dict[str, str]:
     return auth
 
 
+async def two_accounts(
+    client: TestClient,
+) -> tuple[SampleBand, dict[str, str], SampleBand, dict[str, str]]:
+    """Two accounts with a band each: (band, its auth, the other band, the other auth)."""
+    band = SampleBand()
+    auth = await registered(client, band)
+    other_band = SampleBand(serial="KME-TEST-000002")
+    return band, auth, other_band, await registered(client, other_band)
+
+
 async def post(client: TestClient, auth: dict[str, str], envelope: bytes) -> tuple[int, Any]:
     response = await client.post("/v1/batches", data=envelope, headers=auth)
     return response.status, await response.json()
@@ -220,10 +230,7 @@ async def test_rate_limit_answers_429_with_retry_after(
 async def test_rights_export_rectify_erase_per_account(
     client: TestClient, keys: IngestKeys, store: IngestStore
 ) -> None:
-    band = SampleBand()
-    auth = await registered(client, band)
-    other_band = SampleBand(serial="KME-TEST-000002")
-    other = await registered(client, other_band)
+    band, auth, other_band, other = await two_accounts(client)
     await post(client, auth, band.seal(hr(3), keys.public_key))
     await post(client, auth, band.seal(activity(1440), keys.public_key))
     await post(client, auth, band.seal(sleep_summary(), keys.public_key))
@@ -268,6 +275,35 @@ async def test_rights_export_rectify_erase_per_account(
     # A replay of erased data does not bring it back.
     status, answer = await post(client, auth, band.seal(hr(3), keys.public_key))
     assert (status, answer["stored"]) == (200, 0)
+
+
+async def test_deleting_the_account_ends_its_token_and_frees_its_bands(
+    client: TestClient, keys: IngestKeys, store: IngestStore
+) -> None:
+    band, auth, other_band, other = await two_accounts(client)
+    await post(client, auth, band.seal(hr(3), keys.public_key))
+    await post(client, auth, band.seal(activity(20), keys.public_key))
+    await post(client, other, other_band.seal(hr(7), keys.public_key))
+    before = store.snapshot()
+
+    response = await client.delete("/v1/account", headers=auth)
+    assert response.status == 200
+    assert await response.json() == {"erased_records": 23, "deleted_bands": 1}
+    assert store.record_count() == 7  # the other account is untouched
+    after = store.snapshot()
+    assert after["accounts"] == before["accounts"] - 1 and after["bands"] == before["bands"] - 1
+    # the token no longer works, even through the server's caches
+    for path in ("/v1/export", "/v1/profile"):
+        assert (await client.get(path, headers=auth)).status == 401
+    status, _ = await post(client, auth, band.seal(hr(3), keys.public_key))
+    assert status == 401
+    assert (await client.delete("/v1/account", headers=auth)).status == 401
+    # the band may be activated for a new account, and old data does not come back
+    fresh = await registered(client, band)
+    status, answer = await post(client, fresh, band.seal(hr(3), keys.public_key))
+    assert (status, answer["stored"]) == (200, 0)
+    status, answer = await post(client, fresh, band.seal(hr(2, first_seq=4), keys.public_key))
+    assert (status, answer["stored"]) == (200, 2)  # new data is stored as usual
 
 
 async def test_log_lines_carry_no_identifier_token_or_value(

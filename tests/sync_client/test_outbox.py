@@ -49,6 +49,18 @@ def test_commit_moves_cursor_with_batches_and_is_idempotent(tmp_path: Path) -> N
         assert box.pending_count() == 1  # the failed commit wrote nothing
 
 
+def test_dropping_everything_keeps_the_cursors(tmp_path: Path) -> None:
+    with Outbox(tmp_path / "outbox.db") as box:
+        box.commit(BAND, 1, 10, [batch(1, 1, 5), batch(2, 6, 10)])
+        box.commit(BAND, 2, 4, [batch(3, 1, 4, stream=2)])
+        box.mark_registered(BAND)
+        assert box.drop_all() == 3
+        assert box.pending_count() == 0 and not box.is_registered(BAND)
+        # what was pulled is not pulled again (the band freed it)
+        assert (box.stored_up_to(BAND, 1), box.stored_up_to(BAND, 2)) == (10, 4)
+        assert box.drop_all() == 0
+
+
 def test_delivery_purge_and_stats(tmp_path: Path) -> None:
     with Outbox(tmp_path / "outbox.db") as box:
         box.commit(BAND, 1, 10, [batch(1, 1, 10, category=1)])

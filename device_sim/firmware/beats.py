@@ -54,7 +54,8 @@ class BeatOutput:
 class BeatDetector:
     """Finds beats in streamed PPG blocks and reports successive interval differences.
 
-    The result does not depend on how the stream is cut into blocks: the slope is
+    Blocks must hold whole seconds of samples (the firmware's sensor blocks do). The
+    result does not depend on how the stream is cut into such blocks: the slope is
     evaluated a few samples behind the newest one, and the detection threshold follows
     the accepted beats' own upstrokes beat by beat.
     """

@@ -5,6 +5,7 @@ reference ingest. The band's own consent log is the oracle for what may reach th
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import json
 import random
 import signal
@@ -250,7 +251,8 @@ async def run_client(
         final = event
         if kill is not None and kill.due(counts):
             break
-    proc.send_signal(signal.SIGKILL)
+    with contextlib.suppress(ProcessLookupError):  # it may have exited just now
+        proc.send_signal(signal.SIGKILL)
     code = await proc.wait()
     # it may have finished on its own just before the signal
     return Run(code == -signal.SIGKILL, counts, final)

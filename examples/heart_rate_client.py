@@ -66,7 +66,9 @@ async def _with_in_process_band(count: int, seed: int) -> list[int]:
     from device_sim.clock import AcceleratedClock
     from device_sim.radio import Radio
 
-    clock = AcceleratedClock(60.0)
+    # a fixed start (mid-morning, band on the wrist): the run does not depend on the
+    # time of day it is started at, when the simulated wearer may be charging the band
+    clock = AcceleratedClock(60.0, start=1_767_258_000.0)  # 2026-01-01T09:00:00Z
     band = SimulatedBand(BandConfig(seed=seed, fidelity="signal"), clock)
     band.simulate_until(clock.now() + 600)  # ten minutes of wear: the pulse is locked on
     endpoint = BandGattEndpoint(band)

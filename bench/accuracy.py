@@ -18,8 +18,8 @@ import time
 
 import numpy as np
 
-from device_sim.firmware import scoring
-from protocol.records import SleepStage
+from device_sim.band.firmware import scoring
+from protocol.kme.records import SleepStage
 
 T0 = 1_767_225_600  # 2026-01-01T00:00:00Z
 DAY = 86_400

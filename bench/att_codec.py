@@ -15,8 +15,8 @@ import json
 import time
 import uuid
 
-from protocol.gatt import AttributeDatabase, GattClient, GattServer, Notification, ReadCompleted
-from protocol.gatt_model import (
+from protocol.ble.gatt import AttributeDatabase, GattClient, GattServer, Notification, ReadCompleted
+from protocol.ble.gatt_model import (
     OPEN_READ,
     CharacteristicDefinition,
     Properties,

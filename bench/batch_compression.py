@@ -22,8 +22,8 @@ sys.path.insert(0, str(Path(__file__).resolve().parent))
 
 from batch_records import realistic_records
 
-from protocol.batch import encode_batch_plaintext
-from protocol.records import StreamId
+from protocol.kme.batch import encode_batch_plaintext
+from protocol.kme.records import StreamId
 
 CONSENT = bytes(120)  # about the size of a signed consent record
 RECORDS = 1000

@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import numpy as np
 
-from protocol.records import (
+from protocol.kme.records import (
     ActivityClass,
     ActivityMinute,
     GnssFix,

@@ -4,8 +4,8 @@ from __future__ import annotations
 
 from cryptography.hazmat.primitives.asymmetric import ed25519
 
-from protocol.consent import ConsentChange, ConsentLog, ConsentRecord, ConsentSource
-from protocol.records import ConsentCategory
+from protocol.kme.consent import ConsentChange, ConsentLog, ConsentRecord, ConsentSource
+from protocol.kme.records import ConsentCategory
 
 COVERS = (1_700_000_000, 1_800_000_000)
 

@@ -5,9 +5,9 @@ preset for training seeds 101-110, follows the sleep tracker's own observations 
 heart rate over the night's median, its spread within the epoch, RMSSD over the night's
 median, movement) and sets them against the true stage of each epoch. It prints the
 per-stage means and spreads for both ways the firmware sees a night: the whole night
-(:class:`~device_sim.firmware.sleep.StageModel`, for the records) and the night so far
+(:class:`~device_sim.band.firmware.sleep.StageModel`, for the records) and the night so far
 (``ONLINE_STAGE_MODEL``, for the smart alarm). The constants in
-``device_sim/firmware/sleep.py`` come from this script; re-run it after changing the
+``device_sim/band/firmware/sleep.py`` come from this script; re-run it after changing the
 person, sensor or estimator models, and paste what it prints.
 
 About 7 minutes on two cores (``--jobs 2``). Last line: one JSON object of the fit.
@@ -22,8 +22,8 @@ from typing import Any
 
 import numpy as np
 
-from device_sim.firmware import core, scoring
-from device_sim.firmware import sleep as S
+from device_sim.band.firmware import core, scoring
+from device_sim.band.firmware import sleep as S
 
 T0 = 1_767_225_600  # 2026-01-01T00:00:00Z
 DAY = 86_400

@@ -12,8 +12,8 @@ import tempfile
 import time
 from pathlib import Path
 
-from device_sim.flash import Flash
-from protocol.records import (
+from device_sim.band.flash import Flash
+from protocol.kme.records import (
     ActivityClass,
     ActivityMinute,
     HeartRateSample,

@@ -38,13 +38,13 @@ from batch_records import realistic_records
 from bench_consent import signed_consent_record
 from cryptography.hazmat.primitives.asymmetric import ed25519, x25519
 
-from protocol.batch import (
+from protocol.kme.batch import (
     BatchHeader,
     band_pseudonym,
     consent_digest_of,
     encode_batch_plaintext,
 )
-from protocol.records import StoredRecord, StreamId
+from protocol.kme.records import StoredRecord, StreamId
 from sync_client.sealing import seal_batch
 
 

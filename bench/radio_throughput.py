@@ -31,8 +31,13 @@ from device_sim.bleak_backend import BondStore, SimBleakClient, use_radio
 from device_sim.bleak_backend.profile_peripheral import ProfilePeripheral
 from device_sim.clock import ManualClock
 from device_sim.radio import ATT_CID, LinkModel, Radio
-from protocol.gatt_model import OPEN_READ, CharacteristicDefinition, Properties, ServiceDefinition
-from protocol.profile import BAND_PROFILE, HEART_RATE_MEASUREMENT, SIG_ONLY_PROFILE
+from protocol.ble.gatt_model import (
+    OPEN_READ,
+    CharacteristicDefinition,
+    Properties,
+    ServiceDefinition,
+)
+from protocol.kme.profile import BAND_PROFILE, HEART_RATE_MEASUREMENT, SIG_ONLY_PROFILE
 
 PAYLOAD = 244
 READ_SIZE = 200

@@ -20,11 +20,11 @@ import subprocess
 import sys
 import time
 
-from device_sim.firmware import Alarm, Firmware
-from device_sim.physiology import Person
-from device_sim.sensors import SensorModel
-from device_sim.summary import SummaryModel
-from protocol.records import Record, StreamId
+from device_sim.band.firmware import Alarm, Firmware
+from device_sim.band.summary import SummaryModel
+from device_sim.person.physiology import Person
+from device_sim.person.sensors import SensorModel
+from protocol.kme.records import Record, StreamId
 
 T0 = 1_767_225_600  # 2026-01-01T00:00:00Z
 DAY = 86_400

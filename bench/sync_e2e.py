@@ -92,13 +92,13 @@ def sim_backend() -> Backend:
 async def week(days: float, fidelity: str, work: Path) -> dict[str, float]:
     # imported here: the 30-day client process (client_main) must not carry the band
     from cloud_ingest.server import IngestConfig, IngestServer
-    from device_sim.band import BandConfig, SimulatedBand
-    from device_sim.band_gatt import BandGattEndpoint
+    from device_sim.band.gatt_endpoint import BandGattEndpoint
+    from device_sim.band.simulated_band import BandConfig, SimulatedBand
     from device_sim.bleak_backend import BondStore, use_radio
     from device_sim.clock import ManualClock
     from device_sim.radio import Radio
-    from protocol import profile as P
-    from protocol.records import StreamId
+    from protocol.kme import profile as P
+    from protocol.kme.records import StreamId
     from sync_client.activation import ClientKeys, create_account
     from sync_client.outbox import Outbox
     from sync_client.session import SyncOptions, SyncSession

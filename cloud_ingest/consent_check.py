@@ -8,7 +8,7 @@ range and in an interval where its stream's category (and, for fields such as
 nothing falls after a withdrawal the account recorded here. Verified records are cached
 by (band, key, digest): a band's consent changes rarely, its batches come often.
 
-The record itself is ``protocol.consent.ConsentRecord``: the band's log entries deciding
+The record itself is ``protocol.kme.consent.ConsentRecord``: the band's log entries deciding
 consent over ``covers_from..covers_to``, signed with the band's Ed25519 key.
 """
 
@@ -22,10 +22,10 @@ from dataclasses import dataclass
 import numpy as np
 import numpy.typing as npt
 
-from protocol.batch import BatchBody, BatchHeader, consent_digest_of
-from protocol.consent import ConsentError, ConsentRecord, ConsentSignatureError
 from protocol.errors import KmebandError
-from protocol.records import FIELD_CONSENT, STREAM_CONSENT, ConsentCategory, StreamId
+from protocol.kme.batch import BatchBody, BatchHeader, consent_digest_of
+from protocol.kme.consent import ConsentError, ConsentRecord, ConsentSignatureError
+from protocol.kme.records import FIELD_CONSENT, STREAM_CONSENT, ConsentCategory, StreamId
 
 #: Intervals [start, end) of UTC seconds; ``end`` None while the grant still holds.
 Interval = tuple[int, int | None]

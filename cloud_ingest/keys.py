@@ -17,8 +17,8 @@ from typing import Any
 from cryptography.hazmat.primitives.asymmetric import mlkem, x25519
 from cryptography.hazmat.primitives.hpke import MLKEM768X25519PrivateKey
 
-from protocol.batch import SUITE_MLKEM768_X25519, SUITE_X25519, HpkeSuiteId
 from protocol.errors import KmebandError
+from protocol.kme.batch import SUITE_MLKEM768_X25519, SUITE_X25519, HpkeSuiteId
 
 X25519_KEY_FILE = "hpke-x25519.key"
 HYBRID_KEY_FILE = "hpke-mlkem768x25519.key"

@@ -13,7 +13,7 @@ from cryptography.hazmat.primitives.hpke import (
 )
 
 from cloud_ingest.keys import IngestKeys, PrivateKey
-from protocol.batch import (
+from protocol.kme.batch import (
     SUITE_MLKEM768_X25519,
     SUITE_X25519,
     BatchError,
@@ -49,7 +49,7 @@ def open_batch(envelope: bytes, private_key: PrivateKey | IngestKeys) -> tuple[B
 def open_envelope(
     parsed: Envelope, private_key: PrivateKey | IngestKeys
 ) -> tuple[BatchHeader, bytes]:
-    """Decrypt an envelope already parsed with ``protocol.batch.decode_envelope``."""
+    """Decrypt an envelope already parsed with ``protocol.kme.batch.decode_envelope``."""
     key = (
         private_key.private_key(parsed.suite)
         if isinstance(private_key, IngestKeys)

@@ -16,9 +16,9 @@ from datetime import UTC, datetime, timedelta, timezone
 from typing import Any
 
 from cloud_ingest.store import IngestStore
-from protocol.classification import PROFILE_CLASSES
 from protocol.errors import KmebandError
-from protocol.records import (
+from protocol.kme.classification import PROFILE_CLASSES
+from protocol.kme.records import (
     STREAM_CONSENT,
     ActivityMinute,
     ConsentCategory,

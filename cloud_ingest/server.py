@@ -37,7 +37,8 @@ from cloud_ingest.rights import (
     validate_profile,
 )
 from cloud_ingest.store import Band, IngestStore
-from protocol.batch import (
+from protocol.errors import KmebandError
+from protocol.kme.batch import (
     BAND_PSEUDONYM_LEN,
     BatchError,
     MalformedBatchError,
@@ -45,8 +46,7 @@ from protocol.batch import (
     decode_batch_plaintext,
     decode_envelope,
 )
-from protocol.errors import KmebandError
-from protocol.records import ConsentCategory
+from protocol.kme.records import ConsentCategory
 
 log = logging.getLogger("cloud_ingest")
 

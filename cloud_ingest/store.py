@@ -21,14 +21,14 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from protocol.batch import (
+from protocol.errors import KmebandError
+from protocol.kme.batch import (
     BatchBody,
     BatchHeader,
     decode_body,
     encode_batch_plaintext,
 )
-from protocol.errors import KmebandError
-from protocol.records import ConsentCategory, StoredRecord, StreamId
+from protocol.kme.records import ConsentCategory, StoredRecord, StreamId
 
 SCHEMA_VERSION = 1
 

@@ -10,9 +10,9 @@ import signal
 from pathlib import Path
 from typing import Any
 
-from device_sim.flash import DEFAULT_CAPACITY_BYTES
+from device_sim.band.flash import DEFAULT_CAPACITY_BYTES
 from device_sim.hub_runner import BandHub, HubOptions, default_hub_address
-from device_sim.physiology import PRESETS
+from device_sim.person.physiology import PRESETS
 from device_sim.radio import LinkModel
 
 

@@ -17,10 +17,10 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from device_sim.band import BandConfig, SimulatedBand
-from device_sim.band_gatt import BandGattEndpoint
+from device_sim.band.flash import DEFAULT_CAPACITY_BYTES
+from device_sim.band.gatt_endpoint import BandGattEndpoint
+from device_sim.band.simulated_band import BandConfig, SimulatedBand
 from device_sim.clock import AcceleratedClock, Clock
-from device_sim.flash import DEFAULT_CAPACITY_BYTES
 from device_sim.radio import LinkModel, Radio
 from device_sim.radio.capture import BtsnoopCapture
 from device_sim.radio.hub import HubAddress, HubServer

@@ -7,9 +7,9 @@ Fixtures:
   the bleak backend's radio for the test (:func:`~device_sim.bleak_backend.use_radio`).
 * ``kme_band_factory``: ``kme_band_factory(seed=0, scenario="default_day",
   fidelity="summary", simulate_s=0.0, distance_m=1.0, **BandConfig fields)`` builds a
-  :class:`~device_sim.band.SimulatedBand` on ``kme_clock``, simulates ``simulate_s``
+  :class:`~device_sim.band.simulated_band.SimulatedBand` on ``kme_clock``, simulates ``simulate_s``
   seconds of its wearer's life, puts it on the radio and returns its
-  :class:`~device_sim.band_gatt.BandGattEndpoint` (``.band`` is the band; ``.display`` is
+  :class:`~device_sim.band.gatt_endpoint.BandGattEndpoint` (``.band`` is the band; ``.display`` is
   the passkey it shows while pairing).
 * ``kme_bleak_client``: a connected ``bleak.BleakClient`` (simulated backend) to a fresh
   band, with its own in-memory bond store and a ``passkey_callback`` that reads the band's
@@ -27,8 +27,8 @@ from typing import Any
 import pytest
 from bleak import BleakClient
 
-from device_sim.band import BandConfig, SimulatedBand
-from device_sim.band_gatt import BandGattEndpoint
+from device_sim.band.gatt_endpoint import BandGattEndpoint
+from device_sim.band.simulated_band import BandConfig, SimulatedBand
 from device_sim.bleak_backend import BondStore, SimBleakClient, use_radio
 from device_sim.clock import ManualClock
 from device_sim.radio import Radio

@@ -21,13 +21,13 @@ from collections import Counter
 from pathlib import Path
 
 from cloud_ingest.server import IngestServer
-from device_sim.band import BandConfig, SimulatedBand
-from device_sim.band_gatt import BandGattEndpoint
+from device_sim.band.gatt_endpoint import BandGattEndpoint
+from device_sim.band.simulated_band import BandConfig, SimulatedBand
 from device_sim.bleak_backend import SimBleakClient, SimBleakScanner, use_radio
 from device_sim.clock import ManualClock
 from device_sim.radio import Radio
 from kmeband.report import records_from_store
-from protocol.records import ConsentCategory, StreamId, record_time
+from protocol.kme.records import ConsentCategory, StreamId, record_time
 from sync_client.activation import ClientKeys, create_account, ensure_owner
 from sync_client.ble import Backend, BandLink, connect
 from sync_client.consent import set_consent

@@ -60,8 +60,8 @@ async def _ask_passkey() -> str:
 
 
 async def _with_in_process_band(count: int, seed: int) -> list[int]:
-    from device_sim.band import BandConfig, SimulatedBand
-    from device_sim.band_gatt import BandGattEndpoint
+    from device_sim.band.gatt_endpoint import BandGattEndpoint
+    from device_sim.band.simulated_band import BandConfig, SimulatedBand
     from device_sim.bleak_backend import use_radio
     from device_sim.clock import AcceleratedClock
     from device_sim.radio import Radio

@@ -20,7 +20,7 @@ from bleak import BleakClient, BleakScanner
 
 from device_sim.bleak_backend import SimBleakClient, SimBleakScanner
 from device_sim.clock import ManualClock
-from protocol.records import StreamId
+from protocol.kme.records import StreamId
 
 BATTERY_LEVEL = "00002a19-0000-1000-8000-00805f9b34fb"
 SERIAL_NUMBER = "00002a25-0000-1000-8000-00805f9b34fb"

@@ -18,8 +18,7 @@ import tempfile
 from collections import Counter
 from pathlib import Path
 
-from device_sim.trace import TraceReader
-from device_sim.trace_cli import (
+from device_sim.trace.cli import (
     RecordOptions,
     compare_records,
     load_records_json,
@@ -27,6 +26,7 @@ from device_sim.trace_cli import (
     records_json,
     replay_blocks,
 )
+from device_sim.trace.format import TraceReader
 
 REPO = Path(__file__).resolve().parents[1]
 DEFAULT_GOLDEN = REPO / "tests" / "golden" / "walk-seed42.records.json"

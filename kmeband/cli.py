@@ -20,7 +20,7 @@ from protocol.errors import KmebandError
 SUBCOMMAND_PROVIDERS: tuple[str, ...] = (
     "kmeband.demo_cli",
     "device_sim.cli",
-    "device_sim.trace_cli",
+    "device_sim.trace.cli",
     "sync_client.cli",
     "cloud_ingest.cli",
     "kmeband.report_cli",

@@ -25,16 +25,16 @@ from pathlib import Path
 from typing import Any
 
 from cloud_ingest.server import IngestServer
-from device_sim.band import BandConfig, SimulatedBand
-from device_sim.band_gatt import BandGattEndpoint
+from device_sim.band.firmware.alarms import Alarm as FirmwareAlarm
+from device_sim.band.gatt_endpoint import BandGattEndpoint
+from device_sim.band.simulated_band import BandConfig, SimulatedBand
 from device_sim.bleak_backend import SimBleakClient, SimBleakScanner
 from device_sim.bleak_backend.port import HUB_ENV
 from device_sim.clock import ManualClock
-from device_sim.firmware.alarms import Alarm as FirmwareAlarm
 from device_sim.radio import Radio
 from device_sim.radio.hub import HubAddress, HubServer, RemoteRadio
 from protocol.errors import KmebandError
-from protocol.records import ConsentCategory, StreamId, record_time
+from protocol.kme.records import ConsentCategory, StreamId, record_time
 from sync_client.activation import AccountFile, ClientKeys, create_account
 from sync_client.ble import Backend
 from sync_client.outbox import Outbox

@@ -16,7 +16,7 @@ from pathlib import Path
 from typing import Any
 
 from protocol.errors import KmebandError
-from protocol.records import (
+from protocol.kme.records import (
     ActivityMinute,
     AlarmEvent,
     HeartRateSample,

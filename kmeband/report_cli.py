@@ -16,7 +16,7 @@ from pathlib import Path
 from typing import Any
 
 from protocol.errors import KmebandError, UsageError
-from protocol.records import StoredRecord
+from protocol.kme.records import StoredRecord
 
 EXIT_OK, EXIT_NOTHING, EXIT_USAGE, EXIT_NOT_FOUND = 0, 1, 2, 3
 
@@ -54,8 +54,8 @@ def store_records(db: Path, token: str | None) -> list[tuple[bytes, StoredRecord
 
 def trace_records(trace: Path) -> list[tuple[bytes, StoredRecord]]:
     """A trace replayed through the firmware, as the records of one band named after it."""
-    from device_sim.trace import TraceReader
-    from device_sim.trace_cli import replay_blocks
+    from device_sim.trace.cli import replay_blocks
+    from device_sim.trace.format import TraceReader
 
     if not trace.is_file():
         raise ReportInputNotFoundError(f"no trace at {trace}; record one with 'kmeband record'")

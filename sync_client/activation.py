@@ -10,7 +10,7 @@ own file with mode 0600:
 - ``account.json``: the ingest URL and bearer token from ``POST /v1/accounts``.
 
 Activation writes an ``ActivationRequest`` to the band, checks the band's attestation
-(``protocol.ownership.verify_activation``) and registers the band's public key with the
+(``protocol.kme.ownership.verify_activation``) and registers the band's public key with the
 ingest under its pseudonym (``POST /v1/bands``).
 """
 
@@ -27,8 +27,9 @@ from pathlib import Path
 
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
 
-from protocol.batch import band_pseudonym
-from protocol.control import (
+from protocol.errors import KmebandError
+from protocol.kme.batch import band_pseudonym
+from protocol.kme.control import (
     ActivationResult,
     ActivationState,
     BandIdentity,
@@ -38,15 +39,14 @@ from protocol.control import (
     RequestOwnerChallenge,
     decode_as,
 )
-from protocol.errors import KmebandError
-from protocol.ownership import (
+from protocol.kme.ownership import (
     activation_request,
     private_key_from_seed,
     prove_ownership,
     public_key_bytes,
     verify_activation,
 )
-from protocol.profile import (
+from protocol.kme.profile import (
     KME_ACTIVATION_CONTROL_POINT,
     KME_ACTIVATION_STATE,
     KME_BAND_IDENTITY,

@@ -12,7 +12,8 @@ import re
 from collections.abc import Iterable
 from typing import cast
 
-from protocol.control import (
+from protocol.errors import KmebandError, UsageError
+from protocol.kme.control import (
     MAX_ALARMS,
     MAX_SMART_WINDOW_MIN,
     WEEKDAY_BITS,
@@ -24,8 +25,7 @@ from protocol.control import (
     ListAlarms,
     SetAlarm,
 )
-from protocol.errors import KmebandError, UsageError
-from protocol.profile import KME_ALARM_CONTROL_POINT
+from protocol.kme.profile import KME_ALARM_CONTROL_POINT
 from sync_client.ble import BandLink
 
 #: Weekday names in bit order, for printing a weekday mask.

@@ -6,7 +6,7 @@ rejected or purged later never takes more than a bounded slice of data with it, 
 batch body stays far below the ingest's inflate limit. Each batch gets a header with the
 band pseudonym (never the serial), the service data the privacy policy names, and the
 digest of the band-signed consent record that covers it; the body is encoded by
-``protocol.batch`` and sealed with HPKE by ``sync_client.sealing`` before anything is
+``protocol.kme.batch`` and sealed with HPKE by ``sync_client.sealing`` before anything is
 written anywhere.
 """
 
@@ -19,7 +19,8 @@ from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from typing import Any, cast
 
-from protocol.batch import (
+from protocol.errors import UsageError
+from protocol.kme.batch import (
     MAX_RECORDS_PER_BATCH,
     SUITE_X25519,
     BatchError,
@@ -28,8 +29,7 @@ from protocol.batch import (
     consent_digest_of,
     encode_batch_plaintext,
 )
-from protocol.errors import UsageError
-from protocol.records import FIELD_CONSENT, STREAM_CONSENT, StoredRecord
+from protocol.kme.records import FIELD_CONSENT, STREAM_CONSENT, StoredRecord
 from sync_client.outbox import QueuedBatch
 from sync_client.sealing import RecipientPublicKey, seal_batch
 

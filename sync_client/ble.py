@@ -25,10 +25,10 @@ from bleak import BleakClient, BleakScanner
 from bleak.backends.device import BLEDevice
 from bleak.backends.scanner import AdvertisementData
 
-from protocol import profile as P
-from protocol import sig_codecs as sig
-from protocol.control import ControlDecodeError, ControlMessage, decode_as, encode_control
+from protocol.ble import sig_codecs as sig
 from protocol.errors import KmebandError
+from protocol.kme import profile as P
+from protocol.kme.control import ControlDecodeError, ControlMessage, decode_as, encode_control
 
 _M = TypeVar("_M", bound=ControlMessage)
 

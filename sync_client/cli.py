@@ -20,10 +20,10 @@ from dataclasses import asdict
 from pathlib import Path
 from typing import Any, TextIO
 
-from protocol.control import ConsentState, decode_as
 from protocol.errors import KmebandError, UsageError
-from protocol.profile import KME_CONSENT_STATE
-from protocol.records import ConsentCategory
+from protocol.kme.control import ConsentState, decode_as
+from protocol.kme.profile import KME_CONSENT_STATE
+from protocol.kme.records import ConsentCategory
 from sync_client.activation import (
     AccountFile,
     ClientKeys,

@@ -13,7 +13,7 @@ never reaches disk, sealed or not.
 Withdrawal (read from the band, or made from this client) purges that category's queued
 batches from the outbox.
 
-Every batch carries a band-signed ``protocol.consent.ConsentRecord``: after reading the
+Every batch carries a band-signed ``protocol.kme.consent.ConsentRecord``: after reading the
 log the client asks the band (Consent Control Point, RequestConsentRecord) to sign the
 record of the consent since its first log entry, and reads it from the Consent Record
 characteristic. The cloud verifies it with the band's key and checks every record of the
@@ -29,8 +29,9 @@ from collections.abc import Awaitable, Callable, Iterable, Mapping
 from dataclasses import dataclass
 from typing import Any, Protocol, cast
 
-from protocol.consent import ConsentRecord, ConsentRecordError
-from protocol.control import (
+from protocol.errors import KmebandError
+from protocol.kme.consent import ConsentRecord, ConsentRecordError
+from protocol.kme.control import (
     ConsentLogEntry,
     ConsentLogPage,
     ConsentResult,
@@ -44,14 +45,13 @@ from protocol.control import (
     decode_as,
     encode_control,
 )
-from protocol.errors import KmebandError
-from protocol.profile import (
+from protocol.kme.profile import (
     KME_CONSENT_CHANGE_LOG,
     KME_CONSENT_CONTROL_POINT,
     KME_CONSENT_RECORD,
     KME_CONSENT_STATE,
 )
-from protocol.records import (
+from protocol.kme.records import (
     FIELD_CONSENT,
     STREAM_CONSENT,
     ConsentCategory,

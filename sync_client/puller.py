@@ -1,7 +1,7 @@
 """Pull record streams from a band over the KME Record Sync service, exactly once.
 
 Per stream: ask from the outbox's stored cursor + 1, feed every Data notification and
-Control Point indication to a ``protocol.record_sync.ClientSyncReceiver`` (which checks
+Control Point indication to a ``protocol.kme.record_sync.ClientSyncReceiver`` (which checks
 CRCs, sequence continuity, sizes, duplicates and the end marker's counts), filter the
 new records by consent (withheld ones are only counted), seal them into batches, commit
 batches and cursor in ONE outbox transaction, and only then acknowledge the range so the
@@ -29,9 +29,9 @@ from dataclasses import dataclass, field
 from typing import Any, Protocol
 
 from protocol.errors import KmebandError
-from protocol.profile import KME_RECORD_SYNC_CONTROL_POINT, KME_RECORD_SYNC_DATA
-from protocol.record_codec import MAX_PAYLOAD_SIZE, MIN_PAYLOAD_SIZE
-from protocol.record_sync import (
+from protocol.kme.profile import KME_RECORD_SYNC_CONTROL_POINT, KME_RECORD_SYNC_DATA
+from protocol.kme.record_codec import MAX_PAYLOAD_SIZE, MIN_PAYLOAD_SIZE
+from protocol.kme.record_sync import (
     ClientSyncReceiver,
     ReceiverState,
     RecordsLostOnBand,
@@ -39,7 +39,7 @@ from protocol.record_sync import (
     SyncError,
     TransferComplete,
 )
-from protocol.records import StoredRecord, StreamId, record_time
+from protocol.kme.records import StoredRecord, StreamId, record_time
 from sync_client.batcher import Batcher
 from sync_client.consent import AllowedIntervals, all_may_upload, filter_record
 from sync_client.outbox import Outbox

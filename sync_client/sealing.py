@@ -1,6 +1,6 @@
 """Seal a batch to the ingest's public key with HPKE (RFC 9180), before it touches disk.
 
-The framing, header encoding and ``info`` string are ``protocol.batch``'s; this module
+The framing, header encoding and ``info`` string are ``protocol.kme.batch``'s; this module
 only adds the one thing the pure layer may not do: draw the ephemeral key (inside
 cryptography's ``Suite.encrypt``).
 """
@@ -16,7 +16,7 @@ from cryptography.hazmat.primitives.hpke import (
     Suite,
 )
 
-from protocol.batch import (
+from protocol.kme.batch import (
     ENC_LEN,
     SUITE_MLKEM768_X25519,
     SUITE_X25519,

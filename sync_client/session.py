@@ -18,8 +18,8 @@ from pathlib import Path
 
 from cryptography.hazmat.primitives.asymmetric import x25519
 
-from protocol.batch import SUITE_X25519, HpkeSuiteId
-from protocol.records import StreamId
+from protocol.kme.batch import SUITE_X25519, HpkeSuiteId
+from protocol.kme.records import StreamId
 from sync_client.activation import (
     AccountFile,
     ActivationError,

@@ -17,8 +17,8 @@ from pathlib import Path
 
 import pytest
 
-from device_sim.band import BandConfig, SimulatedBand
-from device_sim.band_gatt import BandGattEndpoint
+from device_sim.band.gatt_endpoint import BandGattEndpoint
+from device_sim.band.simulated_band import BandConfig, SimulatedBand
 from device_sim.bleak_backend.bonds import BOND_DIR_ENV
 from device_sim.bleak_backend.port import HUB_ENV
 from device_sim.clock import ManualClock

@@ -8,7 +8,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from device_sim.trace import TraceReader
+from device_sim.trace.format import TraceReader
 from kmeband.cli import main
 
 # 12:25 UTC on the default day of seed 42: desk work, then the lunch walk starts

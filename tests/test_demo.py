@@ -11,7 +11,7 @@ from pathlib import Path
 import pytest
 
 from kmeband.demo import DemoError, prepare_data_dir, run_demo
-from protocol.records import StreamId
+from protocol.kme.records import StreamId
 
 ROOT = Path(__file__).resolve().parents[1]
 

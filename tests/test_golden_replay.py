@@ -8,8 +8,7 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from device_sim.trace import TraceReader
-from device_sim.trace_cli import (
+from device_sim.trace.cli import (
     RecordOptions,
     compare_records,
     load_records_json,
@@ -17,6 +16,7 @@ from device_sim.trace_cli import (
     records_json,
     replay_blocks,
 )
+from device_sim.trace.format import TraceReader
 
 GOLDEN = Path(__file__).parent / "golden"
 TRACE = GOLDEN / "walk-seed42.kmetrace"

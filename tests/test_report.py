@@ -7,10 +7,10 @@ from pathlib import Path
 
 import pytest
 
-from device_sim.band import BandConfig, SimulatedBand
+from device_sim.band.simulated_band import BandConfig, SimulatedBand
 from device_sim.clock import ManualClock
 from kmeband.report import ReportUnavailable, band_label, draw_reports
-from protocol.records import StreamId
+from protocol.kme.records import StreamId
 
 
 def _records() -> list[tuple[bytes, object]]:

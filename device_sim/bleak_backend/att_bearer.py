@@ -1,4 +1,4 @@
-"""An asyncio ATT bearer over the sans-IO :class:`~protocol.gatt_client.GattClient`.
+"""An asyncio ATT bearer over the sans-IO :class:`~protocol.ble.gatt_client.GattClient`.
 
 It owns the client's request queue (one ATT request outstanding), maps procedure ids to
 futures, dispatches notifications and indications (confirmations are sent by the client
@@ -21,8 +21,7 @@ from typing import Any
 
 from bleak.exc import BleakError, BleakGATTProtocolError
 
-from protocol.errors import KmebandError, UsageError
-from protocol.gatt_client import (
+from protocol.ble.gatt_client import (
     GattClient,
     GattClientClosed,
     GattProcedureError,
@@ -31,6 +30,7 @@ from protocol.gatt_client import (
     ProcedureFailed,
     ProcedureStart,
 )
+from protocol.errors import KmebandError, UsageError
 
 
 class LinkLostError(BleakError, KmebandError):

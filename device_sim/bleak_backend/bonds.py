@@ -17,8 +17,8 @@ import hashlib
 import os
 from pathlib import Path
 
+from protocol.ble.smp import Bond, BondFormatError
 from protocol.errors import KmebandError
-from protocol.smp import Bond, BondFormatError
 
 BOND_DIR_ENV = "KMEBAND_BOND_DIR"
 CENTRAL_ADDRESS_ENV = "KMEBAND_CENTRAL_ADDRESS"

@@ -42,10 +42,10 @@ from device_sim.radio.medium import (
     DisconnectReason,
     EncryptionRefusedError,
 )
+from protocol.ble.gatt_client import DiscoveredCharacteristic, GattClient, GattProfile
+from protocol.ble.gatt_model import SecurityLevel
 from protocol.errors import KmebandError
-from protocol.gatt_client import DiscoveredCharacteristic, GattClient, GattProfile
-from protocol.gatt_model import SecurityLevel
-from protocol.profile import DEVICE_NAME
+from protocol.kme.profile import DEVICE_NAME
 
 #: The ATT MTU offered by default: 244-octet notification payloads (ATT_MTU - 3).
 DEFAULT_MTU_OFFER = 247

@@ -21,8 +21,7 @@ from collections.abc import Awaitable, Callable
 from bleak.exc import BleakError
 from cryptography.hazmat.primitives.asymmetric import ec
 
-from protocol.errors import KmebandError, UsageError
-from protocol.smp import (
+from protocol.ble.smp import (
     SMP_TIMEOUT_S,
     Bond,
     DeviceAddress,
@@ -34,6 +33,7 @@ from protocol.smp import (
     SmpEvent,
     SmpInitiator,
 )
+from protocol.errors import KmebandError, UsageError
 
 PASSKEY_ENV = "KMEBAND_PASSKEY"
 

@@ -1,8 +1,8 @@
 """A small GATT peripheral: any profile on the radio, for testing bleak code in isolation.
 
 :class:`ProfilePeripheral` serves a profile (``SIG_ONLY_PROFILE`` or ``BAND_PROFILE``) with a
-:class:`~protocol.gatt_server.GattServer` per link on the ATT channel, answers LE Secure
-Connections pairing on the SMP channel with an :class:`~protocol.smp.SmpResponder` showing
+:class:`~protocol.ble.gatt_server.GattServer` per link on the ATT channel, answers LE Secure
+Connections pairing on the SMP channel with an :class:`~protocol.ble.smp.SmpResponder` showing
 a seeded six-digit passkey (:attr:`ProfilePeripheral.displayed_passkey`), keeps the bonds
 it made, and encrypts a link when the central proves it holds one of them
 (``proof == encryption_proof(ltk, skd)``). It has no firmware: tests push values with
@@ -21,10 +21,17 @@ from cryptography.hazmat.primitives.asymmetric import ec
 from device_sim.bleak_backend.pairing import band_device_address
 from device_sim.radio import ATT_CID, SMP_CID, DisconnectReason, PeripheralLink, encryption_proof
 from device_sim.radio.medium import AdvertisingData
-from protocol.gatt_database import AttributeDatabase
-from protocol.gatt_model import SecurityLevel, ServiceDefinition
-from protocol.gatt_server import GattServer
-from protocol.smp import Bond, DeviceAddress, DisplayPasskey, PairingComplete, SendPdu, SmpResponder
+from protocol.ble.gatt_database import AttributeDatabase
+from protocol.ble.gatt_model import SecurityLevel, ServiceDefinition
+from protocol.ble.gatt_server import GattServer
+from protocol.ble.smp import (
+    Bond,
+    DeviceAddress,
+    DisplayPasskey,
+    PairingComplete,
+    SendPdu,
+    SmpResponder,
+)
 
 
 @dataclass

@@ -11,7 +11,7 @@ from pathlib import Path
 from typing import BinaryIO
 
 from device_sim.radio.medium import ATT_CID, SMP_CID
-from protocol.btsnoop import BtsnoopWriter, Direction, Role, timestamp_us
+from protocol.ble.btsnoop import BtsnoopWriter, Direction, Role, timestamp_us
 
 
 class BtsnoopCapture:

@@ -44,8 +44,8 @@ from device_sim.radio.medium import (
     RadioError,
     encryption_proof,
 )
+from protocol.ble.gatt_model import SecurityLevel
 from protocol.errors import UsageError
-from protocol.gatt_model import SecurityLevel
 
 log = logging.getLogger(__name__)
 

@@ -27,8 +27,8 @@ import numpy as np
 
 from device_sim.clock import Clock
 from device_sim.radio.link_model import LinkModel
+from protocol.ble.gatt_model import SecurityLevel
 from protocol.errors import KmebandError, UsageError
-from protocol.gatt_model import SecurityLevel
 
 ATT_CID = 0x0004
 SMP_CID = 0x0006

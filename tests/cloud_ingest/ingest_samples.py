@@ -11,13 +11,13 @@ from typing import Any
 from cryptography.hazmat.primitives.asymmetric import ed25519, x25519
 from tests_consent import signed_consent
 
-from protocol.batch import (
+from protocol.kme.batch import (
     BatchHeader,
     band_pseudonym,
     consent_digest_of,
     encode_batch_plaintext,
 )
-from protocol.records import (
+from protocol.kme.records import (
     ActivityClass,
     ActivityMinute,
     ConsentCategory,

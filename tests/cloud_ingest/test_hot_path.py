@@ -19,7 +19,7 @@ from ingest_samples import SampleBand, hr
 
 from cloud_ingest.keys import IngestKeys
 from cloud_ingest.store import IngestStore
-from protocol.batch import (
+from protocol.kme.batch import (
     COLUMNS,
     HEADER_KEYS,
     MAX_SEQ,
@@ -31,7 +31,7 @@ from protocol.batch import (
     decode_header,
     header_aad,
 )
-from protocol.records import StreamId
+from protocol.kme.records import StreamId
 
 _WIDTH = {"q": 8, "i": 4, "h": 2, "B": 1, "b": 1}
 _SIGNED = {"q": True, "i": True, "h": True, "B": False, "b": True}

@@ -13,8 +13,8 @@ from ingest_samples import T0, SampleBand, activity, b64, hr, sleep_summary
 
 from cloud_ingest.keys import IngestKeys, load_or_create_keys
 from cloud_ingest.store import IngestStore
-from protocol.batch import encode_batch_plaintext
-from protocol.records import ConsentCategory, StreamId
+from protocol.kme.batch import encode_batch_plaintext
+from protocol.kme.records import ConsentCategory, StreamId
 from sync_client.sealing import seal_batch
 
 
@@ -334,7 +334,7 @@ async def test_unknown_streams_of_json_errors(client: TestClient) -> None:
 
 
 def test_streams_have_consent_categories() -> None:
-    from protocol.records import STREAM_CONSENT
+    from protocol.kme.records import STREAM_CONSENT
 
     assert set(STREAM_CONSENT) == set(StreamId)
 

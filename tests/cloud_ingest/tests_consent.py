@@ -1,11 +1,11 @@
-"""Band-signed consent records (protocol.consent) for the ingest tests and bench."""
+"""Band-signed consent records (protocol.kme.consent) for the ingest tests and bench."""
 
 from __future__ import annotations
 
 from cryptography.hazmat.primitives.asymmetric import ed25519
 
-from protocol.consent import ConsentChange, ConsentLog, ConsentRecord, ConsentSource
-from protocol.records import ConsentCategory
+from protocol.kme.consent import ConsentChange, ConsentLog, ConsentRecord, ConsentSource
+from protocol.kme.records import ConsentCategory
 
 
 def signed_consent(

@@ -13,7 +13,7 @@ from typing import Any
 from cryptography.hazmat.primitives.asymmetric import ec
 
 from device_sim.radio import ATT_CID, SMP_CID, DisconnectReason, Radio
-from protocol.gatt import (
+from protocol.ble.gatt import (
     GattClient,
     GattProfile,
     Indication,
@@ -22,9 +22,9 @@ from protocol.gatt import (
     ProcedureFailed,
     ProcedureStart,
 )
-from protocol.smp import PairingAborted, PairingComplete, PasskeyNeeded, SendPdu, SmpInitiator
-from protocol.smp_bond import Bond
-from protocol.smp_pdu import DeviceAddress
+from protocol.ble.smp import PairingAborted, PairingComplete, PasskeyNeeded, SendPdu, SmpInitiator
+from protocol.ble.smp_bond import Bond
+from protocol.ble.smp_pdu import DeviceAddress
 
 CENTRAL_ADDRESS = "C0:11:22:33:44:55"
 

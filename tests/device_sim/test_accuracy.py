@@ -10,9 +10,9 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-from device_sim.firmware import scoring
-from device_sim.physiology import KIND_INDEX, Person, SegmentKind
-from protocol.records import ActivityClass
+from device_sim.band.firmware import scoring
+from device_sim.person.physiology import KIND_INDEX, Person, SegmentKind
+from protocol.kme.records import ActivityClass
 
 T0 = 1_767_225_600
 DAY = 86_400

@@ -6,10 +6,10 @@ from pathlib import Path
 
 import pytest
 
-from device_sim.band import BandConfig, SimulatedBand, band_address
+from device_sim.band.simulated_band import BandConfig, SimulatedBand, band_address
 from device_sim.clock import ManualClock
 from protocol.errors import UsageError
-from protocol.records import ConsentCategory, StreamId
+from protocol.kme.records import ConsentCategory, StreamId
 
 
 def test_summary_week_fills_the_streams_and_the_battery_survives_with_charging() -> None:
@@ -73,8 +73,8 @@ def test_bad_config_is_a_typed_error() -> None:
 
 
 def test_summary_bands_run_their_alarms_on_the_estimated_stages() -> None:
-    from device_sim.firmware.alarms import Alarm
-    from protocol.records import AlarmEventKind, SleepStage
+    from device_sim.band.firmware.alarms import Alarm
+    from protocol.kme.records import AlarmEventKind, SleepStage
 
     clock = ManualClock()
     band = SimulatedBand(
@@ -89,7 +89,7 @@ def test_summary_bands_run_their_alarms_on_the_estimated_stages() -> None:
 
 
 def test_one_boot_event_and_flash_drops_are_logged_as_telemetry() -> None:
-    from protocol.records import TelemetryKind
+    from protocol.kme.records import TelemetryKind
 
     clock = ManualClock()
     signal = SimulatedBand(BandConfig(seed=6), clock)

@@ -10,25 +10,25 @@ import pytest
 from band_central import Central
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
 
-from device_sim.band import BandConfig, SimulatedBand
-from device_sim.band_gatt import BandGattEndpoint
+from device_sim.band.gatt_endpoint import BandGattEndpoint
+from device_sim.band.simulated_band import BandConfig, SimulatedBand
+from device_sim.band.state_file import StateFileCorruptError
 from device_sim.clock import ManualClock
 from device_sim.radio import Radio
-from device_sim.state_file import StateFileCorruptError
-from protocol import control as ctl
-from protocol import profile as P
-from protocol import sig_codecs as sig
-from protocol.att import AttErrorCode
-from protocol.consent import ConsentRecord
-from protocol.gatt import GattProcedureError
-from protocol.ownership import activation_request, prove_ownership, verify_activation
-from protocol.record_sync import (
+from protocol.ble import sig_codecs as sig
+from protocol.ble.att import AttErrorCode
+from protocol.ble.gatt import GattProcedureError
+from protocol.kme import control as ctl
+from protocol.kme import profile as P
+from protocol.kme.consent import ConsentRecord
+from protocol.kme.ownership import activation_request, prove_ownership, verify_activation
+from protocol.kme.record_sync import (
     ClientSyncReceiver,
     RecordsReceived,
     StreamList,
     TransferComplete,
 )
-from protocol.records import ConsentCategory, StreamId
+from protocol.kme.records import ConsentCategory, StreamId
 
 
 async def _setup(seed: int = 7, hours: float = 2) -> tuple[ManualClock, Radio, BandGattEndpoint]:
@@ -242,7 +242,7 @@ async def test_live_heart_rate_notifications_follow_the_firmware() -> None:
 
 
 async def test_a_dead_battery_drops_the_link_and_keeps_the_flash() -> None:
-    from device_sim.battery import BatteryLoad
+    from device_sim.band.battery import BatteryLoad
     from device_sim.radio import DisconnectReason
 
     clock, radio, endpoint = await _setup(hours=1)

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import pytest
 
-from device_sim.battery import (
+from device_sim.band.battery import (
     IDLE,
     Battery,
     BatteryEvent,

@@ -10,8 +10,8 @@ from hypothesis import given
 from hypothesis import strategies as st
 
 from device_sim.bleak_backend.bonds import BondStore, central_address, default_bond_store
-from protocol.gatt_model import SecurityLevel
-from protocol.smp import Bond, DeviceAddress
+from protocol.ble.gatt_model import SecurityLevel
+from protocol.ble.smp import Bond, DeviceAddress
 
 CENTRAL = "C0:FF:EE:00:00:01"
 BAND = "C1:00:00:00:00:02"

@@ -24,9 +24,9 @@ from device_sim.bleak_backend.pairing import parse_passkey
 from device_sim.clock import ManualClock
 from device_sim.radio import LinkFault, Radio
 from device_sim.radio.medium import PeripheralLink
-from protocol import sig_codecs as sig
-from protocol.gatt_model import SecurityLevel
-from protocol.profile import (
+from protocol.ble import sig_codecs as sig
+from protocol.ble.gatt_model import SecurityLevel
+from protocol.kme.profile import (
     BAND_PROFILE,
     BODY_SENSOR_LOCATION,
     HEART_RATE_CONTROL_POINT,

@@ -27,8 +27,8 @@ from device_sim.bleak_backend import (
 from device_sim.clock import ManualClock
 from device_sim.radio import Radio
 from device_sim.radio.hub import HubAddress, HubServer
-from protocol import sig_codecs as sig
-from protocol.profile import (
+from protocol.ble import sig_codecs as sig
+from protocol.kme.profile import (
     BAND_PROFILE,
     BODY_SENSOR_LOCATION,
     HEART_RATE_MEASUREMENT,

@@ -10,7 +10,7 @@ from bleak.exc import BleakGATTProtocolError
 from bleak_helpers import parse_heart_rate
 
 from device_sim.bleak_backend import SimBleakClient, SimBleakScanner
-from protocol.profile import BATTERY_LEVEL, HEART_RATE_MEASUREMENT, SERIAL_NUMBER
+from protocol.kme.profile import BATTERY_LEVEL, HEART_RATE_MEASUREMENT, SERIAL_NUMBER
 
 
 async def test_connected_client_reads_open_values_and_pairs_for_protected_ones(

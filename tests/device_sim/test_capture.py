@@ -9,13 +9,13 @@ from pathlib import Path
 import pytest
 from band_central import Central
 
-from device_sim.band import BandConfig, SimulatedBand
-from device_sim.band_gatt import BandGattEndpoint
+from device_sim.band.gatt_endpoint import BandGattEndpoint
+from device_sim.band.simulated_band import BandConfig, SimulatedBand
 from device_sim.clock import ManualClock
 from device_sim.radio import Radio
 from device_sim.radio.capture import BtsnoopCapture
-from protocol import profile as P
-from protocol.btsnoop import read_btsnoop
+from protocol.ble.btsnoop import read_btsnoop
+from protocol.kme import profile as P
 
 
 async def _session(path: Path) -> int:

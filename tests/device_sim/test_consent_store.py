@@ -8,17 +8,17 @@ import pytest
 from hypothesis import given
 from hypothesis import strategies as st
 
-from device_sim.clock import ManualClock
-from device_sim.consent_store import (
+from device_sim.band.consent_store import (
     ConsentCategoryError,
     ConsentError,
     ConsentStore,
     PolicyVersionError,
 )
-from device_sim.state_file import StateFileCorruptError
-from protocol.control import ConsentFlag, ConsentSource
+from device_sim.band.state_file import StateFileCorruptError
+from device_sim.clock import ManualClock
 from protocol.errors import UsageError
-from protocol.records import ConsentCategory
+from protocol.kme.control import ConsentFlag, ConsentSource
+from protocol.kme.records import ConsentCategory
 
 T0 = 1_767_225_600
 LOC = ConsentCategory.LOCATION

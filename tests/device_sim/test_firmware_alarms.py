@@ -6,11 +6,11 @@ import pytest
 from hypothesis import given
 from hypothesis import strategies as st
 
-from device_sim.firmware.alarms import Alarm, AlarmError, AlarmScheduler
-from device_sim.firmware.scoring import AlarmOutcome
-from device_sim.firmware.sleep import EpochFeatures, SleepConfig, SleepTracker
+from device_sim.band.firmware.alarms import Alarm, AlarmError, AlarmScheduler
+from device_sim.band.firmware.scoring import AlarmOutcome
+from device_sim.band.firmware.sleep import EpochFeatures, SleepConfig, SleepTracker
 from protocol.errors import UsageError
-from protocol.records import AlarmEventKind, SleepStage
+from protocol.kme.records import AlarmEventKind, SleepStage
 
 T0 = 1_767_225_600  # Thursday 2026-01-01 00:00 UTC
 H = 3600

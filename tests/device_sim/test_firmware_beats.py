@@ -6,7 +6,7 @@ import numpy as np
 import numpy.typing as npt
 import pytest
 
-from device_sim.firmware.beats import BeatDetector
+from device_sim.band.firmware.beats import BeatDetector
 
 FS = 25
 F64 = npt.NDArray[np.float64]

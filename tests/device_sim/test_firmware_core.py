@@ -8,9 +8,9 @@ import numpy as np
 import pytest
 from firmware_synth import T0, ListSink, blocks, gait_acc, ppg_signal
 
-from device_sim.firmware import Firmware, FirmwareConfig, FirmwareInputError
+from device_sim.band.firmware import Firmware, FirmwareConfig, FirmwareInputError
 from protocol.errors import UsageError
-from protocol.records import (
+from protocol.kme.records import (
     ActivityClass,
     ActivityMinute,
     ConsentCategory,

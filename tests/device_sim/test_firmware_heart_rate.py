@@ -6,7 +6,7 @@ import numpy as np
 import pytest
 from firmware_synth import gait_acc, ppg_signal
 
-from device_sim.firmware.heart_rate import HeartRateEstimator
+from device_sim.band.firmware.heart_rate import HeartRateEstimator
 
 FS = 25
 

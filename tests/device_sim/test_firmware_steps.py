@@ -7,8 +7,8 @@ from firmware_synth import desk_acc, gait_acc
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from device_sim.firmware.dsp import FirmwareInputError, StreamingFir, bandpass_fir
-from device_sim.firmware.steps import StepCounter
+from device_sim.band.firmware.dsp import FirmwareInputError, StreamingFir, bandpass_fir
+from device_sim.band.firmware.steps import StepCounter
 
 FS = 25
 

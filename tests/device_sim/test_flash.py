@@ -11,7 +11,7 @@ import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from device_sim.flash import (
+from device_sim.band.flash import (
     Flash,
     FlashCapacityError,
     FlashCorruptError,
@@ -20,9 +20,9 @@ from device_sim.flash import (
     FlashSeqError,
     RecordSink,
 )
-from device_sim.flash_codec import RECORD_SIZE, decode_records, encode_record
+from device_sim.band.flash_codec import RECORD_SIZE, decode_records, encode_record
 from protocol.errors import KmebandError, UsageError
-from protocol.records import (
+from protocol.kme.records import (
     ActivityClass,
     ActivityMinute,
     AlarmEvent,

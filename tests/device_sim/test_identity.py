@@ -10,13 +10,13 @@ import pytest
 from cryptography.exceptions import InvalidSignature
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PublicKey
 
-from device_sim.identity import (
+from device_sim.band.identity import (
     DEFAULT_MODEL,
     BandIdentity,
     IdentityError,
     IdentityFilePermissionError,
 )
-from device_sim.state_file import StateFileCorruptError
+from device_sim.band.state_file import StateFileCorruptError
 from protocol.errors import UsageError
 
 

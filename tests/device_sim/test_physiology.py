@@ -10,7 +10,7 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from device_sim.physiology import (
+from device_sim.person.physiology import (
     PRESETS,
     Person,
     PersonProfile,
@@ -20,7 +20,7 @@ from device_sim.physiology import (
     UnknownPresetError,
 )
 from protocol.errors import KmebandError, UsageError
-from protocol.records import ActivityClass, SleepStage
+from protocol.kme.records import ActivityClass, SleepStage
 
 T0 = 1_700_006_400  # Wednesday 2023-11-15 00:00 UTC
 DAY = 86_400

@@ -9,14 +9,14 @@ import pytest
 from hypothesis import given
 from hypothesis import strategies as st
 
-from device_sim.profile_store import (
+from device_sim.band.profile_store import (
     DEFAULT_PROFILE,
     Gender,
     ProfileError,
     ProfileStore,
     UserProfile,
 )
-from device_sim.state_file import StateFileCorruptError
+from device_sim.band.state_file import StateFileCorruptError
 from protocol.errors import UsageError
 
 

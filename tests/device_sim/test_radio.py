@@ -23,8 +23,8 @@ from device_sim.radio import (
 )
 from device_sim.radio.hub import HubAddress, HubServer, RemoteRadio
 from device_sim.radio.medium import AdvertisingData
+from protocol.ble.gatt_model import SecurityLevel
 from protocol.errors import UsageError
-from protocol.gatt_model import SecurityLevel
 
 
 class EchoBand:

@@ -5,8 +5,8 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-from device_sim.physiology import Person, SegmentKind
-from device_sim.sensors import ACC_LSB_G, SensorConfigError, SensorModel
+from device_sim.person.physiology import Person, SegmentKind
+from device_sim.person.sensors import ACC_LSB_G, SensorConfigError, SensorModel
 from protocol.errors import UsageError
 
 T0 = 1_700_006_400

@@ -5,10 +5,10 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-from device_sim.physiology import Person, SegmentKind
-from device_sim.summary import SLEEP_CONFUSION, SummaryConfigError, SummaryModel
+from device_sim.band.summary import SLEEP_CONFUSION, SummaryConfigError, SummaryModel
+from device_sim.person.physiology import Person, SegmentKind
 from protocol.errors import UsageError
-from protocol.records import ActivityClass, SleepStage, StreamId
+from protocol.kme.records import ActivityClass, SleepStage, StreamId
 
 T0 = 1_700_006_400
 DAY = 86_400

@@ -13,7 +13,8 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 from device_sim.signals import SensorBlock, TruthBlock
-from device_sim.trace import (
+from device_sim.trace.csv_import import import_csv, open_csv
+from device_sim.trace.format import (
     TraceBlock,
     TraceError,
     TraceFormatError,
@@ -26,7 +27,6 @@ from device_sim.trace import (
     TraceVersionError,
     TraceWriter,
 )
-from device_sim.trace_csv import import_csv, open_csv
 from protocol.errors import UsageError
 
 T0 = 1_767_225_600.0

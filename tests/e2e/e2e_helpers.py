@@ -25,17 +25,17 @@ from pathlib import Path
 from typing import Any
 
 from cloud_ingest.server import IngestConfig, IngestServer
-from device_sim.band import BandConfig, SimulatedBand
-from device_sim.band_gatt import BandGattEndpoint
+from device_sim.band.consent_store import ConsentStore
+from device_sim.band.flash import DEFAULT_CAPACITY_BYTES
+from device_sim.band.gatt_endpoint import BandGattEndpoint
+from device_sim.band.simulated_band import BandConfig, SimulatedBand
 from device_sim.bleak_backend import SimBleakClient, SimBleakScanner, use_radio
 from device_sim.bleak_backend.bonds import BondStore
 from device_sim.clock import ManualClock
-from device_sim.consent_store import ConsentStore
-from device_sim.flash import DEFAULT_CAPACITY_BYTES
 from device_sim.radio import ATT_CID, LinkFault, Radio
-from protocol import profile as P
 from protocol.errors import KmebandError
-from protocol.records import (
+from protocol.kme import profile as P
+from protocol.kme.records import (
     FIELD_CONSENT,
     STREAM_CONSENT,
     ConsentCategory,

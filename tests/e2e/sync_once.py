@@ -22,10 +22,10 @@ from pathlib import Path
 
 from device_sim.bleak_backend import SimBleakClient, SimBleakScanner
 from device_sim.radio.hub import RemoteRadio
-from protocol import profile as P
-from protocol.control import decode_as
 from protocol.errors import KmebandError
-from protocol.record_sync import StreamList
+from protocol.kme import profile as P
+from protocol.kme.control import decode_as
+from protocol.kme.record_sync import StreamList
 from sync_client.activation import AccountFile, ClientKeys, ensure_owner
 from sync_client.ble import Backend, BandLink, connect
 from sync_client.outbox import Outbox

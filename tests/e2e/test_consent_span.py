@@ -5,8 +5,8 @@ from __future__ import annotations
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from protocol.control import ConsentLogEntry, ConsentSource
-from protocol.records import ConsentCategory
+from protocol.kme.control import ConsentLogEntry, ConsentSource
+from protocol.kme.records import ConsentCategory
 from sync_client.consent import allowed_intervals
 
 CATEGORY = ConsentCategory.HEART_RATE

@@ -22,10 +22,10 @@ from e2e_helpers import (
     read_passkey,
 )
 
-from device_sim.band_gatt import BandGattEndpoint
+from device_sim.band.gatt_endpoint import BandGattEndpoint
 from device_sim.bleak_backend import SimBleakClient, SimBleakScanner
 from device_sim.clock import ManualClock
-from protocol.records import ConsentCategory, StreamId
+from protocol.kme.records import ConsentCategory, StreamId
 from sync_client.ble import Backend
 from sync_client.session import SyncOptions, SyncReport, SyncSession
 

@@ -14,7 +14,7 @@ from pathlib import Path
 from e2e_helpers import EPOCH, Rig, live, make_band, seqs
 
 from device_sim.clock import ManualClock
-from protocol.records import StreamId
+from protocol.kme.records import StreamId
 
 
 async def test_an_unreachable_ingest_at_activation_delays_the_upload_and_loses_nothing(

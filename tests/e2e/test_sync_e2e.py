@@ -25,7 +25,7 @@ from cloud_ingest.server import IngestServer
 from device_sim.clock import ManualClock
 from device_sim.radio import LinkFault
 from protocol.errors import KmebandError
-from protocol.records import (
+from protocol.kme.records import (
     FIELD_CONSENT,
     STREAM_CONSENT,
     ConsentCategory,

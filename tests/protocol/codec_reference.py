@@ -16,7 +16,7 @@ import cbor2
 import numpy as np
 import numpy.typing as npt
 
-from protocol.batch import (
+from protocol.kme.batch import (
     _LITTLE_ENDIAN,
     _RECORD_TYPES,
     COLUMNS,
@@ -27,7 +27,7 @@ from protocol.batch import (
     BatchError,
     ColumnSpec,
 )
-from protocol.record_codec import (
+from protocol.kme.record_codec import (
     _ALARM_KINDS,
     _ALARM_STAGES,
     _CODECS,
@@ -61,7 +61,7 @@ from protocol.record_codec import (
     _zigzag_int,
     check_payload_size,
 )
-from protocol.records import (
+from protocol.kme.records import (
     AlarmEvent,
     GnssFix,
     HeartRateSample,

@@ -1,8 +1,8 @@
 """Render and parse the generated tables of docs/protocol.md.
 
 ``python tests/protocol/protocol_doc_tables.py`` rewrites the sections between the
-``<!-- BEGIN name -->`` / ``<!-- END name -->`` markers from protocol.profile and
-protocol.control; tests/protocol/test_protocol_doc.py parses the committed document and
+``<!-- BEGIN name -->`` / ``<!-- END name -->`` markers from protocol.kme.profile and
+protocol.kme.control; tests/protocol/test_protocol_doc.py parses the committed document and
 checks it against the same sources, so the two cannot drift.
 """
 
@@ -15,9 +15,9 @@ from collections.abc import Iterable, Iterator
 from pathlib import Path
 from typing import NamedTuple
 
-from protocol import control, profile
-from protocol.gatt_model import Permissions, Properties, ServiceDefinition
-from protocol.uuids import parse_uuid, short_name
+from protocol.ble.gatt_model import Permissions, Properties, ServiceDefinition
+from protocol.ble.uuids import parse_uuid, short_name
+from protocol.kme import control, profile
 
 DOC_PATH = Path(__file__).resolve().parents[2] / "docs" / "protocol.md"
 
@@ -131,7 +131,7 @@ def render_gatt_table(services: Iterable[ServiceDefinition]) -> list[str]:
 
 
 def documented_records() -> list[type[control.ControlRecord]]:
-    """The records and messages protocol.control defines, in the order the doc lists them."""
+    """The records and messages protocol.kme.control defines, in the order the doc lists them."""
     messages = sorted(
         (c for c in control.registered_messages().values() if c.__module__ == control.__name__),
         key=lambda c: c.MESSAGE_TYPE,

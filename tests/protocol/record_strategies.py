@@ -9,7 +9,7 @@ from __future__ import annotations
 
 from hypothesis import strategies as st
 
-from protocol.records import (
+from protocol.kme.records import (
     ActivityClass,
     ActivityMinute,
     AlarmEvent,

@@ -8,9 +8,9 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from protocol import att
-from protocol.att import AttDecodeError, AttEncodeError, AttErrorCode, AttOpcode, decode_pdu
-from protocol.uuids import uuid16
+from protocol.ble import att
+from protocol.ble.att import AttDecodeError, AttEncodeError, AttErrorCode, AttOpcode, decode_pdu
+from protocol.ble.uuids import uuid16
 
 VENDOR = uuid.UUID("6e400001-b5a3-f393-e0a9-e50e24dcca9e")
 VENDOR_LE = bytes.fromhex("9ecadc240ee5a9e093f3a3b50100406e")

@@ -13,7 +13,7 @@ from codec_reference import reference_batch_plaintext
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from protocol.batch import (
+from protocol.kme.batch import (
     COLUMNS,
     HEADER_KEYS,
     HPKE_INFO_PREFIX,
@@ -35,7 +35,7 @@ from protocol.batch import (
     header_aad,
     hpke_info,
 )
-from protocol.records import (
+from protocol.kme.records import (
     STREAM_RECORD_TYPE,
     ActivityClass,
     ActivityMinute,

@@ -14,7 +14,7 @@ from cryptography.hazmat.primitives.asymmetric import ec
 from hypothesis import given
 from hypothesis import strategies as st
 
-from protocol.btsnoop import (
+from protocol.ble.btsnoop import (
     ATT_CID,
     BTSNOOP_EPOCH_OFFSET_US,
     SMP_CID,
@@ -32,9 +32,9 @@ from protocol.btsnoop import (
     read_btsnoop,
     timestamp_us,
 )
+from protocol.ble.smp import PasskeyNeeded, SendPdu, SmpEvent, SmpInitiator, SmpResponder
+from protocol.ble.smp_pdu import DeviceAddress
 from protocol.errors import UsageError
-from protocol.smp import PasskeyNeeded, SendPdu, SmpEvent, SmpInitiator, SmpResponder
-from protocol.smp_pdu import DeviceAddress
 
 T0 = timestamp_us(1_700_000_000.0)
 HANDLE = 0x0040

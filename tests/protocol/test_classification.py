@@ -11,7 +11,7 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from protocol.batch import (
+from protocol.kme.batch import (
     COLUMNS,
     HEADER_KEYS,
     BatchHeader,
@@ -22,7 +22,7 @@ from protocol.batch import (
     encode_batch_plaintext,
     header_aad,
 )
-from protocol.classification import (
+from protocol.kme.classification import (
     BODY_CLASSES,
     DIRECT_IDENTIFIERS,
     HEADER_CLASSES,
@@ -32,7 +32,7 @@ from protocol.classification import (
     classify_record_field,
     required_consents,
 )
-from protocol.records import (
+from protocol.kme.records import (
     FIELD_CONSENT,
     STREAM_CONSENT,
     STREAM_RECORD_TYPE,

@@ -10,8 +10,8 @@ from cryptography.hazmat.primitives.serialization import Encoding, PublicFormat
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from protocol.batch import consent_digest_of
-from protocol.consent import (
+from protocol.kme.batch import consent_digest_of
+from protocol.kme.consent import (
     CONSENT_RECORD_CONTEXT,
     CategoryState,
     ConsentChange,
@@ -22,8 +22,8 @@ from protocol.consent import (
     ConsentSignatureError,
     filter_records,
 )
-from protocol.control import ConsentSource, ConsentState
-from protocol.records import (
+from protocol.kme.control import ConsentSource, ConsentState
+from protocol.kme.records import (
     FIELD_CONSENT,
     STREAM_CONSENT,
     ActivityClass,

@@ -11,8 +11,9 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from protocol import control
-from protocol.control import (
+from protocol.errors import KmebandError
+from protocol.kme import control
+from protocol.kme.control import (
     Alarm,
     AlarmList,
     Bytes,
@@ -48,8 +49,7 @@ from protocol.control import (
     registered_messages,
     unsigned_encoding,
 )
-from protocol.errors import KmebandError
-from protocol.records import ConsentCategory
+from protocol.kme.records import ConsentCategory
 
 # ---------------------------------------------------------------- schema strategies
 
@@ -84,7 +84,7 @@ def _record_strategy(cls: type[ControlRecord]) -> st.SearchStrategy[Any]:
 
 
 _BUILT_IN = sorted(
-    (cls for cls in registered_messages().values() if cls.__module__ == "protocol.control"),
+    (cls for cls in registered_messages().values() if cls.__module__ == "protocol.kme.control"),
     key=lambda cls: cls.MESSAGE_TYPE,
 )
 

@@ -8,9 +8,9 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from protocol import att
-from protocol.att import AttErrorCode, decode_pdu
-from protocol.gatt import (
+from protocol.ble import att
+from protocol.ble.att import AttErrorCode, decode_pdu
+from protocol.ble.gatt import (
     AttributeDatabase,
     CharacteristicEntry,
     ClientEvent,
@@ -35,7 +35,7 @@ from protocol.gatt import (
     ValueWritten,
     WriteCompleted,
 )
-from protocol.gatt_model import (
+from protocol.ble.gatt_model import (
     CHARACTERISTIC_PRESENTATION_FORMAT,
     OPEN_READ,
     OPEN_READ_WRITE,
@@ -48,7 +48,7 @@ from protocol.gatt_model import (
     SecurityLevel,
     ServiceDefinition,
 )
-from protocol.uuids import uuid16
+from protocol.ble.uuids import uuid16
 
 NONE = SecurityLevel.NO_SECURITY
 UNAUTH = SecurityLevel.UNAUTHENTICATED_ENCRYPTION

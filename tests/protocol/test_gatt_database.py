@@ -6,15 +6,14 @@ import uuid
 
 import pytest
 
-from protocol.errors import UsageError
-from protocol.gatt import (
+from protocol.ble.gatt import (
     AttributeDatabase,
     AttributeKind,
     GattDefinitionError,
     GattLookupError,
     required_security_error,
 )
-from protocol.gatt_model import (
+from protocol.ble.gatt_model import (
     CHARACTERISTIC_PRESENTATION_FORMAT,
     CHARACTERISTIC_USER_DESCRIPTION,
     CLIENT_CHARACTERISTIC_CONFIGURATION,
@@ -28,7 +27,8 @@ from protocol.gatt_model import (
     SecurityLevel,
     ServiceDefinition,
 )
-from protocol.uuids import uuid16
+from protocol.ble.uuids import uuid16
+from protocol.errors import UsageError
 
 BATTERY = uuid16(0x180F)
 LEVEL = uuid16(0x2A19)

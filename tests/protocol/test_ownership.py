@@ -8,8 +8,8 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from protocol import ownership as own
-from protocol.control import (
+from protocol.kme import ownership as own
+from protocol.kme.control import (
     ActivationResult,
     ControlStatus,
     OwnerProof,

@@ -12,17 +12,9 @@ import uuid
 
 import pytest
 
-from protocol import profile as p
-from protocol import sig_codecs as sc
-from protocol.att import AttErrorCode
-from protocol.control import (
-    ConsentLogEntry,
-    ConsentLogPage,
-    ConsentSource,
-    decode_as,
-    encode_control,
-)
-from protocol.gatt import (
+from protocol.ble import sig_codecs as sc
+from protocol.ble.att import AttErrorCode
+from protocol.ble.gatt import (
     AttributeDatabase,
     ClientEvent,
     GattClient,
@@ -35,8 +27,16 @@ from protocol.gatt import (
     ProcedureStart,
     SubscriptionChanged,
 )
-from protocol.gatt_model import CHARACTERISTIC_USER_DESCRIPTION, Properties, SecurityLevel
-from protocol.records import ConsentCategory
+from protocol.ble.gatt_model import CHARACTERISTIC_USER_DESCRIPTION, Properties, SecurityLevel
+from protocol.kme import profile as p
+from protocol.kme.control import (
+    ConsentLogEntry,
+    ConsentLogPage,
+    ConsentSource,
+    decode_as,
+    encode_control,
+)
+from protocol.kme.records import ConsentCategory
 
 OPEN = SecurityLevel.NO_SECURITY
 UNAUTHENTICATED = SecurityLevel.UNAUTHENTICATED_ENCRYPTION

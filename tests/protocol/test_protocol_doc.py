@@ -1,6 +1,6 @@
 """docs/protocol.md and the code cannot drift: its tables are parsed and checked both ways.
 
-When a test here fails after a change to protocol/profile.py or protocol/control.py, run
+When a test here fails after a change to protocol/kme/profile.py or protocol/kme/control.py, run
 ``python tests/protocol/protocol_doc_tables.py`` and review the diff of docs/protocol.md.
 """
 
@@ -11,9 +11,9 @@ import re
 import protocol_doc_tables as tables
 import pytest
 
-from protocol import control, profile
-from protocol.gatt_model import Permissions, Properties
-from protocol.records import ConsentCategory
+from protocol.ble.gatt_model import Permissions, Properties
+from protocol.kme import control, profile
+from protocol.kme.records import ConsentCategory
 
 DOC = tables.DOC_PATH.read_text(encoding="utf-8")
 FIX = "run `python tests/protocol/protocol_doc_tables.py` and commit docs/protocol.md"

@@ -15,7 +15,7 @@ from record_strategies import PAYLOAD_SIZES, STREAMS, stored_records
 from week_pattern import week_records
 
 from protocol.errors import UsageError
-from protocol.record_codec import (
+from protocol.kme.record_codec import (
     CHUNK_OVERHEAD,
     CRC_SIZE,
     FLAG_END,
@@ -36,7 +36,7 @@ from protocol.record_codec import (
     is_fragment,
     pack_chunks,
 )
-from protocol.records import (
+from protocol.kme.records import (
     ActivityClass,
     ActivityMinute,
     AlarmEvent,

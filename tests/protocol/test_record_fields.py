@@ -10,8 +10,8 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from protocol.record_fields import RecordBuilder, field_columns, int64_column
-from protocol.records import (
+from protocol.kme.record_fields import RecordBuilder, field_columns, int64_column
+from protocol.kme.records import (
     STREAM_RECORD_TYPE,
     ActivityClass,
     HeartRateSample,

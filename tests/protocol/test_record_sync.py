@@ -19,9 +19,9 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 from record_strategies import PAYLOAD_SIZES, STREAMS, stored_records
 
-from protocol.control import ControlResult, ControlStatus, decode_control, encode_control
-from protocol.record_codec import encode_chunks, encode_empty_chunk
-from protocol.record_sync import (
+from protocol.kme.control import ControlResult, ControlStatus, decode_control, encode_control
+from protocol.kme.record_codec import encode_chunks, encode_empty_chunk
+from protocol.kme.record_sync import (
     AbortTransfer,
     AckRecords,
     BandSyncSender,
@@ -41,7 +41,7 @@ from protocol.record_sync import (
     TransferEnd,
     TransferFinished,
 )
-from protocol.records import HeartRateSample, StoredRecord, StreamId
+from protocol.kme.records import HeartRateSample, StoredRecord, StreamId
 
 HR = StreamId.HR_SAMPLES
 T0 = 1_709_506_800
@@ -128,9 +128,9 @@ def band_with(n: int, payload_size: int = 244, **kw: int) -> tuple[MemoryFlash, 
 
 
 def test_docs_list_every_schema_row_as_the_code_has_it() -> None:
-    from protocol.consent import ConsentRecord
-    from protocol.control import schema_rows
-    from protocol.record_sync import StreamStatus
+    from protocol.kme.consent import ConsentRecord
+    from protocol.kme.control import schema_rows
+    from protocol.kme.record_sync import StreamStatus
 
     text = (Path(__file__).resolve().parents[2] / "docs" / "records.md").read_text()
     for cls in (

@@ -14,8 +14,8 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from protocol import sig_codecs as sc
-from protocol.sig_codecs import (
+from protocol.ble import sig_codecs as sc
+from protocol.ble.sig_codecs import (
     AdjustReason,
     BodySensorLocation,
     CurrentTime,

@@ -10,9 +10,8 @@ from cryptography.hazmat.primitives.asymmetric import ec
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from protocol.errors import UsageError
-from protocol.gatt_model import SecurityLevel
-from protocol.smp import (
+from protocol.ble.gatt_model import SecurityLevel
+from protocol.ble.smp import (
     PASSKEY_ROUNDS,
     DisplayPasskey,
     PairingAborted,
@@ -26,8 +25,8 @@ from protocol.smp import (
     SmpState,
     passkey_from_bytes,
 )
-from protocol.smp_crypto import f4, f5, p256_dhkey, p256_public_key_xy
-from protocol.smp_pdu import (
+from protocol.ble.smp_crypto import f4, f5, p256_dhkey, p256_public_key_xy
+from protocol.ble.smp_pdu import (
     AuthReq,
     DeviceAddress,
     IoCapability,
@@ -46,6 +45,7 @@ from protocol.smp_pdu import (
     SmpPdu,
     decode_pdu,
 )
+from protocol.errors import UsageError
 
 P256_ORDER = 0xFFFFFFFF00000000FFFFFFFFFFFFFFFFBCE6FAADA7179E84F3B9CAC2FC632551
 PHONE = DeviceAddress.parse("11:22:33:44:55:66")

@@ -6,11 +6,11 @@ import pytest
 from hypothesis import given
 from hypothesis import strategies as st
 
+from protocol.ble.gatt_model import SecurityLevel
+from protocol.ble.smp_bond import Bond, BondFormatError
+from protocol.ble.smp_pdu import DeviceAddress
+from protocol.ble.smp_rate_limit import PairingRateLimiter
 from protocol.errors import UsageError
-from protocol.gatt_model import SecurityLevel
-from protocol.smp_bond import Bond, BondFormatError
-from protocol.smp_pdu import DeviceAddress
-from protocol.smp_rate_limit import PairingRateLimiter
 
 bonds = st.builds(
     Bond,

@@ -9,8 +9,7 @@ from __future__ import annotations
 import pytest
 from cryptography.hazmat.primitives.asymmetric import ec
 
-from protocol.errors import UsageError
-from protocol.smp_crypto import (
+from protocol.ble.smp_crypto import (
     InvalidPublicKey,
     aes_cmac,
     ah,
@@ -21,6 +20,7 @@ from protocol.smp_crypto import (
     p256_dhkey,
     p256_public_key_xy,
 )
+from protocol.errors import UsageError
 
 
 def spec(text: str) -> bytes:

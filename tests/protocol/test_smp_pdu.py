@@ -6,8 +6,7 @@ import pytest
 from hypothesis import given
 from hypothesis import strategies as st
 
-from protocol.errors import UsageError
-from protocol.smp_pdu import (
+from protocol.ble.smp_pdu import (
     PDU_LENGTHS,
     AuthReq,
     CentralIdentification,
@@ -34,6 +33,7 @@ from protocol.smp_pdu import (
     SmpPduError,
     decode_pdu,
 )
+from protocol.errors import UsageError
 
 SC_BONDING_MITM = AuthReq.BONDING | AuthReq.MITM | AuthReq.SECURE_CONNECTIONS
 

@@ -13,7 +13,7 @@ from functools import cache
 
 import numpy as np
 
-from protocol.records import (
+from protocol.kme.records import (
     ActivityClass,
     ActivityMinute,
     HeartRateSample,

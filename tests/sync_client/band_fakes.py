@@ -15,10 +15,10 @@ from typing import Any
 from cryptography.hazmat.primitives.asymmetric import x25519
 
 from cloud_ingest.opening import open_batch
-from protocol.batch import decode_batch_plaintext
-from protocol.profile import KME_RECORD_SYNC_CONTROL_POINT, KME_RECORD_SYNC_DATA
-from protocol.record_sync import BandSyncSender, FreeRecords, IndicateControl, NotifyData
-from protocol.records import ActivityClass, ActivityMinute, StoredRecord, StreamId
+from protocol.kme.batch import decode_batch_plaintext
+from protocol.kme.profile import KME_RECORD_SYNC_CONTROL_POINT, KME_RECORD_SYNC_DATA
+from protocol.kme.record_sync import BandSyncSender, FreeRecords, IndicateControl, NotifyData
+from protocol.kme.records import ActivityClass, ActivityMinute, StoredRecord, StreamId
 from sync_client.outbox import Outbox
 
 DATA = str(KME_RECORD_SYNC_DATA)

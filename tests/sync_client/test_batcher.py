@@ -10,21 +10,21 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from cloud_ingest.opening import open_batch
-from protocol.batch import (
+from protocol.errors import UsageError
+from protocol.kme.batch import (
     HEADER_KEYS,
     band_pseudonym,
     consent_digest_of,
     decode_batch_plaintext,
     decode_envelope,
 )
-from protocol.classification import (
+from protocol.kme.classification import (
     DIRECT_IDENTIFIERS,
     HEADER_CLASSES,
     DataClass,
     classify_record_field,
 )
-from protocol.errors import UsageError
-from protocol.records import (
+from protocol.kme.records import (
     STREAM_CONSENT,
     ConsentCategory,
     SleepEpoch,

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import io
 
-from protocol.records import StreamId
+from protocol.kme.records import StreamId
 from sync_client.cli import SyncProgress
 from sync_client.puller import Progress
 from sync_client.uploader import UploadReport

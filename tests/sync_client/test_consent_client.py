@@ -11,14 +11,14 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from protocol.control import (
+from protocol.kme.control import (
     ConsentFlag,
     ConsentLogEntry,
     ConsentSource,
     ConsentState,
     encode_control,
 )
-from protocol.records import STREAM_CONSENT, ConsentCategory, StreamId, record_time
+from protocol.kme.records import STREAM_CONSENT, ConsentCategory, StreamId, record_time
 from sync_client.consent import (
     AllowedIntervals,
     BandConsent,

@@ -14,9 +14,9 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 from cloud_ingest.opening import open_batch
-from protocol.batch import decode_batch_plaintext
-from protocol.record_sync import BandSyncSender
-from protocol.records import ConsentCategory, HeartRateSample, StoredRecord, StreamId
+from protocol.kme.batch import decode_batch_plaintext
+from protocol.kme.record_sync import BandSyncSender
+from protocol.kme.records import ConsentCategory, HeartRateSample, StoredRecord, StreamId
 from sync_client.batcher import Batcher, BatchLimits, ServiceData
 from sync_client.consent import AllowedIntervals
 from sync_client.outbox import Outbox, QueuedBatch

@@ -23,7 +23,7 @@ from cryptography.hazmat.primitives.kdf.hkdf import HKDFExpand
 
 from cloud_ingest.keys import IngestKeys, load_or_create_keys
 from cloud_ingest.opening import BatchOpenError, open_batch
-from protocol.batch import (
+from protocol.kme.batch import (
     SUITE_MLKEM768_X25519,
     SUITE_X25519,
     BatchHeader,
@@ -34,7 +34,7 @@ from protocol.batch import (
     encode_batch_plaintext,
     header_aad,
 )
-from protocol.records import HeartRateSample, StoredRecord, StreamId
+from protocol.kme.records import HeartRateSample, StoredRecord, StreamId
 from sync_client.sealing import SealingError, seal_batch
 
 CONSENT = b"band-signed consent record"

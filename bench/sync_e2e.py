@@ -277,7 +277,7 @@ async def month_rss(days: float, work: Path) -> float:
 
 async def client_main(client_dir: Path, address: str, ingest_key: bytes) -> None:
     """The 30-day client process: one SyncSession, pairing included."""
-    from device_sim.radio.hub import RemoteRadio
+    from device_sim.radio.hub_client import RemoteRadio
     from sync_client.activation import AccountFile, ClientKeys
     from sync_client.outbox import Outbox
     from sync_client.session import SyncOptions, SyncSession, load_ingest_key

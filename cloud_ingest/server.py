@@ -486,9 +486,9 @@ class IngestServer:
             raise KmebandError(
                 f"cannot listen on {self.host}:{self.port}: {exc.strerror}; pick another --port"
             ) from exc
-        server = site._server
-        sockets = getattr(server, "sockets", None) or []
-        port = sockets[0].getsockname()[1] if sockets else self.port
+        # the runner lists the bound sockets' addresses: the real port when 0 was asked for
+        addresses = self._runner.addresses
+        port = int(addresses[0][1]) if addresses else self.port
         self.port = port
         self.url = f"http://{self.host}:{port}"
         log.info("ingest listening on %s", self.url)

@@ -23,7 +23,8 @@ from device_sim.band.simulated_band import BandConfig, SimulatedBand
 from device_sim.clock import AcceleratedClock, Clock
 from device_sim.radio import LinkModel, Radio
 from device_sim.radio.capture import BtsnoopCapture
-from device_sim.radio.hub import HubAddress, HubServer
+from device_sim.radio.hub_server import HubServer
+from device_sim.radio.hub_wire import HubAddress
 from protocol.errors import UsageError
 
 log = logging.getLogger(__name__)

@@ -32,7 +32,9 @@ from device_sim.bleak_backend import SimBleakClient, SimBleakScanner
 from device_sim.bleak_backend.port import HUB_ENV
 from device_sim.clock import ManualClock
 from device_sim.radio import Radio
-from device_sim.radio.hub import HubAddress, HubServer, RemoteRadio
+from device_sim.radio.hub_client import RemoteRadio
+from device_sim.radio.hub_server import HubServer
+from device_sim.radio.hub_wire import HubAddress
 from protocol.errors import KmebandError
 from protocol.kme.records import ConsentCategory, StreamId, record_time
 from sync_client.activation import AccountFile, ClientKeys, create_account

@@ -29,10 +29,11 @@ Nothing in here is plaintext health data: the envelopes are sealed before they a
 
 from __future__ import annotations
 
+import contextlib
 import os
 import sqlite3
 import time
-from collections.abc import Iterable, Mapping
+from collections.abc import Iterable, Iterator, Mapping
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -191,6 +192,23 @@ class Outbox:
     def close(self) -> None:
         self._db.close()
 
+    @contextlib.contextmanager
+    def _transaction(self) -> Iterator[sqlite3.Connection]:
+        """``with self._transaction() as db:`` commits on success, rolls back on any error.
+
+        IMMEDIATE takes the write lock up front, so a transaction that reads before it
+        writes (a cursor check, a count) never fails halfway on a busy file.
+        """
+        db = self._db
+        db.execute("BEGIN IMMEDIATE")
+        try:
+            yield db
+            db.execute("COMMIT")
+        except BaseException:
+            if db.in_transaction:  # a failed COMMIT may have rolled back already
+                db.execute("ROLLBACK")
+            raise
+
     def __enter__(self) -> Outbox:
         return self
 
@@ -218,9 +236,7 @@ class Outbox:
         A batch id already present is kept as it is (idempotent). The cursor never moves
         backwards: a lower ``up_to_seq`` raises CursorRegressionError and writes nothing.
         """
-        db = self._db
-        db.execute("BEGIN IMMEDIATE")
-        try:
+        with self._transaction() as db:
             current = db.execute(
                 "SELECT stored_seq FROM cursors WHERE band=? AND stream=?", (band, stream)
             ).fetchone()
@@ -261,10 +277,6 @@ class Outbox:
                     "ON CONFLICT(band, stream) DO UPDATE SET records=records+excluded.records",
                     (band, stream, withheld),
                 )
-            db.execute("COMMIT")
-        except BaseException:
-            db.execute("ROLLBACK")
-            raise
 
     # -- upload side ---------------------------------------------------------------------
     def due(
@@ -303,9 +315,7 @@ class Outbox:
 
     def delivered(self, batch: QueuedBatch) -> None:
         """The ingest stored ``batch``: remove it (and its fallback) and count it."""
-        db = self._db
-        db.execute("BEGIN IMMEDIATE")
-        try:
+        with self._transaction() as db:
             gone = db.execute("DELETE FROM batches WHERE batch_id=?", (batch.batch_id,)).rowcount
             db.execute("DELETE FROM batches WHERE fallback_of=?", (batch.batch_id,))
             if gone:
@@ -315,10 +325,6 @@ class Outbox:
                     "records=records+excluded.records",
                     (batch.band, batch.stream, batch.records),
                 )
-            db.execute("COMMIT")
-        except BaseException:
-            db.execute("ROLLBACK")
-            raise
 
     def retry_later(self, batch_id: bytes, at: float) -> None:
         """Record a failed attempt; the batch stays queued until ``at``."""
@@ -364,9 +370,7 @@ class Outbox:
         stay). Records that leave the outbox with no fallback are counted as withheld.
         """
         bit = 1 << category
-        db = self._db
-        db.execute("BEGIN IMMEDIATE")
-        try:
+        with self._transaction() as db:
             doomed = "band=? AND ((categories | (1 << category)) & ?) != 0"
             live = db.execute(
                 f"SELECT batch_id, stream, records FROM batches WHERE {doomed} AND {_LIVE}",
@@ -385,26 +389,16 @@ class Outbox:
                 "ON CONFLICT(band, stream) DO UPDATE SET records=records+excluded.records",
                 [(band, stream, n) for stream, n in lost.items()],
             )
-            db.execute("COMMIT")
-        except BaseException:
-            db.execute("ROLLBACK")
-            raise
         return len(live)
 
     def drop_all(self) -> int:
         """Delete every queued batch and every band's registration mark (the account they
         were for is gone); cursors stay, so nothing already pulled is pulled twice.
         Returns how many batches went."""
-        db = self._db
-        db.execute("BEGIN IMMEDIATE")
-        try:
+        with self._transaction() as db:
             dropped = int(db.execute("SELECT COUNT(*) FROM batches").fetchone()[0])
             db.execute("DELETE FROM batches")
             db.execute("DELETE FROM registrations")
-            db.execute("COMMIT")
-        except BaseException:
-            db.execute("ROLLBACK")
-            raise
         return dropped
 
     # -- reporting -------------------------------------------------------------------------

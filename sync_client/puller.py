@@ -10,7 +10,7 @@ band may free it. With ``keep_on_band`` nothing is acknowledged.
 Every wait has a timeout. A band that sends bad data stops only that stream, with a
 :class:`StreamSyncError` in its result; the records that arrived valid before the fault
 are stored and acknowledged, nothing after them. A dropped link ends the pull with
-:class:`LinkLostError`; the next pull resumes from the stored cursor, so nothing is
+:class:`PullLinkLostError`; the next pull resumes from the stored cursor, so nothing is
 fetched twice once stored and nothing is lost.
 
 The puller needs only ``write_gatt_char``, ``start_notify``, ``stop_notify`` and
@@ -52,7 +52,7 @@ class PullError(KmebandError):
     """Base of the record-pull errors."""
 
 
-class LinkLostError(PullError):
+class PullLinkLostError(PullError):
     """The link to the band dropped mid-pull; sync again to resume where it stopped."""
 
 
@@ -188,22 +188,22 @@ class Puller:
         self._subscribed = False
 
     async def _guard(self, op: Any) -> Any:
-        """Run one GATT operation with the timeout; any link failure is LinkLostError."""
+        """Run one GATT operation with the timeout; any link failure is PullLinkLostError."""
         if self._lost:
             if inspect.iscoroutine(op):
                 op.close()  # never started: close it so it is not reported as forgotten
-            raise LinkLostError("the link to the band dropped; sync again to resume")
+            raise PullLinkLostError("the link to the band dropped; sync again to resume")
         try:
             return await asyncio.wait_for(op, self.timeout_s)
         except TimeoutError:
-            raise LinkLostError(
+            raise PullLinkLostError(
                 "the band did not answer in time; move closer and sync again to resume"
             ) from None
         except PullError:
             raise
         except Exception as exc:  # bleak raises BleakError and OSError subclasses
             self._lost = True
-            raise LinkLostError(
+            raise PullLinkLostError(
                 f"the link to the band failed ({exc.__class__.__name__}); sync again to resume"
             ) from None
 
@@ -222,7 +222,7 @@ class Puller:
     async def pull_all(self, streams: Iterable[StreamId] = tuple(StreamId)) -> list[StreamResult]:
         """Pull every stream in turn; a stream's bad input does not stop the others.
 
-        Raises :class:`LinkLostError` when the link drops (what was stored stays stored).
+        Raises :class:`PullLinkLostError` when the link drops (what was stored stays stored).
         """
         results = []
         for stream in streams:
@@ -263,7 +263,7 @@ class Puller:
                         result.error = event.reason
         except TimeoutError:
             result.error = "the band stopped sending mid-transfer; sync again to resume"
-        except LinkLostError:
+        except PullLinkLostError:
             # Keep what arrived valid: it is sealed and committed, but nothing is acked.
             self._commit(pending, result)
             raise
@@ -282,10 +282,10 @@ class Puller:
             item = await asyncio.wait_for(self._inbox.get(), self.timeout_s)
         except TimeoutError:
             if self._lost:
-                raise LinkLostError("the link to the band dropped; sync again") from None
+                raise PullLinkLostError("the link to the band dropped; sync again") from None
             raise
         if item is _LINK_LOST:
-            raise LinkLostError("the link to the band dropped; sync again to resume")
+            raise PullLinkLostError("the link to the band dropped; sync again to resume")
         assert isinstance(item, tuple)
         return item
 
@@ -296,7 +296,7 @@ class Puller:
                 self._lost = True
 
     async def _abort(self, receiver: ClientSyncReceiver) -> None:
-        with contextlib.suppress(LinkLostError):
+        with contextlib.suppress(PullLinkLostError):
             await self._write(receiver.abort())
 
     async def _take(
@@ -375,9 +375,9 @@ def raise_for_errors(results: Sequence[StreamResult]) -> None:
 
 __all__ = [
     "GattWriter",
-    "LinkLostError",
     "Progress",
     "PullError",
+    "PullLinkLostError",
     "Puller",
     "StreamResult",
     "StreamSyncError",

@@ -102,7 +102,7 @@ class SyncSession:
             self._puller.connection_lost()
 
     async def run(self) -> SyncReport:
-        """Connect, sync and upload; a LinkLostError leaves everything stored resumable."""
+        """Connect, sync and upload; a PullLinkLostError leaves everything stored resumable."""
         opts = self.options
         report = SyncReport()
         client = await connect(

@@ -23,7 +23,8 @@ from device_sim.bleak_backend.bonds import BOND_DIR_ENV
 from device_sim.bleak_backend.port import HUB_ENV
 from device_sim.clock import ManualClock
 from device_sim.radio import Radio
-from device_sim.radio.hub import HubAddress, HubServer
+from device_sim.radio.hub_server import HubServer
+from device_sim.radio.hub_wire import HubAddress
 from kmeband.cli import main
 from sync_client.activation import CLIENT_DIR_ENV
 from sync_client.ble import BACKEND_ENV

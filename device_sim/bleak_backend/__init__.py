@@ -18,7 +18,7 @@ from __future__ import annotations
 
 from typing import Any
 
-from device_sim.bleak_backend.att_bearer import LinkLostError
+from device_sim.bleak_backend.att_bearer import SimLinkLostError
 from device_sim.bleak_backend.bonds import BondStore, central_address, default_bond_store
 from device_sim.bleak_backend.client import BandUnreachableError, SimBleakClient
 from device_sim.bleak_backend.pairing import PairingFailedError, PasskeyMissingError
@@ -29,11 +29,11 @@ __all__ = [
     "HUB_ENV",
     "BandUnreachableError",
     "BondStore",
-    "LinkLostError",
     "PairingFailedError",
     "PasskeyMissingError",
     "SimBleakClient",
     "SimBleakScanner",
+    "SimLinkLostError",
     "central_address",
     "current_port",
     "default_bond_store",

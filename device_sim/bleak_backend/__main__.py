@@ -16,7 +16,7 @@ import sys
 
 from device_sim.bleak_backend import install
 from device_sim.bleak_backend.port import HUB_ENV
-from device_sim.radio.hub import HubAddress
+from device_sim.radio.hub_wire import HubAddress
 from protocol.errors import UsageError
 
 USAGE = (

@@ -33,8 +33,11 @@ from protocol.ble.gatt_client import (
 from protocol.errors import KmebandError, UsageError
 
 
-class LinkLostError(BleakError, KmebandError):
-    """The link to the band is gone (dropped, timed out or disconnected): reconnect."""
+class SimLinkLostError(BleakError, KmebandError):
+    """The simulated backend's link to the band is gone (dropped, timed out or disconnected).
+
+    A ``BleakError``, as bleak's OS backends raise on a lost link: reconnect.
+    """
 
 
 class AttBearer:
@@ -58,7 +61,7 @@ class AttBearer:
         self._draining = False
         self._timer: asyncio.TimerHandle | None = None
         self._last_request = 0.0
-        self._closed: LinkLostError | None = None
+        self._closed: SimLinkLostError | None = None
 
     # -- incoming ----------------------------------------------------------------------
 
@@ -109,16 +112,16 @@ class AttBearer:
         try:
             self._send(pdu)
         except KmebandError as exc:
-            self.close(LinkLostError(f"the link to the band is down ({exc}): reconnect"))
+            self.close(SimLinkLostError(f"the link to the band is down ({exc}): reconnect"))
 
     async def run(self, start: Callable[[], ProcedureStart]) -> Any:
         """Start a procedure (``start`` calls a GattClient method) and await its result."""
         if self._closed is not None:
-            raise LinkLostError(str(self._closed))
+            raise SimLinkLostError(str(self._closed))
         try:
             pid, pdu = start()
         except GattProcedureError as exc:
-            raise LinkLostError(str(exc)) from None
+            raise SimLinkLostError(str(exc)) from None
         except UsageError as exc:
             raise BleakError(str(exc)) from None
         future: asyncio.Future[Any] = asyncio.get_running_loop().create_future()
@@ -132,16 +135,16 @@ class AttBearer:
     def write_command(self, handle: int, value: bytes) -> None:
         """Send a Write Command now (no response, no turn to wait for)."""
         if self._closed is not None:
-            raise LinkLostError(str(self._closed))
+            raise SimLinkLostError(str(self._closed))
         try:
             pdu = self.client.write_without_response(handle, value)
         except GattProcedureError as exc:
-            raise LinkLostError(str(exc)) from None
+            raise SimLinkLostError(str(exc)) from None
         except UsageError as exc:
             raise BleakError(str(exc)) from None
         self._transmit(pdu)
         if self._closed is not None:
-            raise LinkLostError(str(self._closed))
+            raise SimLinkLostError(str(self._closed))
 
     # -- the ATT transaction timeout -----------------------------------------------------
 
@@ -163,17 +166,17 @@ class AttBearer:
             future = self._futures.pop(failed.procedure_id, None)
             if future is not None and not future.done():
                 future.set_exception(
-                    LinkLostError(
+                    SimLinkLostError(
                         f"the band did not answer within {self.timeout_s:g} s (ATT transaction "
                         "timeout): the link was closed, reconnect"
                     )
                 )
-        self.close(LinkLostError("the ATT transaction timed out: reconnect"))
+        self.close(SimLinkLostError("the ATT transaction timed out: reconnect"))
         self._on_dead()
 
     # -- end -----------------------------------------------------------------------------
 
-    def close(self, error: LinkLostError) -> None:
+    def close(self, error: SimLinkLostError) -> None:
         """Fail every waiting procedure with ``error``; later calls raise it too."""
         if self._closed is None:
             self._closed = error
@@ -183,7 +186,7 @@ class AttBearer:
         futures, self._futures = self._futures, {}
         for future in futures.values():
             if not future.done():
-                future.set_exception(LinkLostError(str(error)))
+                future.set_exception(SimLinkLostError(str(error)))
 
     @property
     def closed(self) -> bool:
@@ -195,7 +198,7 @@ def _bleak_error(error: GattProcedureError) -> BleakError:
     if error.error_code is not None:
         mapped: BleakError = BleakGATTProtocolError(error.error_code)
     elif isinstance(error, GattClientClosed):
-        mapped = LinkLostError(str(error))
+        mapped = SimLinkLostError(str(error))
     else:
         mapped = BleakError(str(error))
     mapped.__cause__ = error

@@ -7,7 +7,7 @@ or less when the link forces a smaller one), discovers the whole profile and, wh
 with the band is known, encrypts the link with it. ``pair()`` runs LE Secure Connections
 passkey entry (see :mod:`device_sim.bleak_backend.pairing` for where the passkey comes
 from). ATT Error Responses raise bleak's ``BleakGATTProtocolError``; a lost link raises
-:class:`~device_sim.bleak_backend.att_bearer.LinkLostError` (a ``BleakError``).
+:class:`~device_sim.bleak_backend.att_bearer.SimLinkLostError` (a ``BleakError``).
 
 Backend-specific constructor keywords: ``passkey_callback`` (used by ``pair()``),
 ``bond_store`` (a :class:`~device_sim.bleak_backend.bonds.BondStore`; default
@@ -31,7 +31,7 @@ from bleak.backends.device import BLEDevice
 from bleak.backends.service import BleakGATTService, BleakGATTServiceCollection
 from bleak.exc import BleakDeviceNotFoundError, BleakError
 
-from device_sim.bleak_backend.att_bearer import AttBearer, LinkLostError
+from device_sim.bleak_backend.att_bearer import AttBearer, SimLinkLostError
 from device_sim.bleak_backend.bonds import BondStore, central_address, default_bond_store
 from device_sim.bleak_backend.pairing import PairingSession, PasskeyCallback
 from device_sim.bleak_backend.port import current_port
@@ -41,6 +41,7 @@ from device_sim.radio.medium import (
     CentralLink,
     DisconnectReason,
     EncryptionRefusedError,
+    UnknownAddressError,
 )
 from protocol.ble.gatt_client import DiscoveredCharacteristic, GattClient, GattProfile
 from protocol.ble.gatt_model import SecurityLevel
@@ -204,14 +205,14 @@ class SimBleakClient(BaseBleakClient):
                 on_disconnect=self._on_disconnect,
                 timeout_s=self._timeout,
             )
+        except UnknownAddressError as exc:
+            self._bearer = None
+            raise BleakDeviceNotFoundError(self.address, str(exc)) from None
         except KmebandError as exc:
             self._bearer = None
-            # Both carriers word an unknown address the same way (radio.medium).
-            if "no band with that address" in str(exc):
-                raise BleakDeviceNotFoundError(self.address, str(exc)) from None
             raise BandUnreachableError(str(exc)) from None
         if not self._link.connected:
-            raise LinkLostError("the band dropped the connection as it was made: retry")
+            raise SimLinkLostError("the band dropped the connection as it was made: retry")
 
     async def _set_up_gatt(self) -> None:
         bearer = self._bearer
@@ -244,7 +245,7 @@ class SimBleakClient(BaseBleakClient):
             # The band no longer knows us (it was reset or unpaired): the bond is useless.
             self.bond_store.forget(central_address(), self.address)
         except KmebandError as exc:
-            raise LinkLostError(f"encrypting the link failed ({exc}): reconnect") from None
+            raise SimLinkLostError(f"encrypting the link failed ({exc}): reconnect") from None
 
     def _max_write_without_response_size(self) -> int:
         return self.mtu_size - 3
@@ -253,7 +254,7 @@ class SimBleakClient(BaseBleakClient):
         link = self._link
         self._closing = True
         if self._bearer is not None:
-            self._bearer.close(LinkLostError("the client disconnected: connect again"))
+            self._bearer.close(SimLinkLostError("the client disconnected: connect again"))
         if link is not None and link.connected:
             with contextlib.suppress(KmebandError):
                 await link.disconnect()
@@ -267,7 +268,7 @@ class SimBleakClient(BaseBleakClient):
     def _send_att(self, pdu: bytes) -> None:
         link = self._link
         if link is None:
-            raise LinkLostError("not connected: call connect() first")
+            raise SimLinkLostError("not connected: call connect() first")
         link.send(ATT_CID, pdu)
 
     def _on_frame(self, cid: int, payload: bytes) -> None:
@@ -286,7 +287,7 @@ class SimBleakClient(BaseBleakClient):
     def _on_disconnect(self, reason: DisconnectReason) -> None:
         if self._bearer is not None:
             self._bearer.close(
-                LinkLostError(
+                SimLinkLostError(
                     f"the link to the band dropped ({reason.name.lower().replace('_', ' ')}): "
                     "reconnect"
                 )
@@ -319,7 +320,7 @@ class SimBleakClient(BaseBleakClient):
         """
         link = self._link
         if link is None or not self.is_connected:
-            raise LinkLostError("not connected: call connect() before pair()")
+            raise SimLinkLostError("not connected: call connect() before pair()")
         if link.security_level >= SecurityLevel.AUTHENTICATED_ENCRYPTION:
             return
         session = PairingSession(
@@ -333,7 +334,7 @@ class SimBleakClient(BaseBleakClient):
         try:
             await link.start_encryption(bond.ltk)
         except KmebandError as exc:
-            raise LinkLostError(f"encrypting the link after pairing failed ({exc})") from None
+            raise SimLinkLostError(f"encrypting the link after pairing failed ({exc})") from None
         self.bond_store.put(central_address(), self.address, bond)
 
     async def unpair(self) -> None:
@@ -346,7 +347,7 @@ class SimBleakClient(BaseBleakClient):
     def _require_bearer(self) -> AttBearer:
         bearer = self._bearer
         if bearer is None:
-            raise LinkLostError("not connected: call connect() first")
+            raise SimLinkLostError("not connected: call connect() first")
         return bearer
 
     async def read_gatt_char(

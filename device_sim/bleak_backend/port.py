@@ -14,7 +14,7 @@ import os
 import weakref
 from collections.abc import Iterator
 
-from device_sim.radio.hub import RemoteRadio
+from device_sim.radio.hub_client import RemoteRadio
 from device_sim.radio.medium import CentralPort, RadioError
 
 HUB_ENV = "KMEBAND_HUB"

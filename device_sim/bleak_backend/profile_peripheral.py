@@ -70,6 +70,11 @@ class ProfilePeripheral:
     def address(self) -> str:
         return self._address
 
+    @property
+    def display(self) -> str | None:
+        """The passkey shown for the latest pairing (what a user would read off the band)."""
+        return self.displayed_passkey
+
     def advertising_data(self) -> AdvertisingData | None:
         return AdvertisingData(local_name=self.name, service_uuids=self.advertised_uuids)
 

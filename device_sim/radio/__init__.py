@@ -2,8 +2,10 @@
 central (a phone, through the bleak backend) and bands (peripherals).
 
 Two carriers with the same behaviour: :class:`~device_sim.radio.medium.Radio` in-process,
-and a hub process (:mod:`device_sim.radio.hub`) that programs in other processes reach over
-a Unix socket or TCP on 127.0.0.1 through :class:`~device_sim.radio.hub.RemoteRadio`.
+and a hub process (:mod:`device_sim.radio.hub_server`) that programs in other processes
+reach over a Unix socket or TCP on 127.0.0.1 through
+:class:`~device_sim.radio.hub_client.RemoteRadio`. The frames they exchange (encoding, size
+limit, fields, error codes) are defined once, in :mod:`device_sim.radio.hub_wire`.
 """
 
 from device_sim.radio.link_model import LinkModel
@@ -20,6 +22,7 @@ from device_sim.radio.medium import (
     PeripheralLink,
     Radio,
     RadioError,
+    UnknownAddressError,
     encryption_proof,
 )
 
@@ -37,5 +40,6 @@ __all__ = [
     "PeripheralLink",
     "Radio",
     "RadioError",
+    "UnknownAddressError",
     "encryption_proof",
 ]

@@ -41,6 +41,10 @@ class RadioError(KmebandError):
     """A radio operation failed: unknown address, out of range, or a dead link."""
 
 
+class UnknownAddressError(RadioError):
+    """No band with the requested address is on the radio (BLE's "device not found")."""
+
+
 class EncryptionRefusedError(RadioError):
     """The band holds no bond matching the central's key (LL_REJECT_IND, PIN or Key Missing)."""
 
@@ -117,6 +121,14 @@ class Peripheral(Protocol):
     def on_frame(self, link: PeripheralLink, cid: int, payload: bytes) -> None: ...
 
     def on_disconnect(self, link: PeripheralLink, reason: DisconnectReason) -> None: ...
+
+    @property
+    def display(self) -> str | None:
+        """What the band's screen shows now: the six-digit passkey while pairing, else None.
+
+        The radio hands it to whoever asks (:meth:`CentralPort.read_display`), standing in
+        for a user who looks at the band and types the digits into the phone.
+        """
 
     def on_encryption_request(
         self, link: PeripheralLink, skd: bytes, proof: bytes
@@ -289,7 +301,7 @@ class Link:
             self.drop(DisconnectReason.CONNECTION_TIMEOUT)
 
     def start_encryption(self, ltk: bytes) -> SecurityLevel:
-        skd = self.radio._random(16)
+        skd = self.radio.random_bytes(16)
         return self.encrypt_with_proof(skd, encryption_proof(ltk, skd))
 
     def encrypt_with_proof(self, skd: bytes, proof: bytes) -> SecurityLevel:
@@ -482,13 +494,16 @@ class Radio:
     async def read_display(self, address: str) -> str | None:
         """What the band's screen shows now (a passkey during pairing), as a user would see it."""
         self._require(address)
-        text = getattr(self._peripherals[address], "display", None)
-        return text if isinstance(text, str) else None
+        return self._peripherals[address].display
 
     def drop_links(self, address: str, reason: DisconnectReason) -> None:
         """Drop every link to a band (used for reboots and dead batteries)."""
         for link in self.links_to(address):
             link.drop(reason)
+
+    def random_bytes(self, n: int) -> bytes:
+        """``n`` bytes from the radio's seeded generator (encryption start's SKD)."""
+        return self._rng.bytes(n)
 
     # -- centrals (CentralPort) --------------------------------------------------------
     async def scan(self, duration_s: float = 0.0) -> list[AdvertisementReport]:
@@ -516,7 +531,7 @@ class Radio:
     ) -> CentralLink:
         peripheral = self._peripherals.get(address)
         if peripheral is None:
-            raise RadioError(
+            raise UnknownAddressError(
                 "no band with that address is on this radio: scan again for the current list"
             )
         data = peripheral.advertising_data()
@@ -544,13 +559,10 @@ class Radio:
 
     def _require(self, address: str) -> None:
         if address not in self._peripherals:
-            raise RadioError("no band with that address is on this radio")
+            raise UnknownAddressError("no band with that address is on this radio")
 
     def _mean_rssi(self, address: str, tx_power: int = 0) -> float:
         return tx_power - 41.0 - 20.0 * math.log10(self._distance[address])
-
-    def _random(self, n: int) -> bytes:
-        return self._rng.bytes(n)
 
     def _sample_rssi(self, address: str, tx_power: int) -> int:
         return round(self._mean_rssi(address, tx_power) + float(self._rng.normal(0.0, 2.0)))

@@ -13,11 +13,11 @@ from hypothesis import strategies as st
 
 from device_sim.bleak_backend import (
     BondStore,
-    LinkLostError,
     PairingFailedError,
     PasskeyMissingError,
     SimBleakClient,
     SimBleakScanner,
+    SimLinkLostError,
     use_radio,
 )
 from device_sim.bleak_backend.pairing import parse_passkey
@@ -234,14 +234,14 @@ async def test_a_dropped_link_calls_back_and_fails_requests(radio: Radio) -> Non
     client = _client(STRAP, band, disconnected_callback=lambda _c: dropped.set())
     await client.connect()
     reads = 0
-    with pytest.raises(LinkLostError, match="dropped"):
+    with pytest.raises(SimLinkLostError, match="dropped"):
         for _ in range(5):
             await client.read_gatt_char(str(BODY_SENSOR_LOCATION))
             reads += 1
     assert reads == 2  # the fault drops the link once the second read's answer is out
     await asyncio.wait_for(dropped.wait(), 1.0)
     assert not client.is_connected
-    with pytest.raises(LinkLostError):
+    with pytest.raises(SimLinkLostError):
         await client.read_gatt_char(str(BODY_SENSOR_LOCATION))
     await client.disconnect()  # harmless on a dead link
 
@@ -273,7 +273,7 @@ async def test_an_unanswered_request_times_out_and_closes_the_link(radio: Radio)
     radio.attach(band)
     client = _client(STRAP, band, timeout=0.05)
     await client.connect()
-    with pytest.raises(LinkLostError, match="ATT transaction timeout"):
+    with pytest.raises(SimLinkLostError, match="ATT transaction timeout"):
         await client.read_gatt_char(str(BODY_SENSOR_LOCATION))
     await asyncio.sleep(0)
     assert not client.is_connected

@@ -13,7 +13,7 @@ from pathlib import Path
 import bleak
 import pytest
 from bleak import BleakClient, BleakScanner
-from bleak.exc import BleakGATTProtocolError
+from bleak.exc import BleakDeviceNotFoundError, BleakGATTProtocolError
 from bleak_helpers import GattPeripheral, parse_heart_rate
 
 from device_sim.bleak_backend import (
@@ -26,7 +26,8 @@ from device_sim.bleak_backend import (
 )
 from device_sim.clock import ManualClock
 from device_sim.radio import Radio
-from device_sim.radio.hub import HubAddress, HubServer
+from device_sim.radio.hub_server import HubServer
+from device_sim.radio.hub_wire import HubAddress
 from protocol.ble import sig_codecs as sig
 from protocol.kme.profile import (
     BAND_PROFILE,
@@ -91,6 +92,12 @@ async def test_heart_rate_read_and_pairing_through_the_hub(hub: Radio) -> None:
         await client.pair()
         assert client._backend.security_level >= 3  # encrypted, authenticated
         await client.read_gatt_char(str(SERIAL_NUMBER))  # now permitted
+
+
+async def test_an_unknown_address_through_the_hub_is_device_not_found(hub: Radio) -> None:
+    hub.attach(GattPeripheral(STRAP, SIG_ONLY_PROFILE))
+    with pytest.raises(BleakDeviceNotFoundError):
+        await BleakClient("AA:AA:AA:AA:AA:AA", backend=SimBleakClient).connect()
 
 
 async def test_a_band_leaving_the_hub_calls_the_disconnect_callback(hub: Radio) -> None:

@@ -19,9 +19,19 @@ from device_sim.radio import (
     PeripheralLink,
     Radio,
     RadioError,
+    UnknownAddressError,
     encryption_proof,
 )
-from device_sim.radio.hub import HubAddress, HubServer, RemoteRadio
+from device_sim.radio.hub_client import RemoteRadio
+from device_sim.radio.hub_server import HubServer
+from device_sim.radio.hub_wire import (
+    HubAddress,
+    HubErrorCode,
+    HubProtocolError,
+    encode_frame,
+    error_frame,
+    expect,
+)
 from device_sim.radio.medium import AdvertisingData
 from protocol.ble.gatt_model import SecurityLevel
 from protocol.errors import UsageError
@@ -36,6 +46,7 @@ class EchoBand:
         self.connected: list[PeripheralLink] = []
         self.disconnects: list[DisconnectReason] = []
         self.advertising = True
+        self.display: str | None = None
 
     @property
     def address(self) -> str:
@@ -356,3 +367,83 @@ async def test_a_second_hub_refuses_a_live_socket_and_replaces_a_stale_one(tmp_p
         assert await remote.scan() == []
     await third.close()
     assert not path.exists()
+
+
+async def _ask_hub(address: HubAddress, request: dict[str, object]) -> dict[str, object]:
+    reader, writer = await asyncio.open_connection(address.host, address.port)
+    writer.write(encode_frame(request))
+    await writer.drain()
+    length = struct.unpack(">I", await reader.readexactly(4))[0]
+    answer: dict[str, object] = cbor2.loads(await reader.readexactly(length))
+    writer.close()
+    return answer
+
+
+async def test_errors_cross_the_hub_as_typed_codes_not_text(tmp_path: Path) -> None:
+    radio = Radio(ManualClock(), seed=2)
+    band = EchoBand("AA:00:00:00:00:01")
+    radio.attach(band)
+    hub = HubServer(radio, HubAddress.parse("tcp:127.0.0.1:0"))
+    address = await hub.start()
+    try:
+        # in-process and through the hub, an unknown address is the same typed error
+        with pytest.raises(UnknownAddressError):
+            await _connect(radio, "AA:00:00:00:00:99", CentralRecorder())
+        async with RemoteRadio(str(address)) as remote:
+            with pytest.raises(UnknownAddressError):
+                await _connect(remote, "AA:00:00:00:00:99", CentralRecorder())
+            with pytest.raises(UnknownAddressError):
+                await remote.read_display("AA:00:00:00:00:99")
+            link = await _connect(remote, band.address, CentralRecorder())
+            with pytest.raises(EncryptionRefusedError):
+                await link.start_encryption(bytes(16))
+        # the frame says which error by its code
+        answer = await _ask_hub(
+            address,
+            {"op": "connect", "id": 7, "address": "AA:00:00:00:00:99", "central": "C"},
+        )
+        assert answer["op"] == "error" and answer["id"] == 7
+        assert answer["code"] == HubErrorCode.UNKNOWN_ADDRESS
+        # a request with a field of the wrong type is malformed, and says which field
+        answer = await _ask_hub(address, {"op": "connect", "id": 8, "address": 5, "central": "C"})
+        assert answer["code"] == HubErrorCode.MALFORMED and "'address'" in str(answer["message"])
+        answer = await _ask_hub(address, {"op": "levitate", "id": 9})
+        assert answer["code"] == HubErrorCode.MALFORMED
+    finally:
+        await hub.close()
+
+
+def test_error_frames_round_trip_each_error_class() -> None:
+    errors: list[RadioError] = [
+        UnknownAddressError("u"),
+        EncryptionRefusedError("e"),
+        HubProtocolError("p"),
+        RadioError("r"),
+    ]
+    for error in errors:
+        with pytest.raises(type(error)) as caught:
+            expect(error_frame(1, error), "connected")
+        assert type(caught.value) is type(error) and str(caught.value) == str(error)
+    # a code this side does not know (a newer hub) is still a radio error, never a crash
+    with pytest.raises(RadioError) as caught:
+        expect({"op": "error", "id": 1, "code": 99, "message": "m"}, "connected")
+    assert type(caught.value) is RadioError
+    with pytest.raises(HubProtocolError, match="where 'scan' was due"):
+        expect({"op": "display", "id": 1}, "scan")
+
+
+async def test_the_band_display_is_read_through_the_peripheral_protocol(tmp_path: Path) -> None:
+    radio = Radio(ManualClock())
+    band = EchoBand("AA:00:00:00:00:01")
+    radio.attach(band)
+    hub = HubServer(radio, HubAddress.parse(f"unix:{tmp_path / 'hub.sock'}"))
+    address = await hub.start()
+    try:
+        async with RemoteRadio(str(address)) as remote:
+            assert await radio.read_display(band.address) is None
+            assert await remote.read_display(band.address) is None
+            band.display = "042917"
+            assert await radio.read_display(band.address) == "042917"
+            assert await remote.read_display(band.address) == "042917"
+    finally:
+        await hub.close()

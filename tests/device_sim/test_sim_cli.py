@@ -9,7 +9,7 @@ import subprocess
 import sys
 from pathlib import Path
 
-from device_sim.radio.hub import RemoteRadio
+from device_sim.radio.hub_client import RemoteRadio
 
 ROOT = Path(__file__).resolve().parents[2]
 

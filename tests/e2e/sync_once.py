@@ -21,7 +21,7 @@ import sys
 from pathlib import Path
 
 from device_sim.bleak_backend import SimBleakClient, SimBleakScanner
-from device_sim.radio.hub import RemoteRadio
+from device_sim.radio.hub_client import RemoteRadio
 from protocol.errors import KmebandError
 from protocol.kme import profile as P
 from protocol.kme.control import decode_as

@@ -271,3 +271,34 @@ CREATE TABLE batches (
 ) WITHOUT ROWID;
 CREATE INDEX batches_due ON batches (next_attempt, created);
 """
+
+
+@pytest.mark.parametrize(
+    ("table", "event", "change"),
+    [
+        ("registrations", "DELETE", lambda box: box.drop_all()),
+        ("delivered", "INSERT", lambda box: box.delivered(batch(1, 1, 5))),
+        ("withheld", "INSERT", lambda box: box.purge_category(BAND, 1)),
+    ],
+)
+def test_a_write_failing_halfway_leaves_the_outbox_as_it_was(  # type: ignore[no-untyped-def]
+    tmp_path: Path, table: str, event: str, change
+) -> None:
+    path = tmp_path / "outbox.db"
+    with Outbox(path) as box:
+        box.commit(BAND, 1, 10, [batch(1, 1, 5), batch(2, 6, 10)])
+        box.mark_registered(BAND)
+        # the transaction's last statement fails (a full disk would do the same)
+        db = sqlite3.connect(path)
+        db.execute(
+            f"CREATE TRIGGER refuse BEFORE {event} ON {table} BEGIN SELECT RAISE(ABORT, 'no'); END"
+        )
+        db.commit()
+        with pytest.raises(sqlite3.IntegrityError):
+            change(box)
+        assert box.pending_count() == 2 and box.is_registered(BAND)
+        assert box.stats(BAND)[1]["withheld"] == 0
+        # no transaction was left open: the outbox takes the next write
+        box.commit(BAND, 1, 12, [batch(3, 11, 12)])
+        assert box.pending_count() == 3
+        db.close()

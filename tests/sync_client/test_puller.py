@@ -20,7 +20,7 @@ from protocol.kme.records import ConsentCategory, HeartRateSample, StoredRecord,
 from sync_client.batcher import Batcher, BatchLimits, ServiceData
 from sync_client.consent import AllowedIntervals
 from sync_client.outbox import Outbox, QueuedBatch
-from sync_client.puller import LinkLostError, Progress, Puller, StreamResult
+from sync_client.puller import Progress, Puller, PullLinkLostError, StreamResult
 from tests.sync_client.band_fakes import (
     DATA,
     INGEST_KEY,
@@ -144,7 +144,7 @@ async def pull_with_drops(
         puller = make_puller(client, outbox)
         try:
             return await puller.pull_all([StreamId.ACTIVITY_MINUTES, StreamId.HR_SAMPLES])
-        except LinkLostError:
+        except PullLinkLostError:
             continue
     raise AssertionError("the last connection has no drop")
 
@@ -203,7 +203,7 @@ def test_resume_after_random_drops_is_exactly_once(
             try:
                 asyncio.run(puller.pull_all(list(records)))
                 break
-            except LinkLostError:
+            except PullLinkLostError:
                 continue
         assert queued_records(outbox) == [
             *records[StreamId.ACTIVITY_MINUTES],

@@ -4,11 +4,12 @@ Every PDU GATT needs is a slots dataclass with an ``encode()`` method, and
 :func:`decode_pdu` turns any bytes into one of them. :data:`PDU_REGISTRY` is the one table
 of what each :class:`AttOpcode` is (its role, its dataclass, its decoder, a request's
 response): each class's ``OPCODE``, the decoder table, :data:`REQUEST_OPCODES`,
-:data:`RESPONSE_OPCODE` and the GATT server's dispatch are derived from it. Decoding never raises anything but
-:class:`AttDecodeError`, which carries the error code and handle a server answers with
-(Invalid PDU for malformed bytes, Request Not Supported for an unknown request opcode,
-Invalid Handle for an empty or reversed handle range), so a server can turn any decode
-failure straight into an Error Response.
+:data:`RESPONSE_OPCODE` and the GATT server's dispatch are derived from it.
+
+Decoding never raises anything but :class:`AttDecodeError`, which carries the error code
+and handle a server answers with (Invalid PDU for malformed bytes, Request Not Supported
+for an unknown request opcode, Invalid Handle for an empty or reversed handle range), so a
+server can turn any decode failure straight into an Error Response.
 
 All multi-octet fields are little-endian. UUIDs are :class:`uuid.UUID` values; on the wire
 a SIG alias travels as 2 octets and anything else as 16 (see :mod:`protocol.ble.uuids`).

@@ -7,6 +7,7 @@ import uuid
 import pytest
 
 from protocol.ble import att
+from protocol.ble.att import AttErrorCode
 from protocol.ble.gatt import (
     AttributeDatabase,
     AttributeKind,
@@ -222,10 +223,22 @@ def test_more_than_65535_handles_are_refused() -> None:
     ("link", "needed", "error"),
     [
         (SecurityLevel.NO_SECURITY, SecurityLevel.NO_SECURITY, 0),
-        (SecurityLevel.NO_SECURITY, SecurityLevel.UNAUTHENTICATED_ENCRYPTION, 0x0F),
-        (SecurityLevel.NO_SECURITY, SecurityLevel.AUTHENTICATED_ENCRYPTION, 0x0F),
+        (
+            SecurityLevel.NO_SECURITY,
+            SecurityLevel.UNAUTHENTICATED_ENCRYPTION,
+            AttErrorCode.INSUFFICIENT_ENCRYPTION,
+        ),
+        (
+            SecurityLevel.NO_SECURITY,
+            SecurityLevel.AUTHENTICATED_ENCRYPTION,
+            AttErrorCode.INSUFFICIENT_ENCRYPTION,
+        ),
         (SecurityLevel.UNAUTHENTICATED_ENCRYPTION, SecurityLevel.UNAUTHENTICATED_ENCRYPTION, 0),
-        (SecurityLevel.UNAUTHENTICATED_ENCRYPTION, SecurityLevel.AUTHENTICATED_ENCRYPTION, 0x05),
+        (
+            SecurityLevel.UNAUTHENTICATED_ENCRYPTION,
+            SecurityLevel.AUTHENTICATED_ENCRYPTION,
+            AttErrorCode.INSUFFICIENT_AUTHENTICATION,
+        ),
         (SecurityLevel.AUTHENTICATED_ENCRYPTION, SecurityLevel.AUTHENTICATED_ENCRYPTION, 0),
         (SecurityLevel.AUTHENTICATED_SECURE_CONNECTIONS, SecurityLevel.AUTHENTICATED_ENCRYPTION, 0),
     ],

@@ -200,8 +200,8 @@ class BandConsent:
 _UNTIL_NOW = 0xFFFF_FFFF_FFFF
 
 
-class GattClient(Protocol):
-    """What this module needs of a bleak ``BleakClient``."""
+class ConsentGattPort(Protocol):
+    """The part of a bleak ``BleakClient`` the consent exchange uses (a port, not a GATT client)."""
 
     async def read_gatt_char(self, char_specifier: Any, **kwargs: Any) -> bytearray: ...
 
@@ -215,7 +215,7 @@ class GattClient(Protocol):
 
 
 async def read_band_consent(
-    client: GattClient, *, min_policy_version: int = 0, timeout_s: float = 10.0
+    client: ConsentGattPort, *, min_policy_version: int = 0, timeout_s: float = 10.0
 ) -> BandConsent:
     """Read Consent State and every Consent Change Log page; compute the intervals."""
 
@@ -273,7 +273,9 @@ async def read_band_consent(
     return BandConsent(state, tuple(entries), record, allowed)
 
 
-async def _request_consent_record(client: GattClient, covers_from: int, timeout_s: float) -> bytes:
+async def _request_consent_record(
+    client: ConsentGattPort, covers_from: int, timeout_s: float
+) -> bytes:
     """Have the band sign the record of the consent since ``covers_from`` (to its now).
 
     Every batch of this sync carries it; the cloud checks it with the band's key. The band
@@ -316,7 +318,7 @@ def purge_withdrawn(outbox: Outbox, band: bytes, consent: BandConsent) -> dict[i
 
 
 async def set_consent(
-    client: GattClient,
+    client: ConsentGattPort,
     category: ConsentCategory,
     granted: bool,
     policy_version: int,

@@ -54,6 +54,7 @@ from device_sim.radio.medium import (
     encryption_proof,
 )
 from protocol.ble import sig_codecs as sig
+from protocol.ble.att import AttErrorCode
 from protocol.ble.gatt import (
     AttributeDatabase,
     GattRejection,
@@ -96,9 +97,6 @@ _BONDS_MAGIC = b"KMEBONDS"
 COMPANY_ID = 0xFFFF
 #: Chunks notified before the sender yields to the event loop (keeps other tasks alive).
 CHUNKS_PER_YIELD = 64
-ATT_APP_ERROR_NOT_SUPPORTED = 0x80
-#: ATT Insufficient Authorization: a bonded central that has not proven it is the owner.
-ATT_INSUFFICIENT_AUTHORIZATION = 0x08
 _P256_ORDER = 0xFFFFFFFF00000000FFFFFFFFFFFFFFFFBCE6FAADA7179E84F3B9CAC2FC632551
 #: Personal data only the owner's client may read or write once the band is activated.
 OWNER_ONLY = frozenset(
@@ -427,7 +425,7 @@ class BandGattEndpoint:
         conn = self._connections.get(connection)  # type: ignore[call-overload]
         if conn is None or not conn.owner:
             raise GattRejection(
-                ATT_INSUFFICIENT_AUTHORIZATION, "prove ownership (owner challenge) first"
+                AttErrorCode.INSUFFICIENT_AUTHORIZATION, "prove ownership (owner challenge) first"
             )
 
     def _owner_only_read(self, read: Callable[[Any], bytes]) -> Callable[[Any], bytes]:
@@ -456,14 +454,14 @@ class BandGattEndpoint:
         try:
             self.band.profile.update(**changes)
         except Exception:
-            raise GattRejection(0x13, "value out of range") from None  # Value Not Allowed
+            raise GattRejection(AttErrorCode.VALUE_NOT_ALLOWED, "value out of range") from None
 
     def _write_dob(self, value: bytes, conn: object) -> None:
         try:
             dob = sig.decode_date_of_birth(value)
             self._profile_update(date_of_birth=dt.date(dob.year, dob.month, dob.day))
         except sig.SigCodecError:
-            raise GattRejection(0x13, "bad date") from None
+            raise GattRejection(AttErrorCode.VALUE_NOT_ALLOWED, "bad date") from None
 
     def _write_hr_control(self, value: bytes, conn: object) -> None:
         try:
@@ -488,7 +486,7 @@ class BandGattEndpoint:
         try:
             ct = sig.decode_current_time(value)
         except sig.SigCodecError:
-            raise GattRejection(0x13, "bad current time") from None
+            raise GattRejection(AttErrorCode.VALUE_NOT_ALLOWED, "bad current time") from None
         tz = dt.timezone(dt.timedelta(minutes=self.band.firmware.tz_offset_min))
         when = ct.to_datetime().replace(tzinfo=tz).timestamp()
         self.clock_offset_s = when - self.band.clock.now()
@@ -497,10 +495,12 @@ class BandGattEndpoint:
         try:
             info = sig.decode_local_time_information(value)
         except sig.SigCodecError:
-            raise GattRejection(0x13, "bad local time information") from None
+            raise GattRejection(
+                AttErrorCode.VALUE_NOT_ALLOWED, "bad local time information"
+            ) from None
         offset = info.total_offset_min
         if offset is None:
-            raise GattRejection(0x13, "time zone unknown")
+            raise GattRejection(AttErrorCode.VALUE_NOT_ALLOWED, "time zone unknown")
         self.band.firmware.set_tz_offset(offset, self.band.clock.now())
 
     def _user_control(self, conn: _Connection, handle: int, value: bytes) -> None:
@@ -714,7 +714,7 @@ class BandGattEndpoint:
     def _sync_status(self, connection: object) -> bytes:
         conn = self._connections.get(connection)  # type: ignore[call-overload]
         if conn is None or not conn.owner:
-            raise GattRejection(0x08, "owner only")  # Insufficient Authorization
+            raise GattRejection(AttErrorCode.INSUFFICIENT_AUTHORIZATION, "owner only")
         return ctl.encode_control(self._sender(conn).status())
 
     def _record_sync_control(self, conn: _Connection, handle: int, value: bytes) -> None:

@@ -1,11 +1,15 @@
 """ATT PDUs: the Attribute Protocol's wire format (Core Specification Vol 3, Part F).
 
 Every PDU GATT needs is a slots dataclass with an ``encode()`` method, and
-:func:`decode_pdu` turns any bytes into one of them. Decoding never raises anything but
-:class:`AttDecodeError`, which carries the error code and handle a server answers with
-(Invalid PDU for malformed bytes, Request Not Supported for an unknown request opcode,
-Invalid Handle for an empty or reversed handle range), so a server can turn any decode
-failure straight into an Error Response.
+:func:`decode_pdu` turns any bytes into one of them. :data:`PDU_REGISTRY` is the one table
+of what each :class:`AttOpcode` is (its role, its dataclass, its decoder, a request's
+response): each class's ``OPCODE``, the decoder table, :data:`REQUEST_OPCODES`,
+:data:`RESPONSE_OPCODE` and the GATT server's dispatch are derived from it.
+
+Decoding never raises anything but :class:`AttDecodeError`, which carries the error code
+and handle a server answers with (Invalid PDU for malformed bytes, Request Not Supported
+for an unknown request opcode, Invalid Handle for an empty or reversed handle range), so a
+server can turn any decode failure straight into an Error Response.
 
 All multi-octet fields are little-endian. UUIDs are :class:`uuid.UUID` values; on the wire
 a SIG alias travels as 2 octets and anything else as 16 (see :mod:`protocol.ble.uuids`).
@@ -19,8 +23,9 @@ from __future__ import annotations
 import enum
 import struct
 import uuid
-from collections.abc import Callable
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass
+from types import MappingProxyType
 from typing import ClassVar
 
 from protocol.ble.uuids import alias16, uuid16, uuid_to_att
@@ -157,7 +162,20 @@ _pack_op_u16_u16 = _OP_U16_U16.pack
 _unpack_u16_u16 = _U16_U16.unpack_from
 
 
-def _check_handle(handle: int, what: str = "handle") -> None:
+def is_attribute_handle(handle: int) -> bool:
+    """True for a handle an attribute can have: 0x0001..0xFFFF (0x0000 is reserved)."""
+    return MIN_HANDLE <= handle <= MAX_HANDLE
+
+
+def check_attribute_handle(handle: int) -> None:
+    """Raise :class:`UsageError` unless ``handle`` is one an attribute can have."""
+    if not is_attribute_handle(handle):
+        raise UsageError(f"an attribute handle is 0x0001..0xFFFF, got {handle}")
+
+
+def _check_handle_field(handle: int, what: str = "handle") -> None:
+    # A handle *field* on the wire may hold 0x0000: an Error Response to a PDU without a
+    # handle carries it, and a request's range is vetted by the receiver (Invalid Handle).
     if not 0 <= handle <= MAX_HANDLE:
         raise AttEncodeError(f"{what} must be 0x0000..0xFFFF, got {handle}")
 
@@ -176,7 +194,8 @@ def _check_u16(value: int, what: str) -> None:
 class ErrorResponse:
     """ATT_ERROR_RSP: the request ``request_opcode`` on ``handle`` failed with ``error_code``."""
 
-    OPCODE: ClassVar[AttOpcode] = AttOpcode.ERROR_RSP
+    OPCODE: ClassVar[AttOpcode]
+    OPCODE_OCTET: ClassVar[bytes]
     request_opcode: int
     handle: int
     error_code: int
@@ -184,46 +203,49 @@ class ErrorResponse:
     def encode(self) -> bytes:
         if not 0 <= self.request_opcode <= 0xFF or not 0 <= self.error_code <= 0xFF:
             raise AttEncodeError("request_opcode and error_code must each fit in one octet")
-        _check_handle(self.handle)
-        return _OP_U8_U16_U8.pack(0x01, self.request_opcode, self.handle, self.error_code)
+        _check_handle_field(self.handle)
+        return _OP_U8_U16_U8.pack(self.OPCODE, self.request_opcode, self.handle, self.error_code)
 
 
 @dataclass(frozen=True, slots=True)
 class ExchangeMtuRequest:
     """ATT_EXCHANGE_MTU_REQ: the client's receive MTU."""
 
-    OPCODE: ClassVar[AttOpcode] = AttOpcode.EXCHANGE_MTU_REQ
+    OPCODE: ClassVar[AttOpcode]
+    OPCODE_OCTET: ClassVar[bytes]
     client_rx_mtu: int
 
     def encode(self) -> bytes:
         _check_u16(self.client_rx_mtu, "client_rx_mtu")
-        return _pack_op_u16(0x02, self.client_rx_mtu)
+        return _pack_op_u16(self.OPCODE, self.client_rx_mtu)
 
 
 @dataclass(frozen=True, slots=True)
 class ExchangeMtuResponse:
     """ATT_EXCHANGE_MTU_RSP: the server's receive MTU."""
 
-    OPCODE: ClassVar[AttOpcode] = AttOpcode.EXCHANGE_MTU_RSP
+    OPCODE: ClassVar[AttOpcode]
+    OPCODE_OCTET: ClassVar[bytes]
     server_rx_mtu: int
 
     def encode(self) -> bytes:
         _check_u16(self.server_rx_mtu, "server_rx_mtu")
-        return _pack_op_u16(0x03, self.server_rx_mtu)
+        return _pack_op_u16(self.OPCODE, self.server_rx_mtu)
 
 
 @dataclass(frozen=True, slots=True)
 class FindInformationRequest:
     """ATT_FIND_INFORMATION_REQ: list attribute handles and types in a handle range."""
 
-    OPCODE: ClassVar[AttOpcode] = AttOpcode.FIND_INFORMATION_REQ
+    OPCODE: ClassVar[AttOpcode]
+    OPCODE_OCTET: ClassVar[bytes]
     start_handle: int
     end_handle: int
 
     def encode(self) -> bytes:
-        _check_handle(self.start_handle, "start_handle")
-        _check_handle(self.end_handle, "end_handle")
-        return _pack_op_u16_u16(0x04, self.start_handle, self.end_handle)
+        _check_handle_field(self.start_handle, "start_handle")
+        _check_handle_field(self.end_handle, "end_handle")
+        return _pack_op_u16_u16(self.OPCODE, self.start_handle, self.end_handle)
 
 
 @dataclass(frozen=True, slots=True)
@@ -234,16 +256,17 @@ class FindInformationResponse:
     is a SIG alias, otherwise 128-bit UUIDs (format 0x02) for all of them.
     """
 
-    OPCODE: ClassVar[AttOpcode] = AttOpcode.FIND_INFORMATION_RSP
+    OPCODE: ClassVar[AttOpcode]
+    OPCODE_OCTET: ClassVar[bytes]
     entries: tuple[tuple[int, uuid.UUID], ...]
 
     def encode(self) -> bytes:
         if not self.entries:
             raise AttEncodeError("a Find Information Response needs at least one entry")
         short = all(alias16(t) is not None for _, t in self.entries)
-        parts = [b"\x05\x01" if short else b"\x05\x02"]
+        parts = [self.OPCODE_OCTET, b"\x01" if short else b"\x02"]
         for handle, attr_type in self.entries:
-            _check_handle(handle)
+            _check_handle_field(handle)
             parts.append(_U16.pack(handle))
             parts.append(uuid_to_att(attr_type) if short else attr_type.bytes[::-1])
         return b"".join(parts)
@@ -253,19 +276,20 @@ class FindInformationResponse:
 class FindByTypeValueRequest:
     """ATT_FIND_BY_TYPE_VALUE_REQ: attributes of a 16-bit type whose value equals ``value``."""
 
-    OPCODE: ClassVar[AttOpcode] = AttOpcode.FIND_BY_TYPE_VALUE_REQ
+    OPCODE: ClassVar[AttOpcode]
+    OPCODE_OCTET: ClassVar[bytes]
     start_handle: int
     end_handle: int
     attribute_type: uuid.UUID
     value: bytes
 
     def encode(self) -> bytes:
-        _check_handle(self.start_handle, "start_handle")
-        _check_handle(self.end_handle, "end_handle")
+        _check_handle_field(self.start_handle, "start_handle")
+        _check_handle_field(self.end_handle, "end_handle")
         alias = alias16(self.attribute_type)
         if alias is None:
             raise AttEncodeError("Find By Type Value carries only 16-bit (SIG alias) types")
-        return _OP_U16_U16.pack(0x06, self.start_handle, self.end_handle) + (
+        return _OP_U16_U16.pack(self.OPCODE, self.start_handle, self.end_handle) + (
             _U16.pack(alias) + bytes(self.value)
         )
 
@@ -274,16 +298,17 @@ class FindByTypeValueRequest:
 class FindByTypeValueResponse:
     """ATT_FIND_BY_TYPE_VALUE_RSP: ``(found handle, group end handle)`` pairs."""
 
-    OPCODE: ClassVar[AttOpcode] = AttOpcode.FIND_BY_TYPE_VALUE_RSP
+    OPCODE: ClassVar[AttOpcode]
+    OPCODE_OCTET: ClassVar[bytes]
     handles: tuple[tuple[int, int], ...]
 
     def encode(self) -> bytes:
         if not self.handles:
             raise AttEncodeError("a Find By Type Value Response needs at least one entry")
-        parts = [b"\x07"]
+        parts = [self.OPCODE_OCTET]
         for found, end in self.handles:
-            _check_handle(found)
-            _check_handle(end)
+            _check_handle_field(found)
+            _check_handle_field(end)
             parts.append(_U16_U16.pack(found, end))
         return b"".join(parts)
 
@@ -292,15 +317,16 @@ class FindByTypeValueResponse:
 class ReadByTypeRequest:
     """ATT_READ_BY_TYPE_REQ: values of attributes of ``attribute_type`` in a handle range."""
 
-    OPCODE: ClassVar[AttOpcode] = AttOpcode.READ_BY_TYPE_REQ
+    OPCODE: ClassVar[AttOpcode]
+    OPCODE_OCTET: ClassVar[bytes]
     start_handle: int
     end_handle: int
     attribute_type: uuid.UUID
 
     def encode(self) -> bytes:
-        _check_handle(self.start_handle, "start_handle")
-        _check_handle(self.end_handle, "end_handle")
-        return _pack_op_u16_u16(0x08, self.start_handle, self.end_handle) + uuid_to_att(
+        _check_handle_field(self.start_handle, "start_handle")
+        _check_handle_field(self.end_handle, "end_handle")
+        return _pack_op_u16_u16(self.OPCODE, self.start_handle, self.end_handle) + uuid_to_att(
             self.attribute_type
         )
 
@@ -318,104 +344,112 @@ def _encode_handle_values(opcode: bytes, rows: list[bytes]) -> bytes:
 class ReadByTypeResponse:
     """ATT_READ_BY_TYPE_RSP: ``(handle, value)`` pairs, all values of the same length."""
 
-    OPCODE: ClassVar[AttOpcode] = AttOpcode.READ_BY_TYPE_RSP
+    OPCODE: ClassVar[AttOpcode]
+    OPCODE_OCTET: ClassVar[bytes]
     attributes: tuple[tuple[int, bytes], ...]
 
     def encode(self) -> bytes:
         rows = []
         for handle, value in self.attributes:
-            _check_handle(handle)
+            _check_handle_field(handle)
             rows.append(_U16.pack(handle) + bytes(value))
-        return _encode_handle_values(b"\x09", rows)
+        return _encode_handle_values(self.OPCODE_OCTET, rows)
 
 
 @dataclass(frozen=True, slots=True)
 class ReadRequest:
     """ATT_READ_REQ: the value of one attribute."""
 
-    OPCODE: ClassVar[AttOpcode] = AttOpcode.READ_REQ
+    OPCODE: ClassVar[AttOpcode]
+    OPCODE_OCTET: ClassVar[bytes]
     handle: int
 
     def encode(self) -> bytes:
-        _check_handle(self.handle)
-        return _pack_op_u16(0x0A, self.handle)
+        _check_handle_field(self.handle)
+        return _pack_op_u16(self.OPCODE, self.handle)
 
 
 @dataclass(frozen=True, slots=True)
 class ReadResponse:
     """ATT_READ_RSP: the value (or its first ATT_MTU-1 octets)."""
 
-    OPCODE: ClassVar[AttOpcode] = AttOpcode.READ_RSP
+    OPCODE: ClassVar[AttOpcode]
+    OPCODE_OCTET: ClassVar[bytes]
     value: bytes
 
     def encode(self) -> bytes:
-        return b"\x0b" + self.value
+        return self.OPCODE_OCTET + self.value
 
 
 @dataclass(frozen=True, slots=True)
 class ReadBlobRequest:
     """ATT_READ_BLOB_REQ: part of a long value, from ``offset``."""
 
-    OPCODE: ClassVar[AttOpcode] = AttOpcode.READ_BLOB_REQ
+    OPCODE: ClassVar[AttOpcode]
+    OPCODE_OCTET: ClassVar[bytes]
     handle: int
     offset: int
 
     def encode(self) -> bytes:
-        _check_handle(self.handle)
+        _check_handle_field(self.handle)
         _check_u16(self.offset, "offset")
-        return _pack_op_u16_u16(0x0C, self.handle, self.offset)
+        return _pack_op_u16_u16(self.OPCODE, self.handle, self.offset)
 
 
 @dataclass(frozen=True, slots=True)
 class ReadBlobResponse:
     """ATT_READ_BLOB_RSP: a part of a long value."""
 
-    OPCODE: ClassVar[AttOpcode] = AttOpcode.READ_BLOB_RSP
+    OPCODE: ClassVar[AttOpcode]
+    OPCODE_OCTET: ClassVar[bytes]
     value: bytes
 
     def encode(self) -> bytes:
-        return b"\x0d" + self.value
+        return self.OPCODE_OCTET + self.value
 
 
 @dataclass(frozen=True, slots=True)
 class ReadMultipleRequest:
     """ATT_READ_MULTIPLE_REQ: the values of two or more attributes, concatenated."""
 
-    OPCODE: ClassVar[AttOpcode] = AttOpcode.READ_MULTIPLE_REQ
+    OPCODE: ClassVar[AttOpcode]
+    OPCODE_OCTET: ClassVar[bytes]
     handles: tuple[int, ...]
 
     def encode(self) -> bytes:
         if len(self.handles) < 2:
             raise AttEncodeError("Read Multiple needs at least two handles")
         for handle in self.handles:
-            _check_handle(handle)
-        return b"\x0e" + struct.pack(f"<{len(self.handles)}H", *self.handles)
+            _check_handle_field(handle)
+        return self.OPCODE_OCTET + struct.pack(f"<{len(self.handles)}H", *self.handles)
 
 
 @dataclass(frozen=True, slots=True)
 class ReadMultipleResponse:
     """ATT_READ_MULTIPLE_RSP: the requested values, concatenated without lengths."""
 
-    OPCODE: ClassVar[AttOpcode] = AttOpcode.READ_MULTIPLE_RSP
+    OPCODE: ClassVar[AttOpcode]
+    OPCODE_OCTET: ClassVar[bytes]
     values: bytes
 
     def encode(self) -> bytes:
-        return b"\x0f" + self.values
+        return self.OPCODE_OCTET + self.values
 
 
 @dataclass(frozen=True, slots=True)
 class ReadByGroupTypeRequest:
     """ATT_READ_BY_GROUP_TYPE_REQ: grouping attributes (services) in a handle range."""
 
-    OPCODE: ClassVar[AttOpcode] = AttOpcode.READ_BY_GROUP_TYPE_REQ
+    OPCODE: ClassVar[AttOpcode]
+    OPCODE_OCTET: ClassVar[bytes]
     start_handle: int
     end_handle: int
     group_type: uuid.UUID
 
     def encode(self) -> bytes:
-        _check_handle(self.start_handle, "start_handle")
-        _check_handle(self.end_handle, "end_handle")
-        return _pack_op_u16_u16(0x10, self.start_handle, self.end_handle) + uuid_to_att(
+        _check_handle_field(self.start_handle, "start_handle")
+        _check_handle_field(self.end_handle, "end_handle")
+        return _pack_op_u16_u16(self.OPCODE, self.start_handle, self.end_handle) + uuid_to_att(
             self.group_type
         )
 
@@ -424,82 +458,88 @@ class ReadByGroupTypeRequest:
 class ReadByGroupTypeResponse:
     """ATT_READ_BY_GROUP_TYPE_RSP: ``(handle, end group handle, value)``, same-length values."""
 
-    OPCODE: ClassVar[AttOpcode] = AttOpcode.READ_BY_GROUP_TYPE_RSP
+    OPCODE: ClassVar[AttOpcode]
+    OPCODE_OCTET: ClassVar[bytes]
     groups: tuple[tuple[int, int, bytes], ...]
 
     def encode(self) -> bytes:
         rows = []
         for handle, end, value in self.groups:
-            _check_handle(handle)
-            _check_handle(end)
+            _check_handle_field(handle)
+            _check_handle_field(end)
             rows.append(_U16_U16.pack(handle, end) + bytes(value))
-        return _encode_handle_values(b"\x11", rows)
+        return _encode_handle_values(self.OPCODE_OCTET, rows)
 
 
 @dataclass(frozen=True, slots=True)
 class WriteRequest:
     """ATT_WRITE_REQ: write a value and expect a Write Response."""
 
-    OPCODE: ClassVar[AttOpcode] = AttOpcode.WRITE_REQ
+    OPCODE: ClassVar[AttOpcode]
+    OPCODE_OCTET: ClassVar[bytes]
     handle: int
     value: bytes
 
     def encode(self) -> bytes:
-        _check_handle(self.handle)
-        return _pack_op_u16(0x12, self.handle) + self.value
+        _check_handle_field(self.handle)
+        return _pack_op_u16(self.OPCODE, self.handle) + self.value
 
 
 @dataclass(frozen=True, slots=True)
 class WriteResponse:
     """ATT_WRITE_RSP: the write succeeded."""
 
-    OPCODE: ClassVar[AttOpcode] = AttOpcode.WRITE_RSP
+    OPCODE: ClassVar[AttOpcode]
+    OPCODE_OCTET: ClassVar[bytes]
 
     def encode(self) -> bytes:
-        return b"\x13"
+        return self.OPCODE_OCTET
 
 
 @dataclass(frozen=True, slots=True)
 class WriteCommand:
     """ATT_WRITE_CMD: write a value with no response (errors are silently dropped)."""
 
-    OPCODE: ClassVar[AttOpcode] = AttOpcode.WRITE_CMD
+    OPCODE: ClassVar[AttOpcode]
+    OPCODE_OCTET: ClassVar[bytes]
     handle: int
     value: bytes
 
     def encode(self) -> bytes:
-        _check_handle(self.handle)
-        return _pack_op_u16(0x52, self.handle) + self.value
+        _check_handle_field(self.handle)
+        return _pack_op_u16(self.OPCODE, self.handle) + self.value
 
 
 @dataclass(frozen=True, slots=True)
 class PrepareWriteRequest:
     """ATT_PREPARE_WRITE_REQ: queue part of a long or reliable write."""
 
-    OPCODE: ClassVar[AttOpcode] = AttOpcode.PREPARE_WRITE_REQ
+    OPCODE: ClassVar[AttOpcode]
+    OPCODE_OCTET: ClassVar[bytes]
     handle: int
     offset: int
     value: bytes
 
     def encode(self) -> bytes:
-        _check_handle(self.handle)
+        _check_handle_field(self.handle)
         _check_u16(self.offset, "offset")
-        return _pack_op_u16_u16(0x16, self.handle, self.offset) + self.value
+        return _pack_op_u16_u16(self.OPCODE, self.handle, self.offset) + self.value
 
 
 @dataclass(frozen=True, slots=True)
 class PrepareWriteResponse:
     """ATT_PREPARE_WRITE_RSP: echoes the queued part, so the client can verify it."""
 
-    OPCODE: ClassVar[AttOpcode] = AttOpcode.PREPARE_WRITE_RSP
+    OPCODE: ClassVar[AttOpcode]
+    OPCODE_OCTET: ClassVar[bytes]
     handle: int
     offset: int
     value: bytes
 
     def encode(self) -> bytes:
-        _check_handle(self.handle)
+        _check_handle_field(self.handle)
         _check_u16(self.offset, "offset")
-        return _pack_op_u16_u16(0x17, self.handle, self.offset) + self.value
+        return _pack_op_u16_u16(self.OPCODE, self.handle, self.offset) + self.value
 
 
 class ExecuteWriteFlags(enum.IntEnum):
@@ -513,57 +553,62 @@ class ExecuteWriteFlags(enum.IntEnum):
 class ExecuteWriteRequest:
     """ATT_EXECUTE_WRITE_REQ: write (``commit=True``) or discard all prepared values."""
 
-    OPCODE: ClassVar[AttOpcode] = AttOpcode.EXECUTE_WRITE_REQ
+    OPCODE: ClassVar[AttOpcode]
+    OPCODE_OCTET: ClassVar[bytes]
     commit: bool
 
     def encode(self) -> bytes:
-        return b"\x18\x01" if self.commit else b"\x18\x00"
+        return self.OPCODE_OCTET + (b"\x01" if self.commit else b"\x00")
 
 
 @dataclass(frozen=True, slots=True)
 class ExecuteWriteResponse:
     """ATT_EXECUTE_WRITE_RSP: the queue was written or discarded."""
 
-    OPCODE: ClassVar[AttOpcode] = AttOpcode.EXECUTE_WRITE_RSP
+    OPCODE: ClassVar[AttOpcode]
+    OPCODE_OCTET: ClassVar[bytes]
 
     def encode(self) -> bytes:
-        return b"\x19"
+        return self.OPCODE_OCTET
 
 
 @dataclass(frozen=True, slots=True)
 class HandleValueNotification:
     """ATT_HANDLE_VALUE_NTF: a value pushed by the server, unacknowledged."""
 
-    OPCODE: ClassVar[AttOpcode] = AttOpcode.HANDLE_VALUE_NTF
+    OPCODE: ClassVar[AttOpcode]
+    OPCODE_OCTET: ClassVar[bytes]
     handle: int
     value: bytes
 
     def encode(self) -> bytes:
-        _check_handle(self.handle)
-        return _pack_op_u16(0x1B, self.handle) + self.value
+        _check_handle_field(self.handle)
+        return _pack_op_u16(self.OPCODE, self.handle) + self.value
 
 
 @dataclass(frozen=True, slots=True)
 class HandleValueIndication:
     """ATT_HANDLE_VALUE_IND: a value pushed by the server; the client must confirm it."""
 
-    OPCODE: ClassVar[AttOpcode] = AttOpcode.HANDLE_VALUE_IND
+    OPCODE: ClassVar[AttOpcode]
+    OPCODE_OCTET: ClassVar[bytes]
     handle: int
     value: bytes
 
     def encode(self) -> bytes:
-        _check_handle(self.handle)
-        return _pack_op_u16(0x1D, self.handle) + self.value
+        _check_handle_field(self.handle)
+        return _pack_op_u16(self.OPCODE, self.handle) + self.value
 
 
 @dataclass(frozen=True, slots=True)
 class HandleValueConfirmation:
     """ATT_HANDLE_VALUE_CFM: the client received the indication."""
 
-    OPCODE: ClassVar[AttOpcode] = AttOpcode.HANDLE_VALUE_CFM
+    OPCODE: ClassVar[AttOpcode]
+    OPCODE_OCTET: ClassVar[bytes]
 
     def encode(self) -> bytes:
-        return b"\x1e"
+        return self.OPCODE_OCTET
 
 
 AttPdu = (
@@ -595,39 +640,6 @@ AttPdu = (
     | HandleValueIndication
     | HandleValueConfirmation
 )
-
-#: Opcodes of the PDUs a client sends and a server answers (requests).
-REQUEST_OPCODES = frozenset(
-    {
-        AttOpcode.EXCHANGE_MTU_REQ,
-        AttOpcode.FIND_INFORMATION_REQ,
-        AttOpcode.FIND_BY_TYPE_VALUE_REQ,
-        AttOpcode.READ_BY_TYPE_REQ,
-        AttOpcode.READ_REQ,
-        AttOpcode.READ_BLOB_REQ,
-        AttOpcode.READ_MULTIPLE_REQ,
-        AttOpcode.READ_BY_GROUP_TYPE_REQ,
-        AttOpcode.WRITE_REQ,
-        AttOpcode.PREPARE_WRITE_REQ,
-        AttOpcode.EXECUTE_WRITE_REQ,
-        AttOpcode.READ_MULTIPLE_VARIABLE_REQ,
-    }
-)
-
-#: For each request opcode, the opcode of its successful response.
-RESPONSE_OPCODE = {
-    AttOpcode.EXCHANGE_MTU_REQ: AttOpcode.EXCHANGE_MTU_RSP,
-    AttOpcode.FIND_INFORMATION_REQ: AttOpcode.FIND_INFORMATION_RSP,
-    AttOpcode.FIND_BY_TYPE_VALUE_REQ: AttOpcode.FIND_BY_TYPE_VALUE_RSP,
-    AttOpcode.READ_BY_TYPE_REQ: AttOpcode.READ_BY_TYPE_RSP,
-    AttOpcode.READ_REQ: AttOpcode.READ_RSP,
-    AttOpcode.READ_BLOB_REQ: AttOpcode.READ_BLOB_RSP,
-    AttOpcode.READ_MULTIPLE_REQ: AttOpcode.READ_MULTIPLE_RSP,
-    AttOpcode.READ_BY_GROUP_TYPE_REQ: AttOpcode.READ_BY_GROUP_TYPE_RSP,
-    AttOpcode.WRITE_REQ: AttOpcode.WRITE_RSP,
-    AttOpcode.PREPARE_WRITE_REQ: AttOpcode.PREPARE_WRITE_RSP,
-    AttOpcode.EXECUTE_WRITE_REQ: AttOpcode.EXECUTE_WRITE_RSP,
-}
 
 
 def is_command(opcode: int) -> bool:
@@ -840,34 +852,212 @@ def _dec_confirmation(data: bytes) -> AttPdu:
     return HandleValueConfirmation()
 
 
+# --------------------------------------------------------------------------------------
+# The PDU registry: the one table of what each opcode is. Encoding (each class's OPCODE),
+# decoding and the servers' and clients' dispatch are all derived from it.
+# --------------------------------------------------------------------------------------
+
+
+class PduRole(enum.Enum):
+    """Who sends a PDU and what its receiver owes it (Vol 3 Part F 3.3 and 3.4.9)."""
+
+    REQUEST = "request"  # client to server; answered by its response or an Error Response
+    RESPONSE = "response"  # server to client, answering a request
+    COMMAND = "command"  # client to server; never answered
+    NOTIFICATION = "notification"  # server to client; unacknowledged
+    INDICATION = "indication"  # server to client; the client confirms it
+    CONFIRMATION = "confirmation"  # client to server, confirming an indication
+
+    @property
+    def from_client(self) -> bool:
+        """True for the PDUs a client sends (so a server receives them)."""
+        return self in _CLIENT_ROLES
+
+
+_CLIENT_ROLES = frozenset({PduRole.REQUEST, PduRole.COMMAND, PduRole.CONFIRMATION})
+
+
+@dataclass(frozen=True, slots=True)
+class PduSpec:
+    """One row of :data:`PDU_REGISTRY`: an opcode, its role, and its codec.
+
+    ``pdu_type`` and ``decode`` are None for opcodes the Core Specification defines but
+    this module does not implement: decoding them raises Request Not Supported.
+    ``response`` is the opcode that answers a request.
+    """
+
+    opcode: AttOpcode
+    role: PduRole
+    pdu_type: type[AttPdu] | None = None
+    decode: Callable[[bytes], AttPdu] | None = None
+    response: AttOpcode | None = None
+
+    @property
+    def supported(self) -> bool:
+        """True when this module encodes and decodes the PDU."""
+        return self.decode is not None
+
+
+_Op = AttOpcode
+_Role = PduRole
+
+#: Every ATT opcode, keyed by :class:`AttOpcode`.
+PDU_REGISTRY: Mapping[AttOpcode, PduSpec] = MappingProxyType(
+    {
+        spec.opcode: spec
+        for spec in (
+            PduSpec(_Op.ERROR_RSP, _Role.RESPONSE, ErrorResponse, _dec_error_rsp),
+            PduSpec(
+                _Op.EXCHANGE_MTU_REQ,
+                _Role.REQUEST,
+                ExchangeMtuRequest,
+                _dec_mtu_req,
+                _Op.EXCHANGE_MTU_RSP,
+            ),
+            PduSpec(_Op.EXCHANGE_MTU_RSP, _Role.RESPONSE, ExchangeMtuResponse, _dec_mtu_rsp),
+            PduSpec(
+                _Op.FIND_INFORMATION_REQ,
+                _Role.REQUEST,
+                FindInformationRequest,
+                _dec_find_info_req,
+                _Op.FIND_INFORMATION_RSP,
+            ),
+            PduSpec(
+                _Op.FIND_INFORMATION_RSP,
+                _Role.RESPONSE,
+                FindInformationResponse,
+                _dec_find_info_rsp,
+            ),
+            PduSpec(
+                _Op.FIND_BY_TYPE_VALUE_REQ,
+                _Role.REQUEST,
+                FindByTypeValueRequest,
+                _dec_find_by_type_req,
+                _Op.FIND_BY_TYPE_VALUE_RSP,
+            ),
+            PduSpec(
+                _Op.FIND_BY_TYPE_VALUE_RSP,
+                _Role.RESPONSE,
+                FindByTypeValueResponse,
+                _dec_find_by_type_rsp,
+            ),
+            PduSpec(
+                _Op.READ_BY_TYPE_REQ,
+                _Role.REQUEST,
+                ReadByTypeRequest,
+                _dec_read_by_type_req,
+                _Op.READ_BY_TYPE_RSP,
+            ),
+            PduSpec(
+                _Op.READ_BY_TYPE_RSP, _Role.RESPONSE, ReadByTypeResponse, _dec_read_by_type_rsp
+            ),
+            PduSpec(_Op.READ_REQ, _Role.REQUEST, ReadRequest, _dec_read_req, _Op.READ_RSP),
+            PduSpec(_Op.READ_RSP, _Role.RESPONSE, ReadResponse, _dec_read_rsp),
+            PduSpec(
+                _Op.READ_BLOB_REQ,
+                _Role.REQUEST,
+                ReadBlobRequest,
+                _dec_read_blob_req,
+                _Op.READ_BLOB_RSP,
+            ),
+            PduSpec(_Op.READ_BLOB_RSP, _Role.RESPONSE, ReadBlobResponse, _dec_read_blob_rsp),
+            PduSpec(
+                _Op.READ_MULTIPLE_REQ,
+                _Role.REQUEST,
+                ReadMultipleRequest,
+                _dec_read_multiple_req,
+                _Op.READ_MULTIPLE_RSP,
+            ),
+            PduSpec(
+                _Op.READ_MULTIPLE_RSP,
+                _Role.RESPONSE,
+                ReadMultipleResponse,
+                _dec_read_multiple_rsp,
+            ),
+            PduSpec(
+                _Op.READ_BY_GROUP_TYPE_REQ,
+                _Role.REQUEST,
+                ReadByGroupTypeRequest,
+                _dec_read_by_group_req,
+                _Op.READ_BY_GROUP_TYPE_RSP,
+            ),
+            PduSpec(
+                _Op.READ_BY_GROUP_TYPE_RSP,
+                _Role.RESPONSE,
+                ReadByGroupTypeResponse,
+                _dec_read_by_group_rsp,
+            ),
+            PduSpec(_Op.WRITE_REQ, _Role.REQUEST, WriteRequest, _dec_write_req, _Op.WRITE_RSP),
+            PduSpec(_Op.WRITE_RSP, _Role.RESPONSE, WriteResponse, _dec_write_rsp),
+            PduSpec(
+                _Op.PREPARE_WRITE_REQ,
+                _Role.REQUEST,
+                PrepareWriteRequest,
+                _dec_prepare_req,
+                _Op.PREPARE_WRITE_RSP,
+            ),
+            PduSpec(_Op.PREPARE_WRITE_RSP, _Role.RESPONSE, PrepareWriteResponse, _dec_prepare_rsp),
+            PduSpec(
+                _Op.EXECUTE_WRITE_REQ,
+                _Role.REQUEST,
+                ExecuteWriteRequest,
+                _dec_execute_req,
+                _Op.EXECUTE_WRITE_RSP,
+            ),
+            PduSpec(_Op.EXECUTE_WRITE_RSP, _Role.RESPONSE, ExecuteWriteResponse, _dec_execute_rsp),
+            # Defined by Core Specification 5.2 (EATT era); not implemented here.
+            PduSpec(
+                _Op.READ_MULTIPLE_VARIABLE_REQ,
+                _Role.REQUEST,
+                response=_Op.READ_MULTIPLE_VARIABLE_RSP,
+            ),
+            PduSpec(_Op.READ_MULTIPLE_VARIABLE_RSP, _Role.RESPONSE),
+            PduSpec(_Op.MULTIPLE_HANDLE_VALUE_NTF, _Role.NOTIFICATION),
+            PduSpec(
+                _Op.HANDLE_VALUE_NTF,
+                _Role.NOTIFICATION,
+                HandleValueNotification,
+                _dec_notification,
+            ),
+            PduSpec(_Op.HANDLE_VALUE_IND, _Role.INDICATION, HandleValueIndication, _dec_indication),
+            PduSpec(
+                _Op.HANDLE_VALUE_CFM,
+                _Role.CONFIRMATION,
+                HandleValueConfirmation,
+                _dec_confirmation,
+            ),
+            PduSpec(_Op.WRITE_CMD, _Role.COMMAND, WriteCommand, _dec_write_cmd),
+            # Signed writes need a CSRK from bonding; kmeband encrypts the link instead.
+            PduSpec(_Op.SIGNED_WRITE_CMD, _Role.COMMAND),
+        )
+    }
+)
+
+
+def _bind_opcodes() -> None:
+    # Each PDU class learns its opcode from the registry, so encode() writes no literal.
+    for spec in PDU_REGISTRY.values():
+        if spec.pdu_type is not None:
+            spec.pdu_type.OPCODE = spec.opcode
+            spec.pdu_type.OPCODE_OCTET = bytes((spec.opcode,))
+
+
+_bind_opcodes()
+
+#: Opcodes of the PDUs a client sends and a server answers (requests).
+REQUEST_OPCODES = frozenset(op for op, spec in PDU_REGISTRY.items() if spec.role is PduRole.REQUEST)
+
+#: For each request opcode this module decodes, the opcode of its successful response.
+RESPONSE_OPCODE: Mapping[AttOpcode, AttOpcode] = MappingProxyType(
+    {
+        op: spec.response
+        for op, spec in PDU_REGISTRY.items()
+        if spec.supported and spec.response is not None
+    }
+)
+
 _DECODERS: dict[int, Callable[[bytes], AttPdu]] = {
-    0x01: _dec_error_rsp,
-    0x02: _dec_mtu_req,
-    0x03: _dec_mtu_rsp,
-    0x04: _dec_find_info_req,
-    0x05: _dec_find_info_rsp,
-    0x06: _dec_find_by_type_req,
-    0x07: _dec_find_by_type_rsp,
-    0x08: _dec_read_by_type_req,
-    0x09: _dec_read_by_type_rsp,
-    0x0A: _dec_read_req,
-    0x0B: _dec_read_rsp,
-    0x0C: _dec_read_blob_req,
-    0x0D: _dec_read_blob_rsp,
-    0x0E: _dec_read_multiple_req,
-    0x0F: _dec_read_multiple_rsp,
-    0x10: _dec_read_by_group_req,
-    0x11: _dec_read_by_group_rsp,
-    0x12: _dec_write_req,
-    0x13: _dec_write_rsp,
-    0x16: _dec_prepare_req,
-    0x17: _dec_prepare_rsp,
-    0x18: _dec_execute_req,
-    0x19: _dec_execute_rsp,
-    0x1B: _dec_notification,
-    0x1D: _dec_indication,
-    0x1E: _dec_confirmation,
-    0x52: _dec_write_cmd,
+    int(op): spec.decode for op, spec in PDU_REGISTRY.items() if spec.decode is not None
 }
 
 
@@ -899,14 +1089,18 @@ def encode_pdu(pdu: AttPdu) -> bytes:
 # --------------------------------------------------------------------------------------
 
 
+_NTF = int(AttOpcode.HANDLE_VALUE_NTF)
+_READ_REQ = int(AttOpcode.READ_REQ)
+
+
 def encode_notification(handle: int, value: bytes) -> bytes:
     """ATT_HANDLE_VALUE_NTF bytes for ``handle`` (0..0xFFFF, not checked) and ``value``."""
-    return _pack_op_u16(0x1B, handle) + value
+    return _pack_op_u16(_NTF, handle) + value
 
 
 def decode_notification(data: bytes) -> tuple[int, bytes]:
     """``(handle, value)`` of notification bytes; raises :class:`AttDecodeError` otherwise."""
-    if len(data) < 3 or data[0] != 0x1B:
+    if len(data) < 3 or data[0] != _NTF:
         if not data:
             raise AttDecodeError(AttErrorCode.INVALID_PDU, 0x00, 0x0000, "the PDU is empty")
         raise _invalid(bytes(data), "not a Handle Value Notification")
@@ -915,4 +1109,4 @@ def decode_notification(data: bytes) -> tuple[int, bytes]:
 
 def encode_read_request(handle: int) -> bytes:
     """ATT_READ_REQ bytes for ``handle`` (0..0xFFFF, not checked)."""
-    return _pack_op_u16(0x0A, handle)
+    return _pack_op_u16(_READ_REQ, handle)

@@ -111,7 +111,7 @@ def timestamp_us(seconds: float) -> int:
     return round(seconds * 1_000_000)
 
 
-def _check_handle(handle: int) -> None:
+def _check_connection_handle(handle: int) -> None:
     if not 0 <= handle <= MAX_CONNECTION_HANDLE:
         raise UsageError("a connection handle is 0x0000..0x0EFF")
 
@@ -120,7 +120,7 @@ def acl_packet(
     handle: int, cid: int, payload: bytes, *, pb_flag: int = PB_FIRST_FLUSHABLE
 ) -> bytes:
     """An H4 ACL data packet holding one whole L2CAP basic frame on channel ``cid``."""
-    _check_handle(handle)
+    _check_connection_handle(handle)
     if not 0 <= pb_flag <= 0b11 or not 0 <= cid <= 0xFFFF:
         raise UsageError("pb_flag is two bits and the channel id 16 bits")
     l2cap = struct.pack("<HH", len(payload), cid) + payload
@@ -158,7 +158,7 @@ def le_connection_complete_event(
     ``peer_address`` is six octets written MSB first; intervals are in the HCI's units
     (1.25 ms for the connection interval, 10 ms for the supervision timeout).
     """
-    _check_handle(handle)
+    _check_connection_handle(handle)
     if len(peer_address) != 6:
         raise UsageError("the peer address is six octets")
     parameters = struct.pack(
@@ -179,13 +179,13 @@ def le_connection_complete_event(
 
 def encryption_change_event(handle: int, *, enabled: bool = True) -> bytes:
     """HCI Encryption Change (0x08): the link is now encrypted (AES-CCM on LE)."""
-    _check_handle(handle)
+    _check_connection_handle(handle)
     return _event(0x08, struct.pack("<BHB", 0x00, handle, 1 if enabled else 0))
 
 
 def disconnection_complete_event(handle: int, reason: int) -> bytes:
     """HCI Disconnection Complete (0x05) with the HCI error code ``reason`` (e.g. 0x13)."""
-    _check_handle(handle)
+    _check_connection_handle(handle)
     if not 0 <= reason <= 0xFF:
         raise UsageError("the disconnection reason is one octet")
     return _event(0x05, struct.pack("<BHB", 0x00, handle, reason))

@@ -34,10 +34,13 @@ from protocol.ble import att
 from protocol.ble.att import (
     DEFAULT_MTU,
     MAX_ATTRIBUTE_LENGTH,
+    MAX_HANDLE,
+    MIN_HANDLE,
     REQUEST_OPCODES,
     AttDecodeError,
     AttErrorCode,
     AttOpcode,
+    check_attribute_handle,
     decode_pdu,
     error_name,
 )
@@ -56,6 +59,23 @@ DEFAULT_CLIENT_RX_MTU = 517
 
 _pack_op_handle = struct.Struct("<BH").pack
 _pack_error = struct.Struct("<BBHB").pack
+_unpack_error = struct.Struct("<BBHB").unpack
+
+# Plain ints of the opcodes the hot paths compare against (an enum lookup costs more).
+_ERROR_RSP = int(AttOpcode.ERROR_RSP)
+_NTF = int(AttOpcode.HANDLE_VALUE_NTF)
+_IND = int(AttOpcode.HANDLE_VALUE_IND)
+_READ_REQ = int(AttOpcode.READ_REQ)
+_READ_RSP = int(AttOpcode.READ_RSP)
+_READ_BLOB_RSP = int(AttOpcode.READ_BLOB_RSP)
+_WRITE_REQ = int(AttOpcode.WRITE_REQ)
+_WRITE_RSP = int(AttOpcode.WRITE_RSP)
+_WRITE_CMD = int(AttOpcode.WRITE_CMD)
+_PREPARE_WRITE_RSP = int(AttOpcode.PREPARE_WRITE_RSP)
+_EXECUTE_WRITE_RSP = int(AttOpcode.EXECUTE_WRITE_RSP)
+_CONFIRMATION = att.HandleValueConfirmation().encode()
+_EXECUTE = att.ExecuteWriteRequest(commit=True).encode()
+_CANCEL = att.ExecuteWriteRequest(commit=False).encode()
 
 _ADVICE: dict[int, str] = {
     AttErrorCode.INSUFFICIENT_ENCRYPTION: "encrypt the link (pair or bond with the band) and retry",
@@ -333,11 +353,6 @@ class _Procedure:
         self.opcode = 0
 
 
-def _check_handle(handle: int) -> None:
-    if not 0x0001 <= handle <= 0xFFFF:
-        raise UsageError(f"an attribute handle is 0x0001..0xFFFF, got {handle}")
-
-
 def _malformed(kind: str, why: str) -> GattProcedureError:
     return GattProcedureError(
         f"{kind}: the server's answer was malformed ({why}); the server does not follow "
@@ -347,8 +362,8 @@ def _malformed(kind: str, why: str) -> GattProcedureError:
 
 def _failure(kind: str, data: bytes) -> GattProcedureError:
     """The error for an unexpected answer: the server's Error Response, or garbage."""
-    if len(data) == 5 and data[0] == 0x01:
-        _, req, handle, code = struct.unpack("<BBHB", data)
+    if len(data) == 5 and data[0] == _ERROR_RSP:
+        _, req, handle, code = _unpack_error(data)
         advice = _ADVICE.get(code, "see the profile documentation for this error")
         return GattProcedureError(
             f"{kind} failed: the server answered {error_name(code)} for handle "
@@ -371,7 +386,7 @@ def _decode_as(kind: str, data: bytes, cls: type[_T]) -> _T:
 
 
 def _not_found(data: bytes) -> bool:
-    return len(data) == 5 and data[0] == 0x01 and data[4] == AttErrorCode.ATTRIBUTE_NOT_FOUND
+    return len(data) == 5 and data[0] == _ERROR_RSP and data[4] == AttErrorCode.ATTRIBUTE_NOT_FOUND
 
 
 class GattClient:
@@ -459,8 +474,8 @@ class GattClient:
 
     def discover_characteristics(self, start_handle: int, end_handle: int) -> ProcedureStart:
         """Discover the characteristics of a service's handle range."""
-        _check_handle(start_handle)
-        _check_handle(end_handle)
+        check_attribute_handle(start_handle)
+        check_attribute_handle(end_handle)
         return self._submit(
             "characteristic discovery",
             self._characteristic_steps(start_handle, end_handle),
@@ -469,8 +484,8 @@ class GattClient:
 
     def discover_descriptors(self, start_handle: int, end_handle: int) -> ProcedureStart:
         """Discover the descriptors in a handle range (after a characteristic's value)."""
-        _check_handle(start_handle)
-        _check_handle(end_handle)
+        check_attribute_handle(start_handle)
+        check_attribute_handle(end_handle)
         return self._submit(
             "descriptor discovery",
             self._descriptor_steps(start_handle, end_handle),
@@ -487,7 +502,7 @@ class GattClient:
 
     def read(self, handle: int) -> ProcedureStart:
         """Read a value, continuing with Read Blob while parts fill the MTU."""
-        _check_handle(handle)
+        check_attribute_handle(handle)
         return self._submit(
             "read",
             self._read_steps(handle),
@@ -496,7 +511,7 @@ class GattClient:
 
     def write(self, handle: int, value: bytes) -> ProcedureStart:
         """Write with response; values over ATT_MTU-3 go as Prepare/Execute Write."""
-        _check_handle(handle)
+        check_attribute_handle(handle)
         if len(value) > MAX_ATTRIBUTE_LENGTH:
             raise UsageError(f"an attribute value is at most 512 octets, got {len(value)}")
         return self._submit(
@@ -507,7 +522,7 @@ class GattClient:
 
     def write_without_response(self, handle: int, value: bytes) -> bytes:
         """The Write Command to send now (commands need no turn); at most ATT_MTU-3 octets."""
-        _check_handle(handle)
+        check_attribute_handle(handle)
         if self._closed:
             raise GattClientClosed("the GATT client was aborted; reconnect first")
         if len(value) > self._mtu - 3:
@@ -515,13 +530,13 @@ class GattClient:
                 f"a write without response carries at most ATT_MTU-3 = {self._mtu - 3} octets, "
                 f"got {len(value)}; use write() or exchange a larger MTU"
             )
-        return _pack_op_handle(0x52, handle) + bytes(value)
+        return _pack_op_handle(_WRITE_CMD, handle) + bytes(value)
 
     def subscribe(self, cccd_handle: int, *, notify: bool = True, indicate: bool = False) -> (
         ProcedureStart
     ):  # fmt: skip
         """Write the CCCD at ``cccd_handle``; completes with :class:`WriteCompleted`."""
-        _check_handle(cccd_handle)
+        check_attribute_handle(cccd_handle)
         flags = (0x0001 if notify else 0) | (0x0002 if indicate else 0)
         return self._submit(
             "subscribe" if flags else "unsubscribe",
@@ -541,22 +556,24 @@ class GattClient:
         if n == 0 or self._closed:
             return _EMPTY
         opcode = data[0]
-        if opcode == 0x1B:
+        if opcode == _NTF:
             if n < 3:
                 return _EMPTY
             return ClientResult((), (Notification(data[1] | data[2] << 8, bytes(data[3:])),))
-        if opcode == 0x1D:
+        if opcode == _IND:
             if n < 3:
                 return _EMPTY
             event = Indication(data[1] | data[2] << 8, bytes(data[3:]))
-            return ClientResult((b"\x1e",), (event,))
+            return ClientResult((_CONFIRMATION,), (event,))
         proc = self._current
         if proc is not None and (
-            opcode == proc.opcode + 1 or (opcode == 0x01 and n > 1 and data[1] == proc.opcode)
+            opcode == proc.opcode + 1 or (opcode == _ERROR_RSP and n > 1 and data[1] == proc.opcode)
         ):
             return self._advance(proc, bytes(data))
         if opcode in REQUEST_OPCODES:
-            return ClientResult((_pack_error(0x01, opcode, 0, 0x06),), ())
+            return ClientResult(
+                (_pack_error(_ERROR_RSP, opcode, 0, AttErrorCode.REQUEST_NOT_SUPPORTED),), ()
+            )
         return _EMPTY
 
     def _advance(self, proc: _Procedure, data: bytes) -> ClientResult:
@@ -590,9 +607,9 @@ class GattClient:
     def _service_steps(self) -> Generator[bytes, bytes, list[DiscoveredService]]:
         kind = "service discovery"
         found: list[DiscoveredService] = []
-        start = 0x0001
-        while start <= 0xFFFF:
-            data = yield att.ReadByGroupTypeRequest(start, 0xFFFF, PRIMARY_SERVICE).encode()
+        start = MIN_HANDLE
+        while start <= MAX_HANDLE:
+            data = yield att.ReadByGroupTypeRequest(start, MAX_HANDLE, PRIMARY_SERVICE).encode()
             if _not_found(data):
                 break
             rsp = _decode_as(kind, data, att.ReadByGroupTypeResponse)
@@ -676,8 +693,8 @@ class GattClient:
         return GattProfile(tuple(complete))
 
     def _read_steps(self, handle: int) -> Generator[bytes, bytes, bytes]:
-        data = yield _pack_op_handle(0x0A, handle)
-        if data[0] != 0x0B:
+        data = yield _pack_op_handle(_READ_REQ, handle)
+        if data[0] != _READ_RSP:
             raise _failure("read", data)
         value = data[1:]
         part_size = self._mtu - 1
@@ -687,7 +704,7 @@ class GattClient:
         offset = len(value)
         while offset <= 0xFFFF:
             data = yield att.ReadBlobRequest(handle, offset).encode()
-            if data[0] != 0x0D:
+            if data[0] != _READ_BLOB_RSP:
                 if _error_code(data) == AttErrorCode.ATTRIBUTE_NOT_LONG:
                     break
                 raise _failure("read", data)
@@ -700,8 +717,8 @@ class GattClient:
 
     def _write_steps(self, kind: str, handle: int, value: bytes) -> Generator[bytes, bytes, None]:
         if len(value) <= self._mtu - 3:
-            data = yield _pack_op_handle(0x12, handle) + value
-            if data[0] != 0x13:
+            data = yield _pack_op_handle(_WRITE_REQ, handle) + value
+            if data[0] != _WRITE_RSP:
                 raise _failure(kind, data)
             return None
         part_size = self._mtu - 5
@@ -709,19 +726,19 @@ class GattClient:
             request = att.PrepareWriteRequest(handle, offset, value[offset : offset + part_size])
             sent = request.encode()
             data = yield sent
-            if data[0] != 0x17 or data[1:] != sent[1:]:
+            if data[0] != _PREPARE_WRITE_RSP or data[1:] != sent[1:]:
                 error = (
                     _failure(kind, data)
-                    if data[0] != 0x17
+                    if data[0] != _PREPARE_WRITE_RSP
                     else _malformed(kind, "the prepared part came back changed")
                 )
-                yield b"\x18\x00"  # discard what the server queued so far
+                yield _CANCEL  # discard what the server queued so far
                 raise error
-        data = yield b"\x18\x01"
-        if data[0] != 0x19:
+        data = yield _EXECUTE
+        if data[0] != _EXECUTE_WRITE_RSP:
             raise _failure(kind, data)
         return None
 
 
 def _error_code(data: bytes) -> int | None:
-    return data[4] if len(data) == 5 and data[0] == 0x01 else None
+    return data[4] if len(data) == 5 and data[0] == _ERROR_RSP else None

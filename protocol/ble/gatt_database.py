@@ -194,8 +194,8 @@ class AttributeDatabase:
     """
 
     def __init__(self) -> None:
-        # Index = handle; slot 0 is never used (handle 0x0000 is reserved).
-        self._table: list[Attribute | None] = [None]
+        # Index = handle - 1: handles start at 0x0001 (0x0000 is reserved).
+        self._attributes: list[Attribute] = []
         self._services: list[ServiceEntry] = []
 
     # -- building ------------------------------------------------------------------
@@ -219,7 +219,7 @@ class AttributeDatabase:
         properties: Properties = _NO_PROPERTIES,
         value_handle: int = 0,
     ) -> Attribute:
-        handle = len(self._table)
+        handle = len(self._attributes) + 1
         if handle > MAX_HANDLE:
             raise GattDefinitionError(
                 "the profile needs more than 65535 attribute handles; split or trim services"
@@ -234,7 +234,7 @@ class AttributeDatabase:
             properties=properties,
             value_handle=value_handle,
         )
-        self._table.append(attr)
+        self._attributes.append(attr)
         return attr
 
     def _add_service(self, service: ServiceDefinition) -> None:
@@ -243,7 +243,7 @@ class AttributeDatabase:
             decl_type, AttributeKind.SERVICE, Permissions.READABLE, uuid_to_att(service.uuid)
         )
         chars = [self._add_characteristic(service, c) for c in service.characteristics]
-        decl.group_end = len(self._table) - 1
+        decl.group_end = self.last_handle
         self._services.append(ServiceEntry(service, decl.handle, decl.group_end, tuple(chars)))
 
     def _add_characteristic(
@@ -254,7 +254,7 @@ class AttributeDatabase:
             raise GattDefinitionError(f"{where}: max_length must be 0..512")
         if len(char.initial_value) > char.max_length:
             raise GattDefinitionError(f"{where}: initial_value is longer than max_length")
-        value_handle = len(self._table) + 1
+        value_handle = self.last_handle + 2  # after the declaration
         decl_value = bytes((int(char.properties) & 0xFF,)) + value_handle.to_bytes(2, "little")
         decl = self._append(
             CHARACTERISTIC,
@@ -312,23 +312,22 @@ class AttributeDatabase:
                 value_handle=value_handle,
             )
         return CharacteristicEntry(
-            service.uuid, char, decl.handle, value_handle, cccd_handle, len(self._table) - 1
+            service.uuid, char, decl.handle, value_handle, cccd_handle, self.last_handle
         )
 
     # -- lookups -------------------------------------------------------------------
 
     def __len__(self) -> int:
-        return len(self._table) - 1
+        return len(self._attributes)
 
     def __iter__(self) -> Iterator[Attribute]:
         """All attributes in handle order."""
-        for attr in self._table[1:]:
-            assert attr is not None
-            yield attr
+        return iter(self._attributes)
 
     @property
     def last_handle(self) -> int:
-        return len(self._table) - 1
+        """The highest handle in use (0x0000 while the database is empty)."""
+        return len(self._attributes)
 
     @property
     def services(self) -> tuple[ServiceEntry, ...]:
@@ -336,14 +335,23 @@ class AttributeDatabase:
 
     def attribute(self, handle: int) -> Attribute:
         """The attribute at ``handle``; raises :class:`GattLookupError` if there is none."""
-        if 0 < handle < len(self._table):
-            attr = self._table[handle]
-            assert attr is not None
+        attr = self.find(handle)
+        if attr is not None:
             return attr
         raise GattLookupError(
             f"there is no attribute at handle 0x{handle:04X}; handles run 0x0001.."
             f"0x{self.last_handle:04X}"
         )
+
+    def find(self, handle: int) -> Attribute | None:
+        """The attribute at ``handle``, or None: the lookup a server does per request."""
+        if 0 < handle <= len(self._attributes):
+            return self._attributes[handle - 1]
+        return None
+
+    def in_range(self, start_handle: int, end_handle: int) -> list[Attribute]:
+        """The attributes with handles ``start_handle..end_handle``, in handle order."""
+        return self._attributes[max(start_handle, 1) - 1 : max(end_handle, 0)]
 
     def characteristic(
         self, char_uuid: uuid.UUID, service_uuid: uuid.UUID | None = None

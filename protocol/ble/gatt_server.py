@@ -43,6 +43,7 @@ from protocol.ble.att import (
     DEFAULT_MTU,
     AttDecodeError,
     AttErrorCode,
+    AttOpcode,
     decode_pdu,
     is_command,
 )
@@ -66,6 +67,21 @@ _CCCD_INDICATE = 0x0002
 
 _pack_error = struct.Struct("<BBHB").pack
 _pack_op_handle = struct.Struct("<BH").pack
+
+# Opcodes as the plain ints and octets the hot paths use (an enum lookup costs more).
+_ERROR_RSP = int(AttOpcode.ERROR_RSP)
+_READ_REQ = int(AttOpcode.READ_REQ)
+_NTF = int(AttOpcode.HANDLE_VALUE_NTF)
+_IND = int(AttOpcode.HANDLE_VALUE_IND)
+_READ_RSP = att.ReadResponse.OPCODE_OCTET
+_READ_BLOB_RSP = att.ReadBlobResponse.OPCODE_OCTET
+_READ_MULTIPLE_RSP = att.ReadMultipleResponse.OPCODE_OCTET
+_READ_BY_TYPE_RSP = att.ReadByTypeResponse.OPCODE_OCTET
+_READ_BY_GROUP_TYPE_RSP = att.ReadByGroupTypeResponse.OPCODE_OCTET
+_FIND_INFORMATION_RSP = att.FindInformationResponse.OPCODE_OCTET
+_WRITE_RSP = att.WriteResponse().encode()
+_PREPARE_WRITE_RSP = att.PrepareWriteResponse.OPCODE_OCTET
+_EXECUTE_WRITE_RSP = att.ExecuteWriteResponse().encode()
 
 
 class GattValueTooLong(UsageError):
@@ -163,28 +179,13 @@ class GattServer:
         self.prepare_queue_limit = prepare_queue_limit
         self.connection = connection
         self.security = security
-        self._table = database._table
+        self._find = database.find
         self._mtu = DEFAULT_MTU
         self._cccd: dict[int, int] = {}
         self._notify: set[int] = set()
         self._indicate: set[int] = set()
         self._indication_pending: int | None = None
         self._queue: list[tuple[int, int, bytes]] = []
-        self._handlers: dict[int, Callable[[Any], ServerResult]] = {
-            0x02: self._exchange_mtu,
-            0x04: self._find_information,
-            0x06: self._find_by_type_value,
-            0x08: self._read_by_type,
-            0x0A: self._read,
-            0x0C: self._read_blob,
-            0x0E: self._read_multiple,
-            0x10: self._read_by_group_type,
-            0x12: self._write_request,
-            0x16: self._prepare_write,
-            0x18: self._execute_write,
-            0x52: self._write_command,
-            0x1E: self._confirmation,
-        }
 
     # -- state ---------------------------------------------------------------------
 
@@ -218,39 +219,38 @@ class GattServer:
         if security is not None:
             self.security = security
         n = len(data)
-        if n == 3 and data[0] == 0x0A:  # Read Request: the hot path, no dataclass
+        if n == 3 and data[0] == _READ_REQ:  # Read Request: the hot path, no dataclass
             handle = data[1] | data[2] << 8
             try:
-                return ServerResult(b"\x0b" + self._readable_value(handle)[: self._mtu - 1], ())
+                return ServerResult(_READ_RSP + self._readable_value(handle)[: self._mtu - 1], ())
             except _AttError as err:
-                return ServerResult(_pack_error(0x01, 0x0A, err.handle, err.code), ())
+                return ServerResult(_pack_error(_ERROR_RSP, _READ_REQ, err.handle, err.code), ())
         if n == 0:
-            return ServerResult(_pack_error(0x01, 0x00, 0, AttErrorCode.INVALID_PDU), ())
+            return ServerResult(_pack_error(_ERROR_RSP, 0x00, 0, AttErrorCode.INVALID_PDU), ())
         opcode = data[0]
         if n > self._mtu:
             if is_command(opcode):
                 return _NOTHING
-            return ServerResult(_pack_error(0x01, opcode, 0, AttErrorCode.INVALID_PDU), ())
+            return ServerResult(_pack_error(_ERROR_RSP, opcode, 0, AttErrorCode.INVALID_PDU), ())
         try:
             pdu = decode_pdu(data)
         except AttDecodeError as err:
             if is_command(opcode) or opcode in _NOT_FOR_SERVER:
                 return _NOTHING
-            return ServerResult(_pack_error(0x01, opcode, err.handle, err.error_code), ())
-        handler = self._handlers.get(opcode)
+            return ServerResult(_pack_error(_ERROR_RSP, opcode, err.handle, err.error_code), ())
+        handler = _DISPATCH.get(opcode)
         if handler is None:
             return _NOTHING  # a response, notification or indication: not for a server
         try:
-            return handler(pdu)
+            return handler(self, pdu)
         except _AttError as err:
-            return ServerResult(_pack_error(0x01, opcode, err.handle, err.code), ())
+            return ServerResult(_pack_error(_ERROR_RSP, opcode, err.handle, err.code), ())
 
     def _attr(self, handle: int) -> Attribute:
-        if 0 < handle < len(self._table):
-            attr = self._table[handle]
-            if attr is not None:
-                return attr
-        raise _AttError(AttErrorCode.INVALID_HANDLE, handle)
+        attr = self._find(handle)
+        if attr is None:
+            raise _AttError(AttErrorCode.INVALID_HANDLE, handle)
+        return attr
 
     def _read_error(self, attr: Attribute) -> int:
         if not attr.readable:
@@ -284,14 +284,10 @@ class GattServer:
             events = (MtuChanged(new_mtu),)
         return ServerResult(att.ExchangeMtuResponse(self.rx_mtu).encode(), events)
 
-    def _in_range(self, start: int, end: int) -> list[Attribute | None]:
-        return self._table[start : end + 1]
-
     def _find_information(self, pdu: att.FindInformationRequest) -> ServerResult:
         entries: list[tuple[int, bytes]] = []
         width = 0
-        for attr in self._in_range(pdu.start_handle, pdu.end_handle):
-            assert attr is not None
+        for attr in self.database.in_range(pdu.start_handle, pdu.end_handle):
             if not width:
                 width = len(attr.type_att)
                 limit = (self._mtu - 2) // (2 + width)
@@ -300,15 +296,14 @@ class GattServer:
             entries.append((attr.handle, attr.type_att))
         if not entries:
             raise _AttError(AttErrorCode.ATTRIBUTE_NOT_FOUND, pdu.start_handle)
-        head = b"\x05\x01" if width == 2 else b"\x05\x02"
+        head = _FIND_INFORMATION_RSP + (b"\x01" if width == 2 else b"\x02")
         body = b"".join(h.to_bytes(2, "little") + t for h, t in entries)
         return ServerResult(head + body, ())
 
     def _find_by_type_value(self, pdu: att.FindByTypeValueRequest) -> ServerResult:
         found: list[tuple[int, int]] = []
         limit = (self._mtu - 1) // 4
-        for attr in self._in_range(pdu.start_handle, pdu.end_handle):
-            assert attr is not None
+        for attr in self.database.in_range(pdu.start_handle, pdu.end_handle):
             if attr.type != pdu.attribute_type or self._read_error(attr):
                 continue
             try:
@@ -326,8 +321,7 @@ class GattServer:
     def _read_by_type(self, pdu: att.ReadByTypeRequest) -> ServerResult:
         rows: list[bytes] = []
         length = -1
-        for attr in self._in_range(pdu.start_handle, pdu.end_handle):
-            assert attr is not None
+        for attr in self.database.in_range(pdu.start_handle, pdu.end_handle):
             if attr.type != pdu.attribute_type:
                 continue
             error = self._read_error(attr)
@@ -348,29 +342,28 @@ class GattServer:
             rows.append(attr.handle.to_bytes(2, "little") + value)
         if not rows:
             raise _AttError(AttErrorCode.ATTRIBUTE_NOT_FOUND, pdu.start_handle)
-        return ServerResult(b"\x09" + bytes((length + 2,)) + b"".join(rows), ())
+        return ServerResult(_READ_BY_TYPE_RSP + bytes((length + 2,)) + b"".join(rows), ())
 
     def _read(self, pdu: att.ReadRequest) -> ServerResult:
         value = self._readable_value(pdu.handle)
-        return ServerResult(b"\x0b" + value[: self._mtu - 1], ())
+        return ServerResult(_READ_RSP + value[: self._mtu - 1], ())
 
     def _read_blob(self, pdu: att.ReadBlobRequest) -> ServerResult:
         value = self._readable_value(pdu.handle)
         if pdu.offset > len(value):
             raise _AttError(AttErrorCode.INVALID_OFFSET, pdu.handle)
-        return ServerResult(b"\x0d" + value[pdu.offset : pdu.offset + self._mtu - 1], ())
+        return ServerResult(_READ_BLOB_RSP + value[pdu.offset : pdu.offset + self._mtu - 1], ())
 
     def _read_multiple(self, pdu: att.ReadMultipleRequest) -> ServerResult:
         values = b"".join(self._readable_value(h) for h in pdu.handles)
-        return ServerResult(b"\x0f" + values[: self._mtu - 1], ())
+        return ServerResult(_READ_MULTIPLE_RSP + values[: self._mtu - 1], ())
 
     def _read_by_group_type(self, pdu: att.ReadByGroupTypeRequest) -> ServerResult:
         if pdu.group_type != PRIMARY_SERVICE and pdu.group_type != SECONDARY_SERVICE:
             raise _AttError(AttErrorCode.UNSUPPORTED_GROUP_TYPE, pdu.start_handle)
         rows: list[bytes] = []
         length = -1
-        for attr in self._in_range(pdu.start_handle, pdu.end_handle):
-            assert attr is not None
+        for attr in self.database.in_range(pdu.start_handle, pdu.end_handle):
             if attr.type != pdu.group_type:
                 continue
             value = attr.value  # service declarations: always readable, never hooked
@@ -382,7 +375,7 @@ class GattServer:
             rows.append(struct.pack("<HH", attr.handle, attr.group_end) + value[:length])
         if not rows:
             raise _AttError(AttErrorCode.ATTRIBUTE_NOT_FOUND, pdu.start_handle)
-        return ServerResult(b"\x11" + bytes((length + 4,)) + b"".join(rows), ())
+        return ServerResult(_READ_BY_GROUP_TYPE_RSP + bytes((length + 4,)) + b"".join(rows), ())
 
     # -- writes --------------------------------------------------------------------
 
@@ -425,7 +418,7 @@ class GattServer:
             if flags == old:
                 return None
             return SubscriptionChanged(target, notify, indicate)
-        attr.value = value
+        self.database.set_value(attr.handle, value)
         return ValueWritten(attr.handle, value, with_response)
 
     def _write_request(self, pdu: att.WriteRequest) -> ServerResult:
@@ -433,7 +426,7 @@ class GattServer:
         self._check_writable(attr)
         self._vet(attr, pdu.value)
         event = self._store(attr, pdu.value, True)
-        return ServerResult(b"\x13", (event,) if event else ())
+        return ServerResult(_WRITE_RSP, (event,) if event else ())
 
     def _write_command(self, pdu: att.WriteCommand) -> ServerResult:
         try:
@@ -451,12 +444,12 @@ class GattServer:
         if len(self._queue) >= self.prepare_queue_limit:
             raise _AttError(AttErrorCode.PREPARE_QUEUE_FULL, pdu.handle)
         self._queue.append((pdu.handle, pdu.offset, pdu.value))
-        return ServerResult(b"\x17" + pdu.encode()[1:], ())
+        return ServerResult(_PREPARE_WRITE_RSP + pdu.encode()[1:], ())
 
     def _execute_write(self, pdu: att.ExecuteWriteRequest) -> ServerResult:
         queue, self._queue = self._queue, []
         if not pdu.commit or not queue:
-            return ServerResult(b"\x19", ())
+            return ServerResult(_EXECUTE_WRITE_RSP, ())
         # Assemble each handle's new value in queue order; every part must continue
         # within (or right at the end of) what is there so far.
         assembled: dict[int, bytes] = {}
@@ -478,7 +471,7 @@ class GattServer:
             event = self._store(self._attr(handle), value, True)
             if event is not None:
                 events.append(event)
-        return ServerResult(b"\x19", tuple(events))
+        return ServerResult(_EXECUTE_WRITE_RSP, tuple(events))
 
     def _confirmation(self, pdu: att.HandleValueConfirmation) -> ServerResult:
         handle = self._indication_pending
@@ -532,7 +525,7 @@ class GattServer:
             return None
         if value is None or len(value) > self._mtu - 3:
             value = self._push_value(value_handle, value, strict)
-        return _pack_op_handle(0x1B, value_handle) + value
+        return _pack_op_handle(_NTF, value_handle) + value
 
     def indicate(self, value_handle: int, value: bytes | None = None, *, strict: bool = False) -> (
         bytes | None
@@ -551,26 +544,37 @@ class GattServer:
             )
         value = self._push_value(value_handle, value, strict)
         self._indication_pending = value_handle
-        return _pack_op_handle(0x1D, value_handle) + value
+        return _pack_op_handle(_IND, value_handle) + value
 
+
+#: The handler of each PDU a server receives, by PDU class; the opcodes come from
+#: :data:`protocol.ble.att.PDU_REGISTRY` (see :data:`SERVER_OPCODES`).
+_HANDLERS: dict[type[att.AttPdu], Callable[[GattServer, Any], ServerResult]] = {
+    att.ExchangeMtuRequest: GattServer._exchange_mtu,
+    att.FindInformationRequest: GattServer._find_information,
+    att.FindByTypeValueRequest: GattServer._find_by_type_value,
+    att.ReadByTypeRequest: GattServer._read_by_type,
+    att.ReadRequest: GattServer._read,
+    att.ReadBlobRequest: GattServer._read_blob,
+    att.ReadMultipleRequest: GattServer._read_multiple,
+    att.ReadByGroupTypeRequest: GattServer._read_by_group_type,
+    att.WriteRequest: GattServer._write_request,
+    att.PrepareWriteRequest: GattServer._prepare_write,
+    att.ExecuteWriteRequest: GattServer._execute_write,
+    att.WriteCommand: GattServer._write_command,
+    att.HandleValueConfirmation: GattServer._confirmation,
+}
+
+_DISPATCH: dict[int, Callable[[GattServer, Any], ServerResult]] = {
+    int(pdu_type.OPCODE): handler for pdu_type, handler in _HANDLERS.items()
+}
+
+#: The opcodes this server handles: every client-sent PDU :mod:`protocol.ble.att` decodes.
+SERVER_OPCODES = frozenset(AttOpcode(op) for op in _DISPATCH)
 
 # Opcodes a server may receive malformed but must not answer: they are not requests.
 _NOT_FOR_SERVER = frozenset(
-    {
-        0x01,
-        0x03,
-        0x05,
-        0x07,
-        0x09,
-        0x0B,
-        0x0D,
-        0x0F,
-        0x11,
-        0x13,
-        0x17,
-        0x19,
-        0x1B,
-        0x1D,
-        0x1E,
-    }
+    int(op)
+    for op, spec in att.PDU_REGISTRY.items()
+    if spec.supported and spec.role is not att.PduRole.REQUEST
 )

@@ -275,7 +275,7 @@ async def test_personal_data_is_the_owners_once_the_band_is_activated() -> None:
     for personal in (P.AGE, P.WEIGHT, P.KME_CONSENT_STATE, P.KME_ALARM_LIST):
         with pytest.raises(GattProcedureError) as info:
             await other.read(personal)
-        assert info.value.error_code == 0x08  # Insufficient Authorization
+        assert info.value.error_code == AttErrorCode.INSUFFICIENT_AUTHORIZATION
     with pytest.raises(GattProcedureError):
         await other.write(P.HEIGHT, sig.encode_height(150))
     assert sig.decode_utf8s(await other.read(P.MANUFACTURER_NAME)) == "KME Smart"

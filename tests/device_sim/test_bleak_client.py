@@ -25,6 +25,7 @@ from device_sim.clock import ManualClock
 from device_sim.radio import LinkFault, Radio
 from device_sim.radio.medium import PeripheralLink
 from protocol.ble import sig_codecs as sig
+from protocol.ble.att import AttErrorCode
 from protocol.ble.gatt_model import SecurityLevel
 from protocol.kme.profile import (
     BAND_PROFILE,
@@ -116,7 +117,7 @@ async def test_services_carry_the_servers_handles_and_bleak_property_names(radio
         assert (await client.read_gatt_descriptor(described.handle)).decode()
         with pytest.raises(BleakGATTProtocolError) as err:
             await client.write_gatt_descriptor(described.handle, b"renamed")
-        assert err.value.code == 0x03  # Write Not Permitted
+        assert err.value.code == AttErrorCode.WRITE_NOT_PERMITTED
         assert client.services.get_characteristic(str(USER_CONTROL_POINT)).properties == [
             "write",
             "indicate",
@@ -152,7 +153,7 @@ async def test_reads_and_writes_with_and_without_response(radio: Radio) -> None:
             await client.write_gatt_char(str(HEART_RATE_CONTROL_POINT), bytes(245), response=False)
         with pytest.raises(BleakGATTProtocolError) as err:
             await client.write_gatt_char(str(BODY_SENSOR_LOCATION), b"\x02", response=True)
-        assert err.value.code == 0x03  # Write Not Permitted
+        assert err.value.code == AttErrorCode.WRITE_NOT_PERMITTED
 
 
 async def test_protected_values_need_pairing_with_the_displayed_passkey(radio: Radio) -> None:
@@ -162,7 +163,7 @@ async def test_protected_values_need_pairing_with_the_displayed_passkey(radio: R
     async with _client(BAND, band, bond_store=store) as client:
         with pytest.raises(BleakGATTProtocolError) as err:
             await client.read_gatt_char(str(SERIAL_NUMBER))
-        assert err.value.code == 0x0F  # Insufficient Encryption
+        assert err.value.code == AttErrorCode.INSUFFICIENT_ENCRYPTION
         with pytest.raises(BleakGATTProtocolError):
             await client.start_notify(HR_MEASUREMENT, lambda _c, _d: None)
         await client.pair()

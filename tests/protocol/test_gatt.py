@@ -556,8 +556,10 @@ def raw(link: Link, pdu: bytes, security: SecurityLevel = NONE) -> att.AttPdu | 
 
 def test_request_not_supported_and_ignored_commands() -> None:
     link = Link()
-    assert raw(link, b"\x20\x01\x00\x02\x00") == att.ErrorResponse(0x20, 0, 0x06)
-    assert raw(link, b"\x3f") == att.ErrorResponse(0x3F, 0, 0x06)
+    assert raw(link, b"\x20\x01\x00\x02\x00") == att.ErrorResponse(
+        0x20, 0, AttErrorCode.REQUEST_NOT_SUPPORTED
+    )
+    assert raw(link, b"\x3f") == att.ErrorResponse(0x3F, 0, AttErrorCode.REQUEST_NOT_SUPPORTED)
     assert raw(link, b"\x7e\x00") is None  # unknown command: ignored
     assert raw(link, b"\xd2\x01\x00" + bytes(13)) is None  # signed write: ignored
     assert raw(link, b"\x0b\x00") is None  # a response is not for a server
@@ -567,13 +569,16 @@ def test_request_not_supported_and_ignored_commands() -> None:
 @pytest.mark.parametrize(
     ("pdu", "expected"),
     [
-        (b"", att.ErrorResponse(0x00, 0, 0x04)),
-        (b"\x0a\x01", att.ErrorResponse(0x0A, 0, 0x04)),
-        (b"\x12\x01", att.ErrorResponse(0x12, 0, 0x04)),
-        (b"\x18\x07", att.ErrorResponse(0x18, 0, 0x04)),
-        (b"\x04\x09\x00\x01\x00", att.ErrorResponse(0x04, 9, 0x01)),
-        (b"\x04\x00\x00\x01\x00", att.ErrorResponse(0x04, 0, 0x01)),
-        (b"\x12\x01\x00" + bytes(21), att.ErrorResponse(0x12, 0, 0x04)),  # over ATT_MTU
+        (b"", att.ErrorResponse(0x00, 0, AttErrorCode.INVALID_PDU)),
+        (b"\x0a\x01", att.ErrorResponse(0x0A, 0, AttErrorCode.INVALID_PDU)),
+        (b"\x12\x01", att.ErrorResponse(0x12, 0, AttErrorCode.INVALID_PDU)),
+        (b"\x18\x07", att.ErrorResponse(0x18, 0, AttErrorCode.INVALID_PDU)),
+        (b"\x04\x09\x00\x01\x00", att.ErrorResponse(0x04, 9, AttErrorCode.INVALID_HANDLE)),
+        (b"\x04\x00\x00\x01\x00", att.ErrorResponse(0x04, 0, AttErrorCode.INVALID_HANDLE)),
+        (
+            b"\x12\x01\x00" + bytes(21),
+            att.ErrorResponse(0x12, 0, AttErrorCode.INVALID_PDU),
+        ),  # over ATT_MTU
     ],
 )
 def test_malformed_requests_get_invalid_pdu(pdu: bytes, expected: att.ErrorResponse) -> None:

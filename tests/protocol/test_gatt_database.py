@@ -6,11 +6,14 @@ import uuid
 
 import pytest
 
+from protocol.ble import att
+from protocol.ble.att import AttErrorCode
 from protocol.ble.gatt import (
     AttributeDatabase,
     AttributeKind,
     GattDefinitionError,
     GattLookupError,
+    GattServer,
     required_security_error,
 )
 from protocol.ble.gatt_model import (
@@ -220,10 +223,22 @@ def test_more_than_65535_handles_are_refused() -> None:
     ("link", "needed", "error"),
     [
         (SecurityLevel.NO_SECURITY, SecurityLevel.NO_SECURITY, 0),
-        (SecurityLevel.NO_SECURITY, SecurityLevel.UNAUTHENTICATED_ENCRYPTION, 0x0F),
-        (SecurityLevel.NO_SECURITY, SecurityLevel.AUTHENTICATED_ENCRYPTION, 0x0F),
+        (
+            SecurityLevel.NO_SECURITY,
+            SecurityLevel.UNAUTHENTICATED_ENCRYPTION,
+            AttErrorCode.INSUFFICIENT_ENCRYPTION,
+        ),
+        (
+            SecurityLevel.NO_SECURITY,
+            SecurityLevel.AUTHENTICATED_ENCRYPTION,
+            AttErrorCode.INSUFFICIENT_ENCRYPTION,
+        ),
         (SecurityLevel.UNAUTHENTICATED_ENCRYPTION, SecurityLevel.UNAUTHENTICATED_ENCRYPTION, 0),
-        (SecurityLevel.UNAUTHENTICATED_ENCRYPTION, SecurityLevel.AUTHENTICATED_ENCRYPTION, 0x05),
+        (
+            SecurityLevel.UNAUTHENTICATED_ENCRYPTION,
+            SecurityLevel.AUTHENTICATED_ENCRYPTION,
+            AttErrorCode.INSUFFICIENT_AUTHENTICATION,
+        ),
         (SecurityLevel.AUTHENTICATED_ENCRYPTION, SecurityLevel.AUTHENTICATED_ENCRYPTION, 0),
         (SecurityLevel.AUTHENTICATED_SECURE_CONNECTIONS, SecurityLevel.AUTHENTICATED_ENCRYPTION, 0),
     ],
@@ -240,3 +255,42 @@ def test_permissions_flags_are_copied_to_the_attribute() -> None:
     assert hrm.read_level == SecurityLevel.AUTHENTICATED_ENCRYPTION
     assert Permissions.READ_ENCRYPTED in hrm.permissions
     assert "0x2A37" in repr(hrm)
+
+
+def test_find_and_in_range_are_the_servers_lookups() -> None:
+    db = AttributeDatabase.from_services(_services())
+    last = db.last_handle
+    assert db.find(0x0000) is None
+    assert db.find(last + 1) is None
+    assert db.find(1) is db.attribute(1)
+    assert [a.handle for a in db.in_range(1, 0xFFFF)] == list(range(1, last + 1))
+    assert [a.handle for a in db.in_range(2, 3)] == [2, 3]
+    assert db.in_range(0, 1) == [db.attribute(1)]
+    assert db.in_range(3, 2) == []
+    assert db.in_range(last + 1, 0xFFFF) == []
+
+
+def test_a_server_write_goes_through_the_database() -> None:
+    db = AttributeDatabase.from_services(_services())
+    handle = db.value_handle(VENDOR_CHR)
+    stored: list[tuple[int, bytes]] = []
+    original = db.set_value
+
+    def spy(h: int, value: bytes) -> None:
+        stored.append((h, value))
+        original(h, value)
+
+    db.set_value = spy  # type: ignore[method-assign]
+    response, _ = GattServer(db).receive(att.WriteRequest(handle, b"\x07").encode())
+    assert response == att.WriteResponse().encode()
+    assert stored == [(handle, b"\x07")]
+    assert db.get_value(handle) == b"\x07"
+
+
+def test_one_definition_of_an_attribute_handle() -> None:
+    assert not att.is_attribute_handle(0x0000)
+    assert att.is_attribute_handle(0x0001)
+    assert att.is_attribute_handle(0xFFFF)
+    assert not att.is_attribute_handle(0x10000)
+    with pytest.raises(UsageError, match=r"0x0001\.\.0xFFFF"):
+        att.check_attribute_handle(0)

@@ -38,6 +38,7 @@ from dataclasses import dataclass
 from typing import Final, Protocol
 
 from protocol.errors import KmebandError, UsageError
+from protocol.kme.chunk_framing import MAX_SEQ, ChunkError, check_payload_size
 from protocol.kme.control.common import ControlResult, ControlStatus
 from protocol.kme.control.record_sync import (
     CONTROL_POINT_INDICATIONS,
@@ -57,15 +58,7 @@ from protocol.kme.control.schema import (
     decode_as,
     encode_control,
 )
-from protocol.kme.record_codec import (
-    MAX_SEQ,
-    ChunkAssembler,
-    ChunkError,
-    check_payload_size,
-    decode_chunk,
-    encode_empty_chunk,
-    pack_chunks,
-)
+from protocol.kme.record_codec import ChunkAssembler, decode_chunk, encode_empty_chunk, pack_chunks
 from protocol.kme.records import StoredRecord, StreamId
 
 

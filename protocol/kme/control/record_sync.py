@@ -11,6 +11,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import ClassVar, Final
 
+from protocol.kme.chunk_framing import MAX_SEQ
 from protocol.kme.control.common import ControlResult
 from protocol.kme.control.schema import (
     ControlMessage,
@@ -23,7 +24,6 @@ from protocol.kme.control.schema import (
     register_message,
     register_record,
 )
-from protocol.kme.record_codec import MAX_SEQ
 from protocol.kme.records import StreamId
 
 _SEQ = Int(0, MAX_SEQ)

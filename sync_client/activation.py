@@ -29,16 +29,15 @@ from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
 
 from protocol.errors import KmebandError
 from protocol.kme.batch import band_pseudonym
-from protocol.kme.control import (
+from protocol.kme.control.activation import (
     ActivationResult,
     ActivationState,
-    BandIdentity,
-    ControlResult,
-    ControlStatus,
+    BandPublicKey,
     OwnerChallenge,
     RequestOwnerChallenge,
-    decode_as,
 )
+from protocol.kme.control.common import ControlResult, ControlStatus
+from protocol.kme.control.schema import decode_as
 from protocol.kme.ownership import (
     activation_request,
     private_key_from_seed,
@@ -225,7 +224,7 @@ async def register_band(account: AccountFile, band: bytes, band_public_key: byte
 async def read_activation(link: BandLink) -> tuple[bool, bytes]:
     """Whether the band has an owner, and its signing public key."""
     state = decode_as(await link.read(KME_ACTIVATION_STATE), ActivationState)
-    identity = decode_as(await link.read(KME_BAND_IDENTITY), BandIdentity)
+    identity = decode_as(await link.read(KME_BAND_IDENTITY), BandPublicKey)
     return state.activated, identity.public_key
 
 

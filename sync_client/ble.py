@@ -25,10 +25,34 @@ from bleak import BleakClient, BleakScanner
 from bleak.backends.device import BLEDevice
 from bleak.backends.scanner import AdvertisementData
 
-from protocol.ble import sig_codecs as sig
+from protocol.ble.sig_codecs import (
+    AdjustReason,
+    CurrentTime,
+    LocalTimeInformation,
+    decode_current_time,
+    decode_local_time_information,
+    encode_current_time,
+    encode_local_time_information,
+)
 from protocol.errors import KmebandError
-from protocol.kme import profile as P
-from protocol.kme.control import ControlDecodeError, ControlMessage, decode_as, encode_control
+from protocol.kme.control.schema import (
+    ControlDecodeError,
+    ControlMessage,
+    decode_as,
+    encode_control,
+)
+from protocol.kme.profile import (
+    BATTERY_LEVEL,
+    CURRENT_TIME,
+    FIRMWARE_REVISION,
+    HEART_RATE_SERVICE,
+    KME_ACTIVATION_SERVICE,
+    KME_CONSENT_SERVICE,
+    KME_RECORD_SYNC_SERVICE,
+    LOCAL_TIME_INFORMATION,
+    MODEL_NUMBER,
+    SERIAL_NUMBER,
+)
 
 _M = TypeVar("_M", bound=ControlMessage)
 
@@ -36,11 +60,11 @@ BACKEND_ENV = "KMEBAND_BLEAK_BACKEND"
 
 #: Services a scan filters on: every KME service, plus Heart Rate for SIG-only bands.
 KME_SERVICE_UUIDS = (
-    str(P.KME_RECORD_SYNC_SERVICE),
-    str(P.KME_CONSENT_SERVICE),
-    str(P.KME_ACTIVATION_SERVICE),
+    str(KME_RECORD_SYNC_SERVICE),
+    str(KME_CONSENT_SERVICE),
+    str(KME_ACTIVATION_SERVICE),
 )
-SCAN_SERVICE_UUIDS = (*KME_SERVICE_UUIDS, str(P.HEART_RATE_SERVICE))
+SCAN_SERVICE_UUIDS = (*KME_SERVICE_UUIDS, str(HEART_RATE_SERVICE))
 
 #: A band clock further off than this is set (and any time-zone change is written).
 MAX_CLOCK_DRIFT_S = 2.0
@@ -211,14 +235,14 @@ class BandLink:
             return (await self.read(uuid)).decode("utf-8", "replace").rstrip("\x00")
 
         battery = None
-        if self.has_char(P.BATTERY_LEVEL):
-            raw = await self.read(P.BATTERY_LEVEL)
+        if self.has_char(BATTERY_LEVEL):
+            raw = await self.read(BATTERY_LEVEL)
             battery = raw[0] if raw else None
         return BandInfo(
-            kme=self.has_service(P.KME_RECORD_SYNC_SERVICE),
-            model=await text(P.MODEL_NUMBER),
-            firmware_version=await text(P.FIRMWARE_REVISION),
-            serial=await text(P.SERIAL_NUMBER),
+            kme=self.has_service(KME_RECORD_SYNC_SERVICE),
+            model=await text(MODEL_NUMBER),
+            firmware_version=await text(FIRMWARE_REVISION),
+            serial=await text(SERIAL_NUMBER),
             battery_pct=battery,
         )
 
@@ -227,30 +251,30 @@ class BandLink:
 
         ``now`` is the phone's aware local time. Returns whether the band was written.
         """
-        if not self.has_char(P.CURRENT_TIME):
+        if not self.has_char(CURRENT_TIME):
             return False
         offset_min = int((now.utcoffset() or dt.timedelta(0)).total_seconds() // 60)
-        reason = sig.AdjustReason.NONE
-        if self.has_char(P.LOCAL_TIME_INFORMATION):
+        reason = AdjustReason.NONE
+        if self.has_char(LOCAL_TIME_INFORMATION):
             try:
-                local = sig.decode_local_time_information(await self.read(P.LOCAL_TIME_INFORMATION))
+                local = decode_local_time_information(await self.read(LOCAL_TIME_INFORMATION))
                 tz_changed = local.total_offset_min != offset_min
             except KmebandError:
                 tz_changed = True
             if tz_changed and offset_min % 15 == 0:
-                info = sig.LocalTimeInformation.from_offsets(offset_min, 0)
-                await self.write(P.LOCAL_TIME_INFORMATION, sig.encode_local_time_information(info))
-                reason |= sig.AdjustReason.CHANGE_OF_TIME_ZONE
+                info = LocalTimeInformation.from_offsets(offset_min, 0)
+                await self.write(LOCAL_TIME_INFORMATION, encode_local_time_information(info))
+                reason |= AdjustReason.CHANGE_OF_TIME_ZONE
         try:
-            band_dt = sig.decode_current_time(await self.read(P.CURRENT_TIME)).to_datetime()
+            band_dt = decode_current_time(await self.read(CURRENT_TIME)).to_datetime()
             drift = abs((band_dt - now.replace(tzinfo=None)).total_seconds())
         except KmebandError:
             drift = float("inf")  # an unknown or invalid band time: set it
         if drift > max_drift_s or reason:
             if drift > max_drift_s:
-                reason |= sig.AdjustReason.MANUAL_TIME_UPDATE
-            value = sig.CurrentTime.from_datetime(now.replace(tzinfo=None), reason)
-            await self.write(P.CURRENT_TIME, sig.encode_current_time(value))
+                reason |= AdjustReason.MANUAL_TIME_UPDATE
+            value = CurrentTime.from_datetime(now.replace(tzinfo=None), reason)
+            await self.write(CURRENT_TIME, encode_current_time(value))
             return True
         return False
 

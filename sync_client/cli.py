@@ -21,7 +21,8 @@ from pathlib import Path
 from typing import Any, TextIO
 
 from protocol.errors import KmebandError, UsageError
-from protocol.kme.control import ConsentState, decode_as
+from protocol.kme.control.consent import ConsentState
+from protocol.kme.control.schema import decode_as
 from protocol.kme.profile import KME_CONSENT_STATE
 from protocol.kme.records import ConsentCategory
 from sync_client.activation import (

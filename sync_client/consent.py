@@ -31,20 +31,17 @@ from typing import Any, Protocol, cast
 
 from protocol.errors import KmebandError
 from protocol.kme.consent import ConsentRecord, ConsentRecordError
-from protocol.kme.control import (
+from protocol.kme.control.common import ControlResult, ControlStatus
+from protocol.kme.control.consent import (
     ConsentLogEntry,
     ConsentLogPage,
     ConsentResult,
     ConsentState,
-    ControlDecodeError,
-    ControlResult,
-    ControlStatus,
     RequestConsentRecord,
     SelectConsentLogPage,
     SetConsent,
-    decode_as,
-    encode_control,
 )
+from protocol.kme.control.schema import ControlDecodeError, decode_as, encode_control
 from protocol.kme.profile import (
     KME_CONSENT_CHANGE_LOG,
     KME_CONSENT_CONTROL_POINT,

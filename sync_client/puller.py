@@ -29,8 +29,8 @@ from dataclasses import dataclass, field
 from typing import Any, Protocol
 
 from protocol.errors import KmebandError
+from protocol.kme.chunk_framing import MAX_PAYLOAD_SIZE, MIN_PAYLOAD_SIZE
 from protocol.kme.profile import KME_RECORD_SYNC_CONTROL_POINT, KME_RECORD_SYNC_DATA
-from protocol.kme.record_codec import MAX_PAYLOAD_SIZE, MIN_PAYLOAD_SIZE
 from protocol.kme.record_sync import (
     ClientSyncReceiver,
     ReceiverState,

@@ -54,7 +54,6 @@ from device_sim.radio.medium import (
     PeripheralLink,
     encryption_proof,
 )
-from protocol.ble import sig_codecs as sig
 from protocol.ble.att import AttErrorCode
 from protocol.ble.gatt import (
     AttributeDatabase,
@@ -66,6 +65,44 @@ from protocol.ble.gatt import (
     ValueWritten,
 )
 from protocol.ble.gatt_model import SecurityLevel
+from protocol.ble.sig_codecs import (
+    HR_CONTROL_POINT_NOT_SUPPORTED,
+    BodySensorLocation,
+    CurrentTime,
+    DateOfBirth,
+    Gender,
+    LocalTimeInformation,
+    PnpId,
+    SigCodecError,
+    UserControlOpCode,
+    UserControlResult,
+    VendorIdSource,
+    decode_age,
+    decode_current_time,
+    decode_date_of_birth,
+    decode_gender,
+    decode_heart_rate_control_point,
+    decode_height,
+    decode_local_time_information,
+    decode_weight,
+    encode_age,
+    encode_appearance,
+    encode_battery_level,
+    encode_body_sensor_location,
+    encode_current_time,
+    encode_database_change_increment,
+    encode_date_of_birth,
+    encode_gender,
+    encode_heart_rate_measurement,
+    encode_height,
+    encode_local_time_information,
+    encode_pnp_id,
+    encode_user_index,
+    encode_utf8s,
+    encode_weight,
+    peek_user_control_opcode,
+    weight_units,
+)
 from protocol.ble.smp import (
     DisplayPasskey,
     PairingAborted,
@@ -78,10 +115,92 @@ from protocol.ble.smp_bond import Bond, BondFormatError
 from protocol.ble.smp_pdu import DeviceAddress
 from protocol.ble.smp_rate_limit import PairingRateLimiter
 from protocol.errors import KmebandError
-from protocol.kme import control as ctl
-from protocol.kme import profile as P
 from protocol.kme.consent import ConsentChange, ConsentError, ConsentLog, ConsentRecord
+from protocol.kme.control.activation import (
+    ActivationRequest,
+    ActivationResult,
+    ActivationState,
+    BandPublicKey,
+    KeyAlgorithm,
+    OwnerChallenge,
+    OwnerProof,
+    RequestOwnerChallenge,
+)
+from protocol.kme.control.alarms import (
+    MAX_ALARMS,
+    Alarm,
+    AlarmList,
+    DeleteAlarm,
+    ListAlarms,
+    SetAlarm,
+)
+from protocol.kme.control.common import ControlResult, ControlStatus
+from protocol.kme.control.consent import (
+    MAX_LOG_PAGE_ENTRIES,
+    ConsentLogPage,
+    ConsentResult,
+    ConsentSource,
+    ConsentState,
+    RequestConsentRecord,
+    SelectConsentLogPage,
+    SetConsent,
+)
+from protocol.kme.control.device_control import FactoryReset, FindBand, Reboot, SetTimeZone
+from protocol.kme.control.schema import (
+    SCHEMA_VERSION,
+    ControlDecodeError,
+    ControlMessage,
+    UnsupportedVersionError,
+    decode_control,
+    encode_control,
+    unsigned_encoding,
+)
 from protocol.kme.ownership import activation_statement, check_owner_proof
+from protocol.kme.profile import (
+    AGE,
+    APPEARANCE,
+    BAND_APPEARANCE,
+    BAND_PROFILE,
+    BATTERY_LEVEL,
+    BODY_SENSOR_LOCATION,
+    CURRENT_TIME,
+    DATABASE_CHANGE_INCREMENT,
+    DATE_OF_BIRTH,
+    DEVICE_NAME,
+    FIRMWARE_REVISION,
+    GENDER,
+    HARDWARE_REVISION,
+    HEART_RATE_CONTROL_POINT,
+    HEART_RATE_MEASUREMENT,
+    HEART_RATE_SERVICE,
+    HEIGHT,
+    KME_ACTIVATION_CONTROL_POINT,
+    KME_ACTIVATION_STATE,
+    KME_ALARM_CONTROL_POINT,
+    KME_ALARM_LIST,
+    KME_BAND_IDENTITY,
+    KME_CONSENT_CHANGE_LOG,
+    KME_CONSENT_CONTROL_POINT,
+    KME_CONSENT_RECORD,
+    KME_CONSENT_STATE,
+    KME_DEVICE_CONTROL_POINT,
+    KME_RECORD_SYNC_CONTROL_POINT,
+    KME_RECORD_SYNC_DATA,
+    KME_RECORD_SYNC_SERVICE,
+    KME_RECORD_SYNC_STATUS,
+    LOCAL_TIME_INFORMATION,
+    MANUFACTURER_NAME,
+    MAX_CONTROL_VALUE,
+    MAX_RECORD_CHUNK,
+    MODEL_NUMBER,
+    PNP_ID,
+    SERIAL_NUMBER,
+    SOFTWARE_REVISION,
+    USER_CONTROL_POINT,
+    USER_INDEX,
+    WEIGHT,
+    with_values,
+)
 from protocol.kme.record_sync import (
     BandSyncSender,
     FreeRecords,
@@ -102,15 +221,15 @@ _P256_ORDER = 0xFFFFFFFF00000000FFFFFFFFFFFFFFFFBCE6FAADA7179E84F3B9CAC2FC632551
 #: Personal data only the owner's client may read or write once the band is activated.
 OWNER_ONLY = frozenset(
     {
-        P.AGE,
-        P.DATE_OF_BIRTH,
-        P.GENDER,
-        P.HEIGHT,
-        P.WEIGHT,
-        P.KME_CONSENT_STATE,
-        P.KME_CONSENT_CHANGE_LOG,
-        P.KME_CONSENT_RECORD,
-        P.KME_ALARM_LIST,
+        AGE,
+        DATE_OF_BIRTH,
+        GENDER,
+        HEIGHT,
+        WEIGHT,
+        KME_CONSENT_STATE,
+        KME_CONSENT_CHANGE_LOG,
+        KME_CONSENT_RECORD,
+        KME_ALARM_LIST,
     }
 )
 
@@ -170,7 +289,7 @@ class BandGattEndpoint:
         band_id = bytes.fromhex(self.address.replace(":", ""))[-3:]
         return AdvertisingData(
             local_name=self.band.config.name,
-            service_uuids=(str(P.HEART_RATE_SERVICE), str(P.KME_RECORD_SYNC_SERVICE)),
+            service_uuids=(str(HEART_RATE_SERVICE), str(KME_RECORD_SYNC_SERVICE)),
             manufacturer_data={COMPANY_ID: b"\x01" + band_id},
             tx_power=0,
         )
@@ -232,7 +351,7 @@ class BandGattEndpoint:
         """Notify subscribers of this second's heart rate (with its RR intervals) and, when it
         changed, the battery level (:mod:`device_sim.band.live`)."""
         measurement = self._live_hr.measurement(self.band.clock.now())
-        hr_handle = self.db.value_handle(P.HEART_RATE_MEASUREMENT)
+        hr_handle = self.db.value_handle(HEART_RATE_MEASUREMENT)
         battery = self.band.battery.percent
         battery_changed = battery != self._last_battery
         self._last_battery = battery
@@ -243,13 +362,14 @@ class BandGattEndpoint:
                 measurement, rr_intervals=measurement.rr_intervals[-room:] if room else ()
             )
             self._send_att(
-                conn, conn.server.notify(hr_handle, sig.encode_heart_rate_measurement(fitted))
+                conn, conn.server.notify(hr_handle, encode_heart_rate_measurement(fitted))
             )
             if battery_changed:
                 self._send_att(
                     conn,
                     conn.server.notify(
-                        self.db.value_handle(P.BATTERY_LEVEL), sig.encode_battery_level(battery)
+                        self.db.value_handle(BATTERY_LEVEL),
+                        encode_battery_level(battery),
                     ),
                 )
 
@@ -287,7 +407,7 @@ class BandGattEndpoint:
             elif isinstance(event, IndicationConfirmed):
                 self._next_indication(conn)
             elif isinstance(event, MtuChanged) and conn.sender is not None:
-                conn.sender.payload_size = min(event.mtu - 3, P.MAX_RECORD_CHUNK)
+                conn.sender.payload_size = min(event.mtu - 3, MAX_RECORD_CHUNK)
             elif isinstance(event, SubscriptionChanged):
                 pass  # live values check subscriptions when they push
 
@@ -344,77 +464,75 @@ class BandGattEndpoint:
         band = self.band
         ident = band.identity
         values = {
-            P.DEVICE_NAME: sig.encode_utf8s(band.config.name),
-            P.APPEARANCE: sig.encode_appearance(P.BAND_APPEARANCE),
-            P.MANUFACTURER_NAME: sig.encode_utf8s("KME Smart"),
-            P.MODEL_NUMBER: sig.encode_utf8s(ident.model),
-            P.SERIAL_NUMBER: sig.encode_utf8s(ident.serial),
-            P.HARDWARE_REVISION: sig.encode_utf8s(ident.hardware_revision),
-            P.FIRMWARE_REVISION: sig.encode_utf8s(ident.firmware_revision),
-            P.SOFTWARE_REVISION: sig.encode_utf8s(ident.software_revision),
-            P.PNP_ID: sig.encode_pnp_id(
-                sig.PnpId(sig.VendorIdSource.BLUETOOTH_SIG, COMPANY_ID, 0x0007, 0x0100)
-            ),
-            P.BODY_SENSOR_LOCATION: sig.encode_body_sensor_location(sig.BodySensorLocation.WRIST),
+            DEVICE_NAME: encode_utf8s(band.config.name),
+            APPEARANCE: encode_appearance(BAND_APPEARANCE),
+            MANUFACTURER_NAME: encode_utf8s("KME Smart"),
+            MODEL_NUMBER: encode_utf8s(ident.model),
+            SERIAL_NUMBER: encode_utf8s(ident.serial),
+            HARDWARE_REVISION: encode_utf8s(ident.hardware_revision),
+            FIRMWARE_REVISION: encode_utf8s(ident.firmware_revision),
+            SOFTWARE_REVISION: encode_utf8s(ident.software_revision),
+            PNP_ID: encode_pnp_id(PnpId(VendorIdSource.BLUETOOTH_SIG, COMPANY_ID, 0x0007, 0x0100)),
+            BODY_SENSOR_LOCATION: encode_body_sensor_location(BodySensorLocation.WRIST),
         }
-        db = AttributeDatabase.from_services(P.with_values(P.BAND_PROFILE, values))
+        db = AttributeDatabase.from_services(with_values(BAND_PROFILE, values))
         h = db.value_handle
         reads: dict[Any, Callable[[Any], bytes]] = {
-            P.BATTERY_LEVEL: lambda c: sig.encode_battery_level(band.battery.percent),
-            P.CURRENT_TIME: lambda c: self._current_time(),
-            P.LOCAL_TIME_INFORMATION: lambda c: self._local_time(),
-            P.AGE: lambda c: sig.encode_age(band.profile.profile.age),
-            P.DATE_OF_BIRTH: lambda c: sig.encode_date_of_birth(
-                sig.DateOfBirth(
+            BATTERY_LEVEL: lambda c: encode_battery_level(band.battery.percent),
+            CURRENT_TIME: lambda c: self._current_time(),
+            LOCAL_TIME_INFORMATION: lambda c: self._local_time(),
+            AGE: lambda c: encode_age(band.profile.profile.age),
+            DATE_OF_BIRTH: lambda c: encode_date_of_birth(
+                DateOfBirth(
                     band.profile.profile.date_of_birth.year,
                     band.profile.profile.date_of_birth.month,
                     band.profile.profile.date_of_birth.day,
                 )
             ),
-            P.GENDER: lambda c: sig.encode_gender(sig.Gender(int(band.profile.profile.gender))),
-            P.HEIGHT: lambda c: sig.encode_height(band.profile.profile.height_cm),
-            P.WEIGHT: lambda c: sig.encode_weight(sig.weight_units(band.profile.profile.weight_kg)),
-            P.USER_INDEX: lambda c: sig.encode_user_index(band.profile.profile.user_index),
-            P.DATABASE_CHANGE_INCREMENT: lambda c: sig.encode_database_change_increment(
+            GENDER: lambda c: encode_gender(Gender(int(band.profile.profile.gender))),
+            HEIGHT: lambda c: encode_height(band.profile.profile.height_cm),
+            WEIGHT: lambda c: encode_weight(weight_units(band.profile.profile.weight_kg)),
+            USER_INDEX: lambda c: encode_user_index(band.profile.profile.user_index),
+            DATABASE_CHANGE_INCREMENT: lambda c: encode_database_change_increment(
                 band.profile.profile.database_change_increment
             ),
-            P.KME_CONSENT_STATE: lambda c: self._consent_state(),
-            P.KME_CONSENT_CHANGE_LOG: self._consent_log_page,
-            P.KME_CONSENT_RECORD: self._consent_record,
-            P.KME_ALARM_LIST: lambda c: ctl.encode_control(self._alarm_list()),
-            P.KME_ACTIVATION_STATE: lambda c: ctl.encode_control(
-                ctl.ActivationState(self.activated, (ctl.SCHEMA_VERSION,))
+            KME_CONSENT_STATE: lambda c: self._consent_state(),
+            KME_CONSENT_CHANGE_LOG: self._consent_log_page,
+            KME_CONSENT_RECORD: self._consent_record,
+            KME_ALARM_LIST: lambda c: encode_control(self._alarm_list()),
+            KME_ACTIVATION_STATE: lambda c: encode_control(
+                ActivationState(self.activated, (SCHEMA_VERSION,))
             ),
-            P.KME_BAND_IDENTITY: lambda c: ctl.encode_control(
-                ctl.BandIdentity(ctl.KeyAlgorithm.ED25519, band.identity.public_key_bytes)
+            KME_BAND_IDENTITY: lambda c: encode_control(
+                BandPublicKey(KeyAlgorithm.ED25519, band.identity.public_key_bytes)
             ),
-            P.KME_RECORD_SYNC_STATUS: self._sync_status,
+            KME_RECORD_SYNC_STATUS: self._sync_status,
         }
         for char_uuid, read in reads.items():
             if char_uuid in OWNER_ONLY:
                 read = self._owner_only_read(read)
             db.set_read_hook(h(char_uuid), _read_hook(read))
         writes: dict[Any, Callable[[bytes, object], None]] = {
-            P.AGE: lambda v, c: self._profile_update(age=sig.decode_age(v)),
-            P.HEIGHT: lambda v, c: self._profile_update(height_cm=sig.decode_height(v)),
-            P.WEIGHT: lambda v, c: self._profile_update(weight_kg=sig.decode_weight(v) * 0.005),
-            P.GENDER: lambda v, c: self._profile_update(gender=int(sig.decode_gender(v))),
-            P.DATE_OF_BIRTH: self._write_dob,
-            P.CURRENT_TIME: self._write_current_time,
-            P.LOCAL_TIME_INFORMATION: self._write_local_time,
-            P.HEART_RATE_CONTROL_POINT: self._write_hr_control,
+            AGE: lambda v, c: self._profile_update(age=decode_age(v)),
+            HEIGHT: lambda v, c: self._profile_update(height_cm=decode_height(v)),
+            WEIGHT: lambda v, c: self._profile_update(weight_kg=decode_weight(v) * 0.005),
+            GENDER: lambda v, c: self._profile_update(gender=int(decode_gender(v))),
+            DATE_OF_BIRTH: self._write_dob,
+            CURRENT_TIME: self._write_current_time,
+            LOCAL_TIME_INFORMATION: self._write_local_time,
+            HEART_RATE_CONTROL_POINT: self._write_hr_control,
         }
         for char_uuid, write in writes.items():
             if char_uuid in OWNER_ONLY:
                 write = self._owner_only_write(write)
             db.set_write_hook(h(char_uuid), _write_hook(write))
         self._control_points = {
-            h(P.KME_CONSENT_CONTROL_POINT): self._consent_control,
-            h(P.KME_ALARM_CONTROL_POINT): self._alarm_control,
-            h(P.KME_DEVICE_CONTROL_POINT): self._device_control,
-            h(P.KME_ACTIVATION_CONTROL_POINT): self._activation_control,
-            h(P.KME_RECORD_SYNC_CONTROL_POINT): self._record_sync_control,
-            h(P.USER_CONTROL_POINT): self._user_control,
+            h(KME_CONSENT_CONTROL_POINT): self._consent_control,
+            h(KME_ALARM_CONTROL_POINT): self._alarm_control,
+            h(KME_DEVICE_CONTROL_POINT): self._device_control,
+            h(KME_ACTIVATION_CONTROL_POINT): self._activation_control,
+            h(KME_RECORD_SYNC_CONTROL_POINT): self._record_sync_control,
+            h(USER_CONTROL_POINT): self._user_control,
         }
         return db
 
@@ -459,16 +577,16 @@ class BandGattEndpoint:
 
     def _write_dob(self, value: bytes, conn: object) -> None:
         try:
-            dob = sig.decode_date_of_birth(value)
+            dob = decode_date_of_birth(value)
             self._profile_update(date_of_birth=dt.date(dob.year, dob.month, dob.day))
-        except sig.SigCodecError:
+        except SigCodecError:
             raise GattRejection(AttErrorCode.VALUE_NOT_ALLOWED, "bad date") from None
 
     def _write_hr_control(self, value: bytes, conn: object) -> None:
         try:
-            sig.decode_heart_rate_control_point(value)
-        except sig.SigCodecError:
-            raise GattRejection(sig.HR_CONTROL_POINT_NOT_SUPPORTED, "unknown op") from None
+            decode_heart_rate_control_point(value)
+        except SigCodecError:
+            raise GattRejection(HR_CONTROL_POINT_NOT_SUPPORTED, "unknown op") from None
         self._live_hr.reset_energy_expended()  # the one op code: Reset Energy Expended
 
     def _band_now(self) -> float:
@@ -477,17 +595,17 @@ class BandGattEndpoint:
     def _current_time(self) -> bytes:
         tz = dt.timedelta(minutes=self.band.firmware.tz_offset_min)
         local = dt.datetime.fromtimestamp(self._band_now(), dt.UTC).astimezone(dt.timezone(tz))
-        return sig.encode_current_time(sig.CurrentTime.from_datetime(local.replace(tzinfo=None)))
+        return encode_current_time(CurrentTime.from_datetime(local.replace(tzinfo=None)))
 
     def _local_time(self) -> bytes:
-        return sig.encode_local_time_information(
-            sig.LocalTimeInformation.from_offsets(self.band.firmware.tz_offset_min, 0)
+        return encode_local_time_information(
+            LocalTimeInformation.from_offsets(self.band.firmware.tz_offset_min, 0)
         )
 
     def _write_current_time(self, value: bytes, conn: object) -> None:
         try:
-            ct = sig.decode_current_time(value)
-        except sig.SigCodecError:
+            ct = decode_current_time(value)
+        except SigCodecError:
             raise GattRejection(AttErrorCode.VALUE_NOT_ALLOWED, "bad current time") from None
         tz = dt.timezone(dt.timedelta(minutes=self.band.firmware.tz_offset_min))
         when = ct.to_datetime().replace(tzinfo=tz).timestamp()
@@ -495,8 +613,8 @@ class BandGattEndpoint:
 
     def _write_local_time(self, value: bytes, conn: object) -> None:
         try:
-            info = sig.decode_local_time_information(value)
-        except sig.SigCodecError:
+            info = decode_local_time_information(value)
+        except SigCodecError:
             raise GattRejection(
                 AttErrorCode.VALUE_NOT_ALLOWED, "bad local time information"
             ) from None
@@ -508,119 +626,117 @@ class BandGattEndpoint:
     def _user_control(self, conn: _Connection, handle: int, value: bytes) -> None:
         # The band keeps one wearer's data and registers no further users: every op code
         # is answered "Op Code not supported" (UDS 4.9.2), echoing the request's op code.
-        op = sig.peek_user_control_opcode(value) or 0
+        op = peek_user_control_opcode(value) or 0
         self._indicate(
             conn,
             handle,
             bytes(
                 [
-                    sig.UserControlOpCode.RESPONSE_CODE,
+                    UserControlOpCode.RESPONSE_CODE,
                     op & 0xFF,
-                    sig.UserControlResult.OP_CODE_NOT_SUPPORTED,
+                    UserControlResult.OP_CODE_NOT_SUPPORTED,
                 ]
             ),
         )
 
     # -- control points --------------------------------------------------------------------
-    def _decode(self, conn: _Connection, handle: int, value: bytes) -> ctl.ControlMessage | None:
+    def _decode(self, conn: _Connection, handle: int, value: bytes) -> ControlMessage | None:
         try:
-            return ctl.decode_control(value)
-        except ctl.UnsupportedVersionError:
-            self._result(conn, handle, 0, ctl.ControlStatus.UNSUPPORTED)
-        except ctl.ControlDecodeError:
-            self._result(conn, handle, 0, ctl.ControlStatus.INVALID_REQUEST)
+            return decode_control(value)
+        except UnsupportedVersionError:
+            self._result(conn, handle, 0, ControlStatus.UNSUPPORTED)
+        except ControlDecodeError:
+            self._result(conn, handle, 0, ControlStatus.INVALID_REQUEST)
         return None
 
     def _result(
-        self, conn: _Connection, handle: int, request_type: int, status: ctl.ControlStatus
+        self, conn: _Connection, handle: int, request_type: int, status: ControlStatus
     ) -> None:
-        self._indicate(conn, handle, ctl.encode_control(ctl.ControlResult(request_type, status)))
+        self._indicate(conn, handle, encode_control(ControlResult(request_type, status)))
 
     def _consent_state(self) -> bytes:
         flags = self.band.consent.flags()
-        return ctl.encode_control(ctl.ConsentState(flags, len(self.band.consent)))
+        return encode_control(ConsentState(flags, len(self.band.consent)))
 
     def _consent_log_page(self, connection: object) -> bytes:
         conn = self._connections.get(connection)  # type: ignore[call-overload]
         first = conn.log_page if conn is not None else 0
-        entries = tuple(self.band.consent.log(first, ctl.MAX_LOG_PAGE_ENTRIES))
-        page = ctl.ConsentLogPage(first, len(self.band.consent), entries)
-        signature = self.band.identity.sign(ctl.unsigned_encoding(page))
-        return ctl.encode_control(ctl.ConsentLogPage(first, page.total, entries, signature))
+        entries = tuple(self.band.consent.log(first, MAX_LOG_PAGE_ENTRIES))
+        page = ConsentLogPage(first, len(self.band.consent), entries)
+        signature = self.band.identity.sign(unsigned_encoding(page))
+        return encode_control(ConsentLogPage(first, page.total, entries, signature))
 
     def _consent_control(self, conn: _Connection, handle: int, value: bytes) -> None:
         message = self._decode(conn, handle, value)
-        if isinstance(message, ctl.SelectConsentLogPage):
+        if isinstance(message, SelectConsentLogPage):
             conn.log_page = message.first_index
-            self._result(conn, handle, message.MESSAGE_TYPE, ctl.ControlStatus.OK)
-        elif isinstance(message, ctl.RequestConsentRecord):
+            self._result(conn, handle, message.MESSAGE_TYPE, ControlStatus.OK)
+        elif isinstance(message, RequestConsentRecord):
             status = self._sign_consent_record(conn, message)
             self._result(conn, handle, message.MESSAGE_TYPE, status)
-        elif isinstance(message, ctl.SetConsent):
+        elif isinstance(message, SetConsent):
             if not conn.owner:
-                self._indicate(
-                    conn, handle, ctl.encode_control(ctl.ConsentResult(ctl.ControlStatus.NOT_OWNER))
-                )
+                self._indicate(conn, handle, encode_control(ConsentResult(ControlStatus.NOT_OWNER)))
                 return
             try:
                 entry = self.band.consent.set(
                     message.category,
                     message.granted,
                     message.policy_version,
-                    source=ctl.ConsentSource.OWNER_CLIENT,
+                    source=ConsentSource.OWNER_CLIENT,
                     tz_offset_min=self.band.firmware.tz_offset_min,
                 )
             except KmebandError:
-                answer = ctl.ConsentResult(ctl.ControlStatus.INVALID_REQUEST)
+                answer = ConsentResult(ControlStatus.INVALID_REQUEST)
             else:
-                answer = ctl.ConsentResult(ctl.ControlStatus.OK, entry.index)
-            self._indicate(conn, handle, ctl.encode_control(answer))
+                answer = ConsentResult(ControlStatus.OK, entry.index)
+            self._indicate(conn, handle, encode_control(answer))
         elif message is not None:
-            self._result(conn, handle, message.MESSAGE_TYPE, ctl.ControlStatus.UNSUPPORTED)
+            self._result(conn, handle, message.MESSAGE_TYPE, ControlStatus.UNSUPPORTED)
 
     def _consent_record(self, connection: object) -> bytes:
         conn = self._connections.get(connection)  # type: ignore[call-overload]
         return conn.consent_record if conn is not None else b""
 
     def _sign_consent_record(
-        self, conn: _Connection, request: ctl.RequestConsentRecord
-    ) -> ctl.ControlStatus:
+        self, conn: _Connection, request: RequestConsentRecord
+    ) -> ControlStatus:
         """Sign the record of the consent governing the requested range (owner only)."""
         if not conn.owner:
-            return ctl.ControlStatus.NOT_OWNER
+            return ControlStatus.NOT_OWNER
         now = int(self.band.clock.now())
         covers_to = min(request.covers_to, now)  # a record never speaks of the future
         if covers_to < request.covers_from:
-            return ctl.ControlStatus.INVALID_REQUEST
+            return ControlStatus.INVALID_REQUEST
         log = ConsentLog(ConsentChange.from_entry(e) for e in self.band.consent.log())
         try:
             record = ConsentRecord.covering(log, request.covers_from, covers_to, now)
         except ConsentError:
-            return ctl.ControlStatus.LIMIT_REACHED
+            return ControlStatus.LIMIT_REACHED
         signed = dataclasses.replace(
             record, signature=self.band.identity.sign(record.signed_bytes())
         )
         encoded = signed.encode()
-        if len(encoded) > P.MAX_CONTROL_VALUE:
-            return ctl.ControlStatus.LIMIT_REACHED
+        if len(encoded) > MAX_CONTROL_VALUE:
+            return ControlStatus.LIMIT_REACHED
         conn.consent_record = encoded
-        return ctl.ControlStatus.OK
+        return ControlStatus.OK
 
-    def _alarm_list(self) -> ctl.AlarmList:
-        return ctl.AlarmList(
+    def _alarm_list(self) -> AlarmList:
+        return AlarmList(
             tuple(
-                ctl.Alarm(a.id, a.hour, a.minute, a.weekdays, a.smart_window_min, a.enabled)
+                Alarm(a.id, a.hour, a.minute, a.weekdays, a.smart_window_min, a.enabled)
                 for a in self.band.firmware.alarms
-                if a.id < ctl.MAX_ALARMS
+                if a.id < MAX_ALARMS
             )
         )
 
     def _alarm_control(self, conn: _Connection, handle: int, value: bytes) -> None:
         message = self._decode(conn, handle, value)
         now = self.band.clock.now()
-        if isinstance(message, ctl.ListAlarms):
-            self._indicate(conn, handle, ctl.encode_control(self._alarm_list()))
-        elif isinstance(message, ctl.SetAlarm):
+        if isinstance(message, ListAlarms):
+            self._indicate(conn, handle, encode_control(self._alarm_list()))
+        elif isinstance(message, SetAlarm):
             a = message.alarm
             self.band.firmware.set_alarm(
                 FirmwareAlarm(
@@ -628,66 +744,66 @@ class BandGattEndpoint:
                 ),
                 now,
             )
-            self._result(conn, handle, message.MESSAGE_TYPE, ctl.ControlStatus.OK)
-        elif isinstance(message, ctl.DeleteAlarm):
+            self._result(conn, handle, message.MESSAGE_TYPE, ControlStatus.OK)
+        elif isinstance(message, DeleteAlarm):
             known = any(a.id == message.alarm_id for a in self.band.firmware.alarms)
             if known:
                 self.band.firmware.remove_alarm(message.alarm_id)
-            status = ctl.ControlStatus.OK if known else ctl.ControlStatus.NOT_FOUND
+            status = ControlStatus.OK if known else ControlStatus.NOT_FOUND
             self._result(conn, handle, message.MESSAGE_TYPE, status)
         elif message is not None:
-            self._result(conn, handle, message.MESSAGE_TYPE, ctl.ControlStatus.UNSUPPORTED)
+            self._result(conn, handle, message.MESSAGE_TYPE, ControlStatus.UNSUPPORTED)
 
     def _device_control(self, conn: _Connection, handle: int, value: bytes) -> None:
         message = self._decode(conn, handle, value)
-        if isinstance(message, ctl.SetTimeZone):
+        if isinstance(message, SetTimeZone):
             offset = message.utc_offset_min + message.dst_offset_min
             self.band.firmware.set_tz_offset(offset, self.band.clock.now())
-            self._result(conn, handle, message.MESSAGE_TYPE, ctl.ControlStatus.OK)
-        elif isinstance(message, ctl.FindBand):
-            self._result(conn, handle, message.MESSAGE_TYPE, ctl.ControlStatus.OK)
-        elif isinstance(message, ctl.Reboot):
-            self._result(conn, handle, message.MESSAGE_TYPE, ctl.ControlStatus.OK)
+            self._result(conn, handle, message.MESSAGE_TYPE, ControlStatus.OK)
+        elif isinstance(message, FindBand):
+            self._result(conn, handle, message.MESSAGE_TYPE, ControlStatus.OK)
+        elif isinstance(message, Reboot):
+            self._result(conn, handle, message.MESSAGE_TYPE, ControlStatus.OK)
             asyncio.get_running_loop().call_soon(self.reboot)
-        elif isinstance(message, ctl.FactoryReset):
+        elif isinstance(message, FactoryReset):
             if not conn.owner:
-                self._result(conn, handle, message.MESSAGE_TYPE, ctl.ControlStatus.NOT_OWNER)
+                self._result(conn, handle, message.MESSAGE_TYPE, ControlStatus.NOT_OWNER)
                 return
             self.band.consent.factory_reset()
             self._owner_key = self._account_tag = None
             self._bonds.clear()
             self._save_owner()
             self._save_bonds()
-            self._result(conn, handle, message.MESSAGE_TYPE, ctl.ControlStatus.OK)
+            self._result(conn, handle, message.MESSAGE_TYPE, ControlStatus.OK)
         elif message is not None:
-            self._result(conn, handle, message.MESSAGE_TYPE, ctl.ControlStatus.UNSUPPORTED)
+            self._result(conn, handle, message.MESSAGE_TYPE, ControlStatus.UNSUPPORTED)
 
     def _activation_control(self, conn: _Connection, handle: int, value: bytes) -> None:
         message = self._decode(conn, handle, value)
-        if isinstance(message, ctl.ActivationRequest):
+        if isinstance(message, ActivationRequest):
             if self.activated:
-                result = ctl.ActivationResult(ctl.ControlStatus.ALREADY_ACTIVATED)
+                result = ActivationResult(ControlStatus.ALREADY_ACTIVATED)
             else:
                 band_public = self.band.identity.public_key_bytes
                 statement = activation_statement(
                     message.owner_public_key, message.account_tag, message.client_nonce, band_public
                 )
-                result = ctl.ActivationResult(
-                    ctl.ControlStatus.OK, band_public, self.band.identity.sign(statement)
+                result = ActivationResult(
+                    ControlStatus.OK, band_public, self.band.identity.sign(statement)
                 )
                 self._owner_key = message.owner_public_key
                 self._account_tag = message.account_tag
                 conn.owner = True
                 self._save_owner()
-            self._indicate(conn, handle, ctl.encode_control(result))
-        elif isinstance(message, ctl.RequestOwnerChallenge):
+            self._indicate(conn, handle, encode_control(result))
+        elif isinstance(message, RequestOwnerChallenge):
             if not self.activated:
-                answer = ctl.OwnerChallenge(ctl.ControlStatus.NOT_ACTIVATED)
+                answer = OwnerChallenge(ControlStatus.NOT_ACTIVATED)
             else:
                 conn.nonce = self._random_bytes(16)
-                answer = ctl.OwnerChallenge(ctl.ControlStatus.OK, conn.nonce)
-            self._indicate(conn, handle, ctl.encode_control(answer))
-        elif isinstance(message, ctl.OwnerProof):
+                answer = OwnerChallenge(ControlStatus.OK, conn.nonce)
+            self._indicate(conn, handle, encode_control(answer))
+        elif isinstance(message, OwnerProof):
             nonce, conn.nonce = conn.nonce, None  # single use, whatever the outcome
             ok = (
                 self._owner_key is not None
@@ -697,15 +813,15 @@ class BandGattEndpoint:
                 )
             )
             conn.owner = ok
-            status = ctl.ControlStatus.OK if ok else ctl.ControlStatus.AUTH_FAILED
+            status = ControlStatus.OK if ok else ControlStatus.AUTH_FAILED
             self._result(conn, handle, message.MESSAGE_TYPE, status)
         elif message is not None:
-            self._result(conn, handle, message.MESSAGE_TYPE, ctl.ControlStatus.UNSUPPORTED)
+            self._result(conn, handle, message.MESSAGE_TYPE, ControlStatus.UNSUPPORTED)
 
     # -- record sync -----------------------------------------------------------------------
     def _sender(self, conn: _Connection) -> BandSyncSender:
         if conn.sender is None:
-            size = max(20, min(conn.server.mtu - 3, P.MAX_RECORD_CHUNK))
+            size = max(20, min(conn.server.mtu - 3, MAX_RECORD_CHUNK))
             if self._record_sender is None:
                 self._record_sender = BandSyncSender(self.band.flash, size)
             else:
@@ -717,11 +833,11 @@ class BandGattEndpoint:
         conn = self._connections.get(connection)  # type: ignore[call-overload]
         if conn is None or not conn.owner:
             raise GattRejection(AttErrorCode.INSUFFICIENT_AUTHORIZATION, "owner only")
-        return ctl.encode_control(self._sender(conn).status())
+        return encode_control(self._sender(conn).status())
 
     def _record_sync_control(self, conn: _Connection, handle: int, value: bytes) -> None:
         if not conn.owner:
-            self._result(conn, handle, 0, ctl.ControlStatus.NOT_OWNER)
+            self._result(conn, handle, 0, ControlStatus.NOT_OWNER)
             return
         sender = self._sender(conn)
         sender.receive_control(value)
@@ -731,7 +847,7 @@ class BandGattEndpoint:
         """Handle the sender's events; hand chunk notifications to a pacing task."""
         sender = conn.sender
         assert sender is not None
-        data_handle = self.db.value_handle(P.KME_RECORD_SYNC_DATA)
+        data_handle = self.db.value_handle(KME_RECORD_SYNC_DATA)
         while True:
             event = sender.next_event()
             if event is None:
@@ -743,7 +859,7 @@ class BandGattEndpoint:
                 return  # the pump sends the rest, yielding to the loop as it goes
             if isinstance(event, IndicateControl):
                 self._indicate(
-                    conn, self.db.value_handle(P.KME_RECORD_SYNC_CONTROL_POINT), event.payload
+                    conn, self.db.value_handle(KME_RECORD_SYNC_CONTROL_POINT), event.payload
                 )
             elif isinstance(event, FreeRecords):
                 self.band.flash.free_up_to(event.stream, event.up_to_seq)
@@ -753,8 +869,8 @@ class BandGattEndpoint:
     async def _pump(self, conn: _Connection) -> None:
         sender = conn.sender
         assert sender is not None
-        data_handle = self.db.value_handle(P.KME_RECORD_SYNC_DATA)
-        cp_handle = self.db.value_handle(P.KME_RECORD_SYNC_CONTROL_POINT)
+        data_handle = self.db.value_handle(KME_RECORD_SYNC_DATA)
+        cp_handle = self.db.value_handle(KME_RECORD_SYNC_CONTROL_POINT)
         sent = 0
         while conn.link.connected:
             event = sender.next_event()

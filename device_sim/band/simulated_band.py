@@ -34,7 +34,7 @@ from device_sim.person.physiology import Person
 from device_sim.person.plan import SegmentKind
 from device_sim.person.sensors import SensorModel
 from protocol.errors import UsageError
-from protocol.kme.control import ConsentSource
+from protocol.kme.control.consent import ConsentSource
 from protocol.kme.records import (
     STREAM_CONSENT,
     ConsentCategory,

@@ -38,18 +38,12 @@ import numpy as np
 from protocol.errors import KmebandError
 from protocol.kme.record_fields import field_columns, int64_column
 from protocol.kme.records import (
+    STREAM_RECORD_TYPE,
     ActivityClass,
-    ActivityMinute,
-    AlarmEvent,
     AlarmEventKind,
-    GnssFix,
-    HeartRateSample,
-    SleepEpoch,
     SleepStage,
-    SleepSummary,
     StoredRecord,
     StreamId,
-    TelemetryEvent,
     TelemetryKind,
 )
 
@@ -354,15 +348,6 @@ _STREAM_ENUMS: Final[Mapping[tuple[StreamId, str], type]] = {
     (StreamId.TELEMETRY, "kind"): TelemetryKind,
 }
 
-_RECORD_TYPES: Final[Mapping[StreamId, type]] = {
-    StreamId.ACTIVITY_MINUTES: ActivityMinute,
-    StreamId.HR_SAMPLES: HeartRateSample,
-    StreamId.SLEEP_EPOCHS: SleepEpoch,
-    StreamId.SLEEP_SUMMARIES: SleepSummary,
-    StreamId.ALARM_EVENTS: AlarmEvent,
-    StreamId.GNSS_FIXES: GnssFix,
-    StreamId.TELEMETRY: TelemetryEvent,
-}
 
 _LITTLE_ENDIAN: Final = sys.byteorder == "little"
 
@@ -483,7 +468,7 @@ class BatchBody:
 
     def records(self) -> list[StoredRecord]:
         """The records as :class:`protocol.kme.records.StoredRecord` dataclasses."""
-        record_type = _RECORD_TYPES[self.stream]
+        record_type = STREAM_RECORD_TYPE[self.stream]
         specs = COLUMNS[self.stream]
         converters = [self._converter(spec.field) for spec in specs]
         rows = zip(*(self.columns[spec.field] for spec in specs), strict=True)
@@ -503,7 +488,7 @@ class BatchBody:
 
 
 def _record_field_names(stream: StreamId) -> list[str]:
-    return [f.name for f in fields(_RECORD_TYPES[stream])]
+    return [f.name for f in fields(STREAM_RECORD_TYPE[stream])]
 
 
 def _check_column_table() -> None:
@@ -529,7 +514,7 @@ def encode_batch_plaintext(records: Sequence[StoredRecord], consent_record: byte
     if type(consent_record) is not bytes or not 0 < len(consent_record) <= MAX_CONSENT_RECORD_LEN:
         raise BatchError("the consent record must be 1..16384 encoded bytes")
     stream = records[0].stream
-    record_type = _RECORD_TYPES[stream]
+    record_type = STREAM_RECORD_TYPE[stream]
     values = list(map(_RECORD_OF, records))
     if not all(map(operator.is_, map(_STREAM_OF, records), repeat(stream))) or set(
         map(type, values)

@@ -35,12 +35,9 @@ from cryptography.hazmat.primitives.asymmetric.ed25519 import (
 )
 
 from protocol.errors import KmebandError, UsageError
-from protocol.kme.control import (
+from protocol.kme.control.consent import ConsentFlag, ConsentLogEntry, ConsentSource, ConsentState
+from protocol.kme.control.schema import (
     Bytes,
-    ConsentFlag,
-    ConsentLogEntry,
-    ConsentSource,
-    ConsentState,
     ControlDecodeError,
     ControlEncodeError,
     ControlRecord,

@@ -31,13 +31,13 @@ from cryptography.exceptions import InvalidSignature
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey, Ed25519PublicKey
 
 from protocol.errors import KmebandError, UsageError
-from protocol.kme.control import (
+from protocol.kme.control.activation import (
     ActivationRequest,
     ActivationResult,
-    ControlStatus,
     KeyAlgorithm,
     OwnerProof,
 )
+from protocol.kme.control.common import ControlStatus
 
 ACTIVATION_CONTEXT = b"KME-activation-v1\x00"
 OWNER_PROOF_CONTEXT = b"KME-owner-proof-v1\x00"

@@ -15,7 +15,7 @@ from device_sim.clock import ManualClock
 from device_sim.radio import Radio
 from device_sim.radio.capture import BtsnoopCapture
 from protocol.ble.btsnoop import read_btsnoop
-from protocol.kme import profile as P
+from protocol.kme.profile import MANUFACTURER_NAME, SERIAL_NUMBER
 
 
 async def _session(path: Path) -> int:
@@ -27,9 +27,9 @@ async def _session(path: Path) -> int:
         endpoint = BandGattEndpoint(band)
         radio.attach(endpoint)
         central = await Central(radio, endpoint.address).connect()
-        await central.read(P.MANUFACTURER_NAME)
+        await central.read(MANUFACTURER_NAME)
         await central.pair(lambda: endpoint.display)
-        await central.read(P.SERIAL_NUMBER)
+        await central.read(SERIAL_NUMBER)
         await central.link.disconnect()
         return capture.frames
 

@@ -249,6 +249,8 @@ def compare_sleep(run: FirmwareRun, ref: Reference) -> SleepComparison | None:
     est = np.array([band.get(int(t), -1) for t in s.starts], dtype=np.int64)
     # out-of-bed truth counts only where the band scored sleep (it says wake otherwise)
     sel = covered & ((s.stages != OUT_OF_BED) | (est >= 0))
+    if not sel.any():
+        return None  # nobody in bed by the reference, nor asleep by the band: nothing to score
     est = np.where(est[sel] >= 0, est[sel], int(SleepStage.WAKE))
     refs = np.where(s.stages[sel] == OUT_OF_BED, int(SleepStage.WAKE), s.stages[sel])
     asleep_ref = (refs != SleepStage.WAKE).astype(np.int64)

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import itertools
 from pathlib import Path
 
 import numpy as np
@@ -44,7 +45,7 @@ def write(tmp_path: Path, text: str, name: str = "labels.csv") -> Path:
 def test_rr_intervals_give_the_rate_over_the_window_around_each_second(tmp_path: Path) -> None:
     # beats every 0.75 s (80 bpm) for 20 s, then every 0.5 s (120 bpm) for 20 s
     beats = np.concatenate((np.arange(0, 20, 0.75), np.arange(20, 40.01, 0.5)))
-    rows = "\n".join(f"{b:.3f},{(b - a) * 1000:.1f}" for a, b in zip(beats, beats[1:]))
+    rows = "\n".join(f"{b:.3f},{(b - a) * 1000:.1f}" for a, b in itertools.pairwise(beats))
     path = write(tmp_path, "# reference: ECG\nt_s,rr_ms\n" + rows + "\n")
     ref = read_labels(path, T0)
     assert ref.hr is not None and ref.hr.kind == "rr" and ref.sources == ["rr:labels.csv"]

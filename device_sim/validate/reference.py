@@ -69,12 +69,13 @@ class HeartRateReference:
     values: F64
 
     def at(self, centres: F64, window_s: float) -> F64:
-        """The reference rate over windows of ``window_s`` centred on ``centres`` (the
-        firmware's estimate at a second is from such a window); NaN where the reference
-        has too little there (RR intervals covering under half the window, or no rate)."""
+        """The reference rate over the windows ``[c - window_s/2, c + window_s/2)`` around
+        ``centres`` (the firmware's estimate at a second is from such a window); NaN where
+        the reference has too little there (RR intervals covering under half the window,
+        or no rate)."""
         out = np.full(len(centres), np.nan)
         lo = np.searchsorted(self.times, centres - window_s / 2, side="left")
-        hi = np.searchsorted(self.times, centres + window_s / 2, side="right")
+        hi = np.searchsorted(self.times, centres + window_s / 2, side="left")
         csum = np.concatenate(([0.0], np.cumsum(self.values)))
         count = hi - lo
         total = csum[hi] - csum[lo]

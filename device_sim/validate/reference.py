@@ -135,8 +135,9 @@ def _float(text: str, path: Path, line: int, column: str) -> float:
     try:
         v = float(text)
     except ValueError:
+        # the value itself stays out of the message: it is health data
         raise ValidateError(
-            f"reference {path}, line {line}: {column} {text!r} is not a number; fix the file"
+            f"reference {path}, line {line}: {column} is not a number; fix the file"
         ) from None
     if not math.isfinite(v):
         raise ValidateError(f"reference {path}, line {line}: {column} is NaN or infinite")
@@ -222,8 +223,8 @@ def read_labels(path: str | Path, origin_utc: float) -> Reference:
                 continue
             if name not in STAGE_NAMES:
                 raise ValidateError(
-                    f"reference {p}, line {line}: unknown stage {r[si]!r}; use wake, light, "
-                    "deep, rem, sleep or W, N1, N2, N3, R"
+                    f"reference {p}, line {line}: the stage is not one of wake, light, deep, "
+                    "rem, sleep or W, N1, N2, N3, R"
                 )
             starts_l.append(_float(r[start[0]], p, line, header[start[0]]) + start[1])
             stages.append(int(STAGE_NAMES[name]))

@@ -33,7 +33,7 @@ class ValidateInputNotFoundError(KmebandError):
 
 
 def _is_csv(args: argparse.Namespace) -> bool:
-    return bool(args.csv) or args.recording.suffix.lower() in (".csv", ".tsv", ".txt")
+    return bool(args.csv) or args.recording.suffix.lower() == ".csv"
 
 
 def open_recording(

@@ -79,7 +79,7 @@ from protocol.errors import KmebandError
 from protocol.kme import control as ctl
 from protocol.kme import profile as P
 from protocol.kme.consent import ConsentChange, ConsentError, ConsentLog, ConsentRecord
-from protocol.kme.ownership import activation_statement, check_owner_proof
+from protocol.kme.ownership import activation_statement, check_owner_proof, owner_proof_limiter
 from protocol.kme.record_sync import (
     BandSyncSender,
     FreeRecords,
@@ -141,6 +141,7 @@ class BandGattEndpoint:
         self.display: str | None = None  # what the band's screen shows (passkeys)
         self.on_display: Callable[[str], None] | None = None
         self.limiter = PairingRateLimiter()
+        self.owner_limiter = owner_proof_limiter()  # per band: a central can change address
         self.clock_offset_s = 0.0  # the band's own clock drift from true UTC
         self._bonds: dict[str, Bond] = {}
         self._owner_key: bytes | None = None
@@ -186,6 +187,8 @@ class BandGattEndpoint:
         if conn is None:
             return
         self.band.connected_centrals -= 1
+        if conn.smp is not None and conn.smp.in_progress:
+            self._pairing_failed(conn.smp)  # a peer that leaves mid-pairing still guessed
         if conn.sender is not None:
             conn.sender.connection_lost()
         if conn.pump is not None:
@@ -328,8 +331,13 @@ class BandGattEndpoint:
                 self.display = None
                 self._save_bonds()
             elif isinstance(event, PairingAborted):
-                self.limiter.record_failure(self.band.clock.now())
-                self.display = None
+                self._pairing_failed(conn.smp)
+
+    def _pairing_failed(self, smp: SmpResponder) -> None:
+        """Count a failed pairing only if it could test a passkey (smp_rate_limit.py)."""
+        if smp.passkey_shown:
+            self.limiter.record_failure(self.band.clock.now())
+            self.display = None
 
     def _random_bytes(self, n: int) -> bytes:
         return self._rng.bytes(n)
@@ -681,24 +689,37 @@ class BandGattEndpoint:
         elif isinstance(message, ctl.RequestOwnerChallenge):
             if not self.activated:
                 answer = ctl.OwnerChallenge(ctl.ControlStatus.NOT_ACTIVATED)
+            elif not self.owner_limiter.allows(self.band.clock.now()):
+                answer = ctl.OwnerChallenge(ctl.ControlStatus.RATE_LIMITED)
             else:
                 conn.nonce = self._random_bytes(16)
                 answer = ctl.OwnerChallenge(ctl.ControlStatus.OK, conn.nonce)
             self._indicate(conn, handle, ctl.encode_control(answer))
         elif isinstance(message, ctl.OwnerProof):
             nonce, conn.nonce = conn.nonce, None  # single use, whatever the outcome
-            ok = (
-                self._owner_key is not None
-                and nonce is not None
-                and check_owner_proof(
-                    self._owner_key, self.band.identity.public_key_bytes, nonce, message
-                )
+            self._result(
+                conn, handle, message.MESSAGE_TYPE, self._verify_owner_proof(conn, nonce, message)
             )
-            conn.owner = ok
-            status = ctl.ControlStatus.OK if ok else ctl.ControlStatus.AUTH_FAILED
-            self._result(conn, handle, message.MESSAGE_TYPE, status)
         elif message is not None:
             self._result(conn, handle, message.MESSAGE_TYPE, ctl.ControlStatus.UNSUPPORTED)
+
+    def _verify_owner_proof(
+        self, conn: _Connection, nonce: bytes | None, proof: ctl.OwnerProof
+    ) -> ctl.ControlStatus:
+        """Check an ownership proof under the back-off; only a checked proof can fail."""
+        now = self.band.clock.now()
+        conn.owner = False
+        if not self.owner_limiter.allows(now):
+            return ctl.ControlStatus.RATE_LIMITED  # refused unchecked: no failure counted
+        if self._owner_key is None or nonce is None:
+            return ctl.ControlStatus.AUTH_FAILED  # nothing to check against: tests nothing
+        key = self.band.identity.public_key_bytes
+        if not check_owner_proof(self._owner_key, key, nonce, proof):
+            self.owner_limiter.record_failure(now)
+            return ctl.ControlStatus.AUTH_FAILED
+        self.owner_limiter.record_success()
+        conn.owner = True
+        return ctl.ControlStatus.OK
 
     # -- record sync -----------------------------------------------------------------------
     def _sender(self, conn: _Connection) -> BandSyncSender:

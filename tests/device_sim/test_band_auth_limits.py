@@ -1,0 +1,175 @@
+"""How the band bounds guessing: only attempts that test a secret count as failures.
+
+A pairing that showed its passkey and failed, and a checked ownership proof that was
+wrong, count; a pairing refused before its passkey (Repeated Attempts, Just Works) tested
+nothing and neither counts nor extends the lock-out (docs/pairing.md, docs/protocol.md).
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+import pytest
+from band_central import Central
+from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
+
+from device_sim.band.gatt_endpoint import BandGattEndpoint
+from device_sim.band.simulated_band import BandConfig, SimulatedBand
+from device_sim.clock import ManualClock
+from device_sim.radio import SMP_CID, Radio
+from protocol.ble.smp_pdu import AuthReq, IoCapability, KeyDistribution, PairingRequest
+from protocol.kme import control as ctl
+from protocol.kme import profile as P
+from protocol.kme.ownership import OWNER_PROOF_FREE_FAILURES, activation_request, prove_ownership
+
+
+async def _setup(seed: int = 21) -> tuple[ManualClock, Radio, BandGattEndpoint]:
+    clock = ManualClock()
+    band = SimulatedBand(BandConfig(seed=seed, fidelity="summary"), clock)
+    band.simulate_until(clock.now() + 600)
+    radio = Radio(clock, seed=seed)
+    endpoint = BandGattEndpoint(band)
+    radio.attach(endpoint)
+    return clock, radio, endpoint
+
+
+def _wrong(endpoint: BandGattEndpoint) -> int:
+    return (int(endpoint.display or "0") + 1) % 1_000_000
+
+
+async def test_refused_pairing_attempts_do_not_extend_the_lock_out() -> None:
+    clock, radio, endpoint = await _setup()
+    central = await Central(radio, endpoint.address, seed=1).connect()
+    with pytest.raises(AssertionError, match="CONFIRM_VALUE_FAILED"):
+        await central.pair(lambda: _wrong(endpoint))  # a real guess: it counts
+    assert endpoint.limiter.consecutive_failures == 1
+    for _ in range(8):  # eight tries during the 2 s back-off: each refused, none a guess
+        with pytest.raises(AssertionError, match="REPEATED_ATTEMPTS"):
+            await central.pair(lambda: endpoint.display)
+    assert endpoint.limiter.consecutive_failures == 1
+    assert endpoint.limiter.retry_after(clock.now()) == pytest.approx(2.0)
+    await clock.advance(2.0)  # the wait the one real failure earned, not 256 s
+    await central.pair(lambda: endpoint.display)
+    assert endpoint.limiter.consecutive_failures == 0
+
+
+async def test_a_just_works_request_is_refused_without_counting() -> None:
+    _, radio, endpoint = await _setup()
+    central = await Central(radio, endpoint.address, seed=2).connect()
+    just_works = PairingRequest(
+        io_capability=IoCapability.NO_INPUT_NO_OUTPUT,
+        oob_data_present=False,
+        auth_req=AuthReq.BONDING | AuthReq.SECURE_CONNECTIONS,
+        max_key_size=16,
+        initiator_key_distribution=KeyDistribution.NONE,
+        responder_key_distribution=KeyDistribution.NONE,
+    )
+    for _ in range(10):
+        central.link.send(SMP_CID, just_works.encode())
+    assert endpoint.display is None  # no passkey was ever shown
+    assert endpoint.limiter.consecutive_failures == 0
+    await central.pair(lambda: endpoint.display)  # the owner pairs at once
+
+
+async def test_leaving_mid_pairing_after_the_passkey_showed_counts_as_a_failure() -> None:
+    _, radio, endpoint = await _setup()
+    central = await Central(radio, endpoint.address, seed=3).connect()
+
+    def never_typed() -> int:
+        raise LookupError("the user walked away")
+
+    with pytest.raises(LookupError):
+        await central.pair(never_typed)  # the passkey stays on the band's screen
+    assert endpoint.display is not None
+    await central.link.disconnect()  # a guesser that learnt a round's bit and left
+    assert endpoint.limiter.consecutive_failures == 1
+    assert endpoint.display is None
+
+
+async def _owned(radio: Radio, endpoint: BandGattEndpoint) -> tuple[Ed25519PrivateKey, bytes]:
+    first = await Central(radio, endpoint.address, seed=4).connect()
+    bond = await first.pair(lambda: endpoint.display)
+    await first.subscribe(P.KME_ACTIVATION_CONTROL_POINT, indicate=True)
+    owner = Ed25519PrivateKey.generate()
+    request = activation_request(owner, b"\x01" * 16, b"\x02" * 16)
+    await first.control(P.KME_ACTIVATION_CONTROL_POINT, ctl.encode_control(request))
+    await first.link.disconnect()
+    return owner, bond.ltk
+
+
+async def _prove(central: Central, endpoint: BandGattEndpoint, key: Ed25519PrivateKey) -> Any:
+    challenge = ctl.decode_as(
+        await central.control(
+            P.KME_ACTIVATION_CONTROL_POINT, ctl.encode_control(ctl.RequestOwnerChallenge())
+        ),
+        ctl.OwnerChallenge,
+    )
+    if challenge.nonce is None:
+        return challenge.status
+    proof = prove_ownership(key, endpoint.band.identity.public_key_bytes, challenge.nonce)
+    answer = ctl.decode_as(
+        await central.control(P.KME_ACTIVATION_CONTROL_POINT, ctl.encode_control(proof)),
+        ctl.ControlResult,
+    )
+    return answer.status
+
+
+async def test_repeated_wrong_owner_proofs_get_rate_limited_and_the_owner_gets_in_after() -> None:
+    clock, radio, endpoint = await _setup()
+    owner, ltk = await _owned(radio, endpoint)
+    other = await Central(radio, endpoint.address, seed=5).connect()
+    await other.link.start_encryption(ltk)
+    await other.subscribe(P.KME_ACTIVATION_CONTROL_POINT, indicate=True)
+    stranger = Ed25519PrivateKey.generate()
+    S = ctl.ControlStatus
+    for _ in range(OWNER_PROOF_FREE_FAILURES + 1):
+        assert await _prove(other, endpoint, stranger) is S.AUTH_FAILED
+    # now the band backs off: no challenge, and even the right key must wait
+    assert await _prove(other, endpoint, stranger) is S.RATE_LIMITED
+    assert await _prove(other, endpoint, owner) is S.RATE_LIMITED
+    assert endpoint.owner_limiter.consecutive_failures == OWNER_PROOF_FREE_FAILURES + 1
+    await clock.advance(2.0)
+    assert await _prove(other, endpoint, stranger) is S.AUTH_FAILED  # the wait doubles
+    await clock.advance(2.0)
+    assert await _prove(other, endpoint, owner) is S.RATE_LIMITED
+    await clock.advance(2.0)
+    assert await _prove(other, endpoint, owner) is S.OK
+    assert endpoint.owner_limiter.consecutive_failures == 0
+
+
+async def test_a_proof_sent_during_the_back_off_is_refused_unchecked() -> None:
+    clock, radio, endpoint = await _setup()
+    owner, ltk = await _owned(radio, endpoint)
+    other = await Central(radio, endpoint.address, seed=6).connect()
+    await other.link.start_encryption(ltk)
+    await other.subscribe(P.KME_ACTIVATION_CONTROL_POINT, indicate=True)
+    stranger = Ed25519PrivateKey.generate()
+    for _ in range(OWNER_PROOF_FREE_FAILURES):
+        assert await _prove(other, endpoint, stranger) is ctl.ControlStatus.AUTH_FAILED
+    # take a challenge while still allowed, fail once more, then answer it in the back-off
+    challenge = ctl.decode_as(
+        await other.control(
+            P.KME_ACTIVATION_CONTROL_POINT, ctl.encode_control(ctl.RequestOwnerChallenge())
+        ),
+        ctl.OwnerChallenge,
+    )
+    assert challenge.nonce is not None
+    endpoint.owner_limiter.record_failure(clock.now())
+    proof = prove_ownership(owner, endpoint.band.identity.public_key_bytes, challenge.nonce)
+    answer = ctl.decode_as(
+        await other.control(P.KME_ACTIVATION_CONTROL_POINT, ctl.encode_control(proof)),
+        ctl.ControlResult,
+    )
+    assert answer.status is ctl.ControlStatus.RATE_LIMITED
+    assert endpoint.owner_limiter.consecutive_failures == OWNER_PROOF_FREE_FAILURES + 1
+
+
+def test_free_failures_cost_nothing_then_the_wait_doubles() -> None:
+    from protocol.ble.smp_rate_limit import FailureBackoff
+
+    backoff = FailureBackoff(base_delay_s=2.0, max_delay_s=600.0, free_failures=2)
+    waits = []
+    for n in range(6):
+        backoff.record_failure(100.0 * n)
+        waits.append(backoff.retry_after(100.0 * n))
+    assert waits == [0.0, 0.0, 2.0, 4.0, 8.0, 16.0]

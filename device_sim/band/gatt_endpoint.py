@@ -42,6 +42,7 @@ import cbor2
 import numpy as np
 from cryptography.hazmat.primitives.asymmetric import ec
 
+from device_sim.band.auth_deadline import AUTH_TIMEOUT_S, AuthenticationDeadline
 from device_sim.band.firmware.alarms import Alarm as FirmwareAlarm
 from device_sim.band.simulated_band import SimulatedBand
 from device_sim.band.state_file import StateFileCorruptError, read_checked, write_checked
@@ -135,7 +136,13 @@ class _Connection:
 class BandGattEndpoint:
     """A SimulatedBand on the radio: implements the radio's Peripheral protocol."""
 
-    def __init__(self, band: SimulatedBand, *, seed: int | None = None) -> None:
+    def __init__(
+        self,
+        band: SimulatedBand,
+        *,
+        seed: int | None = None,
+        auth_timeout_s: float | None = AUTH_TIMEOUT_S,
+    ) -> None:
         self.band = band
         self._rng = np.random.default_rng(band.config.seed if seed is None else seed)
         self.display: str | None = None  # what the band's screen shows (passkeys)
@@ -147,6 +154,10 @@ class BandGattEndpoint:
         self._owner_key: bytes | None = None
         self._account_tag: bytes | None = None
         self._connections: dict[int, _Connection] = {}
+        # An unauthenticated link gets auth_timeout_s band seconds (docs/pairing.md)
+        self.auth_deadline = AuthenticationDeadline(
+            band.clock, auth_timeout_s, self._authenticated, self._drop_unauthenticated
+        )
         # One record-sync sender for the life of the firmware (docs/records.md): what was
         # sent stays known across connections, so a client can acknowledge records it
         # stored on an earlier connection whose link dropped before its acknowledgement.
@@ -181,8 +192,10 @@ class BandGattEndpoint:
         server = GattServer(self.db, rx_mtu=max(23, rx_mtu), connection=link.handle)
         self._connections[link.handle] = _Connection(link, server)
         self.band.connected_centrals += 1
+        self.auth_deadline.connected(link.handle)
 
     def on_disconnect(self, link: PeripheralLink, reason: DisconnectReason) -> None:
+        self.auth_deadline.disconnected(link.handle)
         conn = self._connections.pop(link.handle, None)
         if conn is None:
             return
@@ -211,6 +224,15 @@ class BandGattEndpoint:
         if bond is None or not hmac.compare_digest(proof, encryption_proof(bond.ltk, skd)):
             return None
         return bond.security_level
+
+    def _authenticated(self, handle: int) -> bool:
+        conn = self._connections.get(handle)
+        return conn is None or conn.owner or conn.link.security_level > SecurityLevel.NO_SECURITY
+
+    def _drop_unauthenticated(self, handle: int) -> None:
+        conn = self._connections.get(handle)
+        if conn is not None:
+            conn.link.disconnect(DisconnectReason.REMOTE_USER_TERMINATED)
 
     # -- background: live values -----------------------------------------------------------
     def start(self) -> None:

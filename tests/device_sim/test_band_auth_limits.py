@@ -16,7 +16,7 @@ from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
 from device_sim.band.gatt_endpoint import BandGattEndpoint
 from device_sim.band.simulated_band import BandConfig, SimulatedBand
 from device_sim.clock import ManualClock
-from device_sim.radio import SMP_CID, Radio
+from device_sim.radio import SMP_CID, DisconnectReason, Radio
 from protocol.ble.smp_pdu import AuthReq, IoCapability, KeyDistribution, PairingRequest
 from protocol.kme import control as ctl
 from protocol.kme import profile as P
@@ -173,3 +173,65 @@ def test_free_failures_cost_nothing_then_the_wait_doubles() -> None:
         backoff.record_failure(100.0 * n)
         waits.append(backoff.retry_after(100.0 * n))
     assert waits == [0.0, 0.0, 2.0, 4.0, 8.0, 16.0]
+
+
+# -- the bound on unauthenticated links ------------------------------------------------
+
+
+async def test_a_central_that_never_authenticates_is_dropped_and_the_owner_gets_in() -> None:
+    clock, radio, endpoint = await _setup()
+    squatter = await Central(radio, endpoint.address, seed=7).connect()
+    assert await radio.scan() == []  # the band's one connection is taken
+    await clock.advance(29.0)
+    assert squatter.link.connected  # reading open characteristics is fine for a while
+    await clock.advance(1.0)
+    assert not squatter.link.connected
+    assert squatter.disconnects == [DisconnectReason.REMOTE_USER_TERMINATED]
+    assert [r.address for r in await radio.scan()] == [endpoint.address]
+    owner = await Central(radio, endpoint.address, seed=8).connect()
+    await owner.pair(lambda: endpoint.display)
+    await clock.advance(3600.0)
+    assert owner.link.connected  # an authenticated link is never dropped for it
+
+
+async def test_a_bonded_central_that_encrypts_in_time_keeps_its_link() -> None:
+    clock, radio, endpoint = await _setup()
+    first = await Central(radio, endpoint.address, seed=9).connect()
+    bond = await first.pair(lambda: endpoint.display)
+    await first.link.disconnect()
+    again = await Central(radio, endpoint.address, seed=10).connect()
+    await clock.advance(20.0)
+    await again.link.start_encryption(bond.ltk)
+    await clock.advance(600.0)
+    assert again.link.connected
+
+
+async def test_a_pairing_left_hanging_does_not_hold_the_band() -> None:
+    clock, radio, endpoint = await _setup()
+    hanging = await Central(radio, endpoint.address, seed=11).connect()
+
+    def never_typed() -> int:
+        raise LookupError("the user walked away")
+
+    with pytest.raises(LookupError):
+        await hanging.pair(never_typed)
+    await clock.advance(30.0)
+    assert not hanging.link.connected
+    assert endpoint.display is None  # the passkey left the screen with the link
+
+
+async def test_the_bound_is_configurable_and_can_be_switched_off() -> None:
+    clock = ManualClock()
+    band = SimulatedBand(BandConfig(seed=12, fidelity="summary"), clock)
+    radio = Radio(clock, seed=12)
+    endpoint = BandGattEndpoint(band, auth_timeout_s=5.0)
+    radio.attach(endpoint)
+    central = await Central(radio, endpoint.address, seed=12).connect()
+    await clock.advance(5.0)
+    assert not central.link.connected
+    radio.detach(endpoint.address)
+    unbounded = BandGattEndpoint(band, auth_timeout_s=None)
+    radio.attach(unbounded)
+    central = await Central(radio, unbounded.address, seed=13).connect()
+    await clock.advance(86400.0)
+    assert central.link.connected

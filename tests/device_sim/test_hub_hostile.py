@@ -46,7 +46,8 @@ class InstantClock(ManualClock):
 def _band(tmp: Path, clock: ManualClock) -> BandGattEndpoint:
     band = SimulatedBand(BandConfig(seed=3, fidelity="summary", state_dir=tmp / "band"), clock)
     band.simulate_until(clock.now() + 3600)
-    return BandGattEndpoint(band)
+    # an InstantClock would expire the band's bound on unauthenticated links at once
+    return BandGattEndpoint(band, auth_timeout_s=None)
 
 
 class Conn:

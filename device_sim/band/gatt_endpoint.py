@@ -201,7 +201,10 @@ class BandGattEndpoint:
             return
         self.band.connected_centrals -= 1
         if conn.smp is not None and conn.smp.in_progress:
-            self._pairing_failed(conn.smp)  # a peer that leaves mid-pairing still guessed
+            # The passkey leaves the screen with the link. Leaving is no failed guess: a
+            # round's bit is revealed only to a right guess, and the next attempt shows a
+            # fresh passkey (and a link that drops mid-pairing must not lock the owner out).
+            self.display = None
         if conn.sender is not None:
             conn.sender.connection_lost()
         if conn.pump is not None:

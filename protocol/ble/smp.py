@@ -590,7 +590,7 @@ class SmpResponder(_SmpMachine):
 
         A pairing aborted before (refused for Repeated Attempts, legacy or Just Works, OOB,
         a short key) tested nothing and is no failure for a rate limiter; one aborted after,
-        by either side, by a timeout or by a dropped link, is.
+        by either side or by a timeout, is.
         """
         return self._passkey_shown
 

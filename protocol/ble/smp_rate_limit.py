@@ -4,8 +4,8 @@ The caller passes the time in (seconds from any monotonic origin, e.g. the band'
 nothing here reads a clock.
 
 What counts as a failure is the caller's call, and the rule is the same everywhere: an
-attempt that could test a secret (a pairing that showed its passkey, an ownership proof
-that was checked) and did not succeed. An attempt refused before that point (a Pairing
+attempt that could test a secret (a pairing that showed its passkey and then failed, an
+ownership proof that was checked) and did not succeed. An attempt refused before that point (a Pairing
 Request answered with Repeated Attempts, legacy or Just Works pairing, too short a key, or
 a request made while the back-off runs) tested nothing, so it neither counts nor extends
 the wait.
@@ -77,8 +77,8 @@ class PairingRateLimiter(FailureBackoff):
 
     Until :meth:`allows` the band answers a Pairing Request with Pairing Failed (Repeated
     Attempts, 0x09); that refusal is not a failure. Record a failure only for a pairing
-    that showed its passkey and then did not complete (wrong passkey, DHKey check failed,
-    timed out, given up or dropped by the peer).
+    that showed its passkey and then failed (wrong passkey, DHKey check failed, timed out,
+    given up by the peer).
     """
 
     def __init__(self, *, base_delay_s: float = 2.0, max_delay_s: float = 600.0) -> None:

@@ -2,7 +2,7 @@
 only typed ``error`` frames come back, and the hub keeps serving every other central.
 
 The fuzz test is bounded for CI; ``KMEBAND_FUZZ_EXAMPLES=100000`` runs it as a long
-campaign (docs/simulation.md, "Fuzzing the hub").
+campaign (docs/bleak-backend.md, "Hostile frames").
 """
 
 from __future__ import annotations

@@ -5,10 +5,10 @@ nothing here reads a clock.
 
 What counts as a failure is the caller's call, and the rule is the same everywhere: an
 attempt that could test a secret (a pairing that showed its passkey and then failed, an
-ownership proof that was checked) and did not succeed. An attempt refused before that point (a Pairing
-Request answered with Repeated Attempts, legacy or Just Works pairing, too short a key, or
-a request made while the back-off runs) tested nothing, so it neither counts nor extends
-the wait.
+ownership proof that was checked) and did not succeed. An attempt refused before that
+point (a Pairing Request answered with Repeated Attempts, legacy or Just Works pairing,
+too short a key, or a request made while the back-off runs) tested nothing, so it neither
+counts nor extends the wait.
 """
 
 from __future__ import annotations

@@ -134,7 +134,11 @@ class _Connection:
 
 
 class BandGattEndpoint:
-    """A SimulatedBand on the radio: implements the radio's Peripheral protocol."""
+    """A SimulatedBand on the radio: implements the radio's Peripheral protocol.
+
+    ``auth_timeout_s`` is how many seconds of the band's clock a link may stay without
+    being authenticated before the band drops it (None: no bound; docs/pairing.md).
+    """
 
     def __init__(
         self,

@@ -57,6 +57,13 @@ def _register_sim(subparsers: Any) -> None:
         help=f"bytes of record flash per band (default {DEFAULT_CAPACITY_BYTES})",
     )
     parser.add_argument("--link-model", action="store_true", help="model LE link timing")
+    parser.add_argument(
+        "--auth-timeout",
+        type=float,
+        default=30.0,
+        help="real seconds a central may hold a band without pairing or encrypting "
+        "(default 30; 0: no bound)",
+    )
     parser.add_argument("--duration", type=float, help="stop after this many real seconds")
     parser.add_argument("--json", action="store_true", help="print machine-readable lines")
     parser.set_defaults(handler=run_sim)
@@ -75,6 +82,7 @@ def run_sim(args: argparse.Namespace) -> int:
         link_model=LinkModel() if args.link_model else None,
         backlog_days=args.backlog_days,
         flash_capacity=args.flash_capacity,
+        auth_timeout_s=args.auth_timeout,
     )
     return asyncio.run(_serve(options, args.duration, args.json))
 

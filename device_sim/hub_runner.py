@@ -51,6 +51,10 @@ class HubOptions:
     backlog_days: float = 0.0
     start: float | None = None
     flash_capacity: int = DEFAULT_CAPACITY_BYTES
+    #: Real seconds a central may hold a band without authenticating (0: no bound). The
+    #: bands count it on their accelerated clock, so it is ``speed`` times as many band
+    #: seconds: a person typing a passkey gets the same time at any --speed.
+    auth_timeout_s: float = 30.0
 
     def __post_init__(self) -> None:
         if not 1 <= self.bands <= 1000:
@@ -61,6 +65,8 @@ class HubOptions:
             raise UsageError("--backlog-days cannot be negative")
         if self.flash_capacity < 4096:
             raise UsageError("--flash-capacity must be at least 4096 bytes")
+        if not self.auth_timeout_s >= 0:
+            raise UsageError("--auth-timeout must be 0 (no bound) or more seconds")
 
 
 class BandHub:
@@ -96,7 +102,8 @@ class BandHub:
                 start=backlog_start,
             )
             band.simulate_until(self.clock.now())
-            endpoint = BandGattEndpoint(band)
+            auth_timeout = o.auth_timeout_s * o.speed if o.auth_timeout_s > 0 else None
+            endpoint = BandGattEndpoint(band, auth_timeout_s=auth_timeout)
             if self._on_display is not None:
                 address, notify = band.address, self._on_display
                 endpoint.on_display = lambda text, a=address, n=notify: n(a, text)

@@ -238,17 +238,27 @@ async def activate(link: BandLink, keys: ClientKeys) -> bytes:
         raise ActivationError(str(exc)) from None
 
 
+_RATE_LIMITED = (
+    "the band refuses ownership proofs for a while after wrong ones (up to 10 minutes): "
+    "wait, then sync again"
+)
+
+
 async def prove_owner(link: BandLink, keys: ClientKeys, band_public_key: bytes) -> None:
     """Answer the band's challenge with the owner key; this connection is then the owner's."""
     challenge = await link.request(
         KME_ACTIVATION_CONTROL_POINT, RequestOwnerChallenge(), OwnerChallenge
     )
+    if challenge.status is ControlStatus.RATE_LIMITED:
+        raise ActivationError(_RATE_LIMITED)
     if challenge.status is not ControlStatus.OK or challenge.nonce is None:
         raise ActivationError(
             f"the band gave no ownership challenge ({challenge.status.name}); activate it first"
         )
     proof = prove_ownership(keys.owner_key, band_public_key, challenge.nonce)
     answer = await link.request(KME_ACTIVATION_CONTROL_POINT, proof, ControlResult)
+    if answer.status is ControlStatus.RATE_LIMITED:
+        raise ActivationError(_RATE_LIMITED)
     if answer.status is not ControlStatus.OK:
         raise ActivationError(
             "the band did not accept this client as its owner; it is bound to another "

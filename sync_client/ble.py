@@ -53,6 +53,7 @@ from protocol.kme.profile import (
     MODEL_NUMBER,
     SERIAL_NUMBER,
 )
+from sync_client.link_activity import LinkActivity
 
 _M = TypeVar("_M", bound=ControlMessage)
 
@@ -152,11 +153,19 @@ class BandInfo:
 
 
 class BandLink:
-    """One connected band: GATT helpers with a timeout on every operation."""
+    """One connected band: GATT helpers with a timeout on every operation.
 
-    def __init__(self, client: BleakClient, timeout_s: float = 10.0) -> None:
+    A timeout follows progress (:class:`~sync_client.link_activity.LinkActivity`): an
+    operation fails when nothing moved on the link for ``timeout_s``, not when it took
+    that long; share one ``activity`` between everything that uses the same connection.
+    """
+
+    def __init__(
+        self, client: BleakClient, timeout_s: float = 10.0, activity: LinkActivity | None = None
+    ) -> None:
         self.client = client
         self.timeout_s = timeout_s
+        self.activity = activity if activity is not None else LinkActivity(timeout_s)
         self._indications: dict[str, asyncio.Queue[bytes]] = {}
 
     def has_service(self, uuid: object) -> bool:
@@ -167,7 +176,7 @@ class BandLink:
 
     async def _timed(self, op: Awaitable[Any], what: str) -> Any:
         try:
-            return await asyncio.wait_for(op, self.timeout_s)
+            return await self.activity.wait(op)
         except TimeoutError:
             raise BleError(f"the band did not answer {what} in time; move closer") from None
         except KmebandError:
@@ -188,10 +197,12 @@ class BandLink:
             return
         queue: asyncio.Queue[bytes] = asyncio.Queue()
         self._indications[key] = queue
-        await self._timed(
-            self.client.start_notify(key, lambda _c, data: queue.put_nowait(bytes(data))),
-            "a subscription",
-        )
+
+        def on_value(_characteristic: object, data: bytearray) -> None:
+            self.activity.touch()
+            queue.put_nowait(bytes(data))
+
+        await self._timed(self.client.start_notify(key, on_value), "a subscription")
 
     async def request(self, uuid: object, message: ControlMessage, *answers: type[_M]) -> _M:
         """Write a CBOR request to a control point and await its indicated answer."""
@@ -212,19 +223,20 @@ class BandLink:
         return await self._answer(queue, "an indication")
 
     async def _answer(self, queue: asyncio.Queue[bytes], what: str) -> bytes:
-        """Await an indication, but give up at once when the link drops (not at the timeout)."""
-        loop = asyncio.get_running_loop()
-        deadline = loop.time() + self.timeout_s
+        """Await an indication, but give up at once when the link drops (not at the timeout),
+        and at the timeout only when nothing has moved on the link for that long."""
         while True:
             if not self.client.is_connected:
                 raise BleError(f"the link to the band dropped while awaiting {what}; sync again")
-            remaining = deadline - loop.time()
+            remaining = self.timeout_s - self.activity.idle_for()
             if remaining <= 0:
                 raise BleError(f"the band did not answer {what} in time; move closer")
             try:
-                return await asyncio.wait_for(queue.get(), min(LINK_POLL_S, remaining))
+                value = await asyncio.wait_for(queue.get(), min(LINK_POLL_S, remaining))
             except TimeoutError:
                 continue
+            self.activity.touch()
+            return value
 
     async def read_info(self) -> BandInfo:
         """Device Information and battery; works on SIG-only bands too."""
@@ -292,7 +304,13 @@ async def connect(
     disconnected_callback: Callable[[BleakClient], None] | None = None,
     backend_options: dict[str, Any] | None = None,
 ) -> BleakClient:
-    """Connect with retries and a timeout per attempt; pair when a passkey callback is given."""
+    """Connect with retries; pair when a passkey callback is given.
+
+    ``timeout_s`` goes to the bleak client, whose backend bounds each attempt with it (the
+    simulated one bounds making the link by it and every later step by progress, so a slow
+    link's long discovery is not cut off); pairing is bounded by the Security Manager's
+    30-second timer, which restarts with every SMP PDU.
+    """
     backend = backend or backend_from_env()
     kwargs: dict[str, Any] = dict(backend_options or {})
     if backend.client is not None:
@@ -305,9 +323,9 @@ async def connect(
             address, disconnected_callback=disconnected_callback, timeout=timeout_s, **kwargs
         )
         try:
-            await asyncio.wait_for(client.connect(), timeout_s)
+            await client.connect()
             if passkey_callback is not None:
-                await asyncio.wait_for(client.pair(), timeout_s * 3)
+                await client.pair()
             return client
         except Exception as exc:  # bleak raises BleakError, OSError and TimeoutError
             last = exc.__class__.__name__

@@ -42,6 +42,7 @@ import cbor2
 import numpy as np
 from cryptography.hazmat.primitives.asymmetric import ec
 
+from device_sim.band.auth_deadline import AUTH_TIMEOUT_S, AuthenticationDeadline
 from device_sim.band.firmware.alarms import Alarm as FirmwareAlarm
 from device_sim.band.live import LiveHeartRate
 from device_sim.band.simulated_band import SimulatedBand
@@ -155,7 +156,7 @@ from protocol.kme.control.schema import (
     encode_control,
     unsigned_encoding,
 )
-from protocol.kme.ownership import activation_statement, check_owner_proof
+from protocol.kme.ownership import activation_statement, check_owner_proof, owner_proof_limiter
 from protocol.kme.profile import (
     AGE,
     APPEARANCE,
@@ -251,19 +252,34 @@ class _Connection:
 
 
 class BandGattEndpoint:
-    """A SimulatedBand on the radio: implements the radio's Peripheral protocol."""
+    """A SimulatedBand on the radio: implements the radio's Peripheral protocol.
 
-    def __init__(self, band: SimulatedBand, *, seed: int | None = None) -> None:
+    ``auth_timeout_s`` is how many seconds of the band's clock a link may stay without
+    being authenticated before the band drops it (None: no bound; docs/pairing.md).
+    """
+
+    def __init__(
+        self,
+        band: SimulatedBand,
+        *,
+        seed: int | None = None,
+        auth_timeout_s: float | None = AUTH_TIMEOUT_S,
+    ) -> None:
         self.band = band
         self._rng = np.random.default_rng(band.config.seed if seed is None else seed)
         self.display: str | None = None  # what the band's screen shows (passkeys)
         self.on_display: Callable[[str], None] | None = None
         self.limiter = PairingRateLimiter()
+        self.owner_limiter = owner_proof_limiter()  # per band: a central can change address
         self.clock_offset_s = 0.0  # the band's own clock drift from true UTC
         self._bonds: dict[str, Bond] = {}
         self._owner_key: bytes | None = None
         self._account_tag: bytes | None = None
         self._connections: dict[int, _Connection] = {}
+        # An unauthenticated link gets auth_timeout_s band seconds (docs/pairing.md)
+        self.auth_deadline = AuthenticationDeadline(
+            band.clock, auth_timeout_s, self._authenticated, self._drop_unauthenticated
+        )
         # One record-sync sender for the life of the firmware (docs/records.md): what was
         # sent stays known across connections, so a client can acknowledge records it
         # stored on an earlier connection whose link dropped before its acknowledgement.
@@ -299,12 +315,19 @@ class BandGattEndpoint:
         server = GattServer(self.db, rx_mtu=max(23, rx_mtu), connection=link.handle)
         self._connections[link.handle] = _Connection(link, server)
         self.band.connected_centrals += 1
+        self.auth_deadline.connected(link.handle)
 
     def on_disconnect(self, link: PeripheralLink, reason: DisconnectReason) -> None:
+        self.auth_deadline.disconnected(link.handle)
         conn = self._connections.pop(link.handle, None)
         if conn is None:
             return
         self.band.connected_centrals -= 1
+        if conn.smp is not None and conn.smp.in_progress:
+            # The passkey leaves the screen with the link. Leaving is no failed guess: a
+            # round's bit is revealed only to a right guess, and the next attempt shows a
+            # fresh passkey (and a link that drops mid-pairing must not lock the owner out).
+            self.display = None
         if conn.sender is not None:
             conn.sender.connection_lost()
         if conn.pump is not None:
@@ -327,6 +350,15 @@ class BandGattEndpoint:
         if bond is None or not hmac.compare_digest(proof, encryption_proof(bond.ltk, skd)):
             return None
         return bond.security_level
+
+    def _authenticated(self, handle: int) -> bool:
+        conn = self._connections.get(handle)
+        return conn is None or conn.owner or conn.link.security_level > SecurityLevel.NO_SECURITY
+
+    def _drop_unauthenticated(self, handle: int) -> None:
+        conn = self._connections.get(handle)
+        if conn is not None:
+            conn.link.disconnect(DisconnectReason.REMOTE_USER_TERMINATED)
 
     # -- background: live values -----------------------------------------------------------
     def start(self) -> None:
@@ -447,8 +479,13 @@ class BandGattEndpoint:
                 self.display = None
                 self._save_bonds()
             elif isinstance(event, PairingAborted):
-                self.limiter.record_failure(self.band.clock.now())
-                self.display = None
+                self._pairing_failed(conn.smp)
+
+    def _pairing_failed(self, smp: SmpResponder) -> None:
+        """Count a failed pairing only if it could test a passkey (smp_rate_limit.py)."""
+        if smp.passkey_shown:
+            self.limiter.record_failure(self.band.clock.now())
+            self.display = None
 
     def _random_bytes(self, n: int) -> bytes:
         return self._rng.bytes(n)
@@ -799,24 +836,37 @@ class BandGattEndpoint:
         elif isinstance(message, RequestOwnerChallenge):
             if not self.activated:
                 answer = OwnerChallenge(ControlStatus.NOT_ACTIVATED)
+            elif not self.owner_limiter.allows(self.band.clock.now()):
+                answer = OwnerChallenge(ControlStatus.RATE_LIMITED)
             else:
                 conn.nonce = self._random_bytes(16)
                 answer = OwnerChallenge(ControlStatus.OK, conn.nonce)
             self._indicate(conn, handle, encode_control(answer))
         elif isinstance(message, OwnerProof):
             nonce, conn.nonce = conn.nonce, None  # single use, whatever the outcome
-            ok = (
-                self._owner_key is not None
-                and nonce is not None
-                and check_owner_proof(
-                    self._owner_key, self.band.identity.public_key_bytes, nonce, message
-                )
+            self._result(
+                conn, handle, message.MESSAGE_TYPE, self._verify_owner_proof(conn, nonce, message)
             )
-            conn.owner = ok
-            status = ControlStatus.OK if ok else ControlStatus.AUTH_FAILED
-            self._result(conn, handle, message.MESSAGE_TYPE, status)
         elif message is not None:
             self._result(conn, handle, message.MESSAGE_TYPE, ControlStatus.UNSUPPORTED)
+
+    def _verify_owner_proof(
+        self, conn: _Connection, nonce: bytes | None, proof: OwnerProof
+    ) -> ControlStatus:
+        """Check an ownership proof under the back-off; only a checked proof can fail."""
+        now = self.band.clock.now()
+        conn.owner = False
+        if not self.owner_limiter.allows(now):
+            return ControlStatus.RATE_LIMITED  # refused unchecked: no failure counted
+        if self._owner_key is None or nonce is None:
+            return ControlStatus.AUTH_FAILED  # nothing to check against: tests nothing
+        key = self.band.identity.public_key_bytes
+        if not check_owner_proof(self._owner_key, key, nonce, proof):
+            self.owner_limiter.record_failure(now)
+            return ControlStatus.AUTH_FAILED
+        self.owner_limiter.record_success()
+        conn.owner = True
+        return ControlStatus.OK
 
     # -- record sync -----------------------------------------------------------------------
     def _sender(self, conn: _Connection) -> BandSyncSender:

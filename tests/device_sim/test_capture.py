@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
+import os
 import shutil
+import stat
 import subprocess
 from pathlib import Path
 
@@ -79,3 +81,18 @@ async def test_tshark_decodes_a_band_session_without_malformed_packets(tmp_path:
     assert {"ATT", "SMP", "HCI_EVT"} <= protocols
     infos = " ".join(info for _, _, info in rows)
     assert "Read By Group Type Request" in infos and "Pairing Request" in infos
+
+
+async def test_a_capture_is_created_readable_by_its_owner_only(tmp_path: Path) -> None:
+    path = tmp_path / "band.btsnoop"
+    previous = os.umask(0o022)  # the usual umask, which leaves new files world-readable
+    try:
+        await _session(path)
+        stale = tmp_path / "old.btsnoop"
+        stale.write_bytes(b"")
+        stale.chmod(0o644)
+        BtsnoopCapture(stale).close()
+    finally:
+        os.umask(previous)
+    assert stat.S_IMODE(path.stat().st_mode) == 0o600
+    assert stat.S_IMODE(stale.stat().st_mode) == 0o600  # overwriting one fixes its mode too

@@ -1,0 +1,250 @@
+"""Interop: bumble's own central (its ATT/GATT client and SMP) against a simulated band.
+
+The band is served by the bumble bridge over bumble's in-process virtual link, so every
+byte the central parses comes from an independent Bluetooth stack's point of view: service
+discovery, LE Secure Connections passkey pairing with the band's displayed passkey, reads
+of protected characteristics, Heart Rate Measurement notifications and a whole record sync
+as docs/records.md describes it.
+"""
+
+from __future__ import annotations
+
+import asyncio
+from collections.abc import AsyncIterator, Callable
+from dataclasses import dataclass
+from typing import Any
+
+import pytest
+
+pytest.importorskip("bumble", reason="the interop suite needs the kmeband[bumble] extra")
+
+from bumble import hci
+from bumble.att import ATT_Error
+from bumble.core import UUID, ProtocolError
+from bumble.device import Connection, Device, DeviceConfiguration, Peer
+from bumble.pairing import PairingConfig, PairingDelegate
+from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
+
+from device_sim.band.gatt_endpoint import BandGattEndpoint
+from device_sim.band.simulated_band import BandConfig, SimulatedBand
+from device_sim.bumble_bridge import BandPasskeyDisplay, BumbleBridge, bumble_address
+from device_sim.bumble_bridge.transport import VirtualAir
+from device_sim.clock import ManualClock
+from protocol.ble import sig_codecs as sig
+from protocol.ble.att import AttErrorCode
+from protocol.ble.uuids import uuid_to_att
+from protocol.kme import control as ctl
+from protocol.kme import profile as P
+from protocol.kme.ownership import activation_request, verify_activation
+from protocol.kme.record_sync import (
+    ClientSyncReceiver,
+    RecordsReceived,
+    TransferComplete,
+)
+from protocol.kme.records import StreamId
+
+
+def _uuid(value: Any) -> UUID:
+    return UUID.from_bytes(uuid_to_att(value))
+
+
+class _Keyboard(PairingDelegate):
+    """The phone's side: the user types what the band shows (or what ``typed`` returns)."""
+
+    def __init__(self, typed: Callable[[], int | None]) -> None:
+        super().__init__(io_capability=PairingDelegate.IoCapability.KEYBOARD_INPUT_ONLY)
+        self._typed = typed
+
+    async def get_number(self) -> int | None:
+        # The user looks at the band until it shows the passkey, then types.
+        for _ in range(200):
+            typed = self._typed()
+            if typed is not None:
+                return typed
+            await asyncio.sleep(0.005)
+        return None
+
+
+@dataclass
+class Setup:
+    endpoint: BandGattEndpoint
+    bridge: BumbleBridge
+    central: Device
+    connection: Connection
+    peer: Peer
+
+    def characteristic(self, char_uuid: Any) -> Any:
+        [found] = self.peer.get_characteristics_by_uuid(_uuid(char_uuid))
+        return found
+
+
+async def _connect(
+    typed: Callable[[BandGattEndpoint], int | None],
+    *,
+    fidelity: str = "summary",
+    simulated_s: float = 2 * 3600,
+) -> AsyncIterator[Setup]:
+    clock = ManualClock()
+    band = SimulatedBand(BandConfig(seed=11, fidelity=fidelity), clock)
+    band.simulate_until(clock.now() + simulated_s)
+    endpoint = BandGattEndpoint(band)
+    air = VirtualAir()
+    bridge = BumbleBridge(
+        endpoint,
+        endpoint.db,
+        air.host("band"),
+        passkey_display=BandPasskeyDisplay(endpoint),
+    )
+    await bridge.start()
+    central = Device(
+        config=DeviceConfiguration(name="phone", address=hci.Address("F0:F1:F2:F3:F4:F5")),
+        host=air.host("phone"),
+    )
+    central.pairing_config_factory = lambda _conn: PairingConfig(
+        sc=True, mitm=True, bonding=True, delegate=_Keyboard(lambda: typed(endpoint))
+    )
+    await central.power_on()
+    connection = await central.connect(bumble_address(endpoint.address))
+    peer = Peer(connection)
+    await peer.request_mtu(247)
+    await peer.discover_all()
+    try:
+        yield Setup(endpoint, bridge, central, connection, peer)
+    finally:
+        await bridge.close()
+        await central.power_off()
+
+
+def _types_the_passkey(endpoint: BandGattEndpoint) -> int | None:
+    return None if endpoint.display is None else int(endpoint.display)
+
+
+@pytest.fixture
+async def paired_ready() -> AsyncIterator[Setup]:
+    """A connected, not yet paired central that will type the band's passkey."""
+    async for setup in _connect(_types_the_passkey):
+        yield setup
+
+
+async def test_discovery_sees_the_bands_table_at_the_bands_handles(paired_ready: Setup) -> None:
+    s = paired_ready
+    db = s.endpoint.db
+    seen = [(str(svc.uuid), svc.handle, svc.end_group_handle) for svc in s.peer.services]
+    wanted = [(str(_uuid(e.uuid)), e.handle, e.end_handle) for e in db.services]
+    assert seen == wanted
+    for entry in (c for svc in db.services for c in svc.characteristics):
+        proxy = s.characteristic(entry.uuid)
+        assert proxy.handle == entry.value_handle
+        assert int(proxy.properties) == int(entry.definition.properties)
+        descriptors = [(d.handle, d.type) for d in proxy.descriptors]
+        assert descriptors == [
+            (h, _uuid(db.attribute(h).type))
+            for h in range(entry.value_handle + 1, entry.end_handle + 1)
+        ]
+    name = await s.peer.read_value(s.characteristic(P.MANUFACTURER_NAME))
+    assert sig.decode_utf8s(name) == "KME Smart"
+
+
+async def test_protected_reads_need_the_passkey_pairing(paired_ready: Setup) -> None:
+    s = paired_ready
+    serial = s.characteristic(P.SERIAL_NUMBER)
+    with pytest.raises(ATT_Error) as refused:
+        await s.peer.read_value(serial)
+    assert refused.value.error_code == AttErrorCode.INSUFFICIENT_ENCRYPTION
+    await s.connection.pair()
+    assert s.endpoint.display is None  # the screen clears once paired
+    assert s.connection.is_encrypted
+    value = await s.peer.read_value(serial)
+    assert sig.decode_utf8s(value) == s.endpoint.band.identity.serial
+    age = await s.peer.read_value(s.characteristic(P.AGE))
+    assert sig.decode_age(age) == s.endpoint.band.profile.profile.age
+
+
+async def test_heart_rate_notifications_reach_bumbles_subscriber() -> None:
+    # A signal-fidelity band: its firmware estimates a live heart rate from the PPG.
+    async for s in _connect(_types_the_passkey, fidelity="signal", simulated_s=600):
+        await _heart_rate_reaches_the_subscriber(s)
+
+
+async def _heart_rate_reaches_the_subscriber(s: Setup) -> None:
+    await s.connection.pair()
+    frames: list[bytes] = []
+    await s.peer.subscribe(s.characteristic(P.HEART_RATE_MEASUREMENT), frames.append)
+    band = s.endpoint.band
+    for _ in range(3):
+        s.endpoint.push_live_values()
+        await asyncio.sleep(0.01)
+    assert len(frames) == 3
+    bpm, _ = band.firmware.current_hr
+    assert bpm > 0
+    decoded = sig.decode_heart_rate_measurement(frames[-1])
+    assert decoded.bpm == bpm
+
+
+async def test_a_full_record_sync_through_bumbles_client(paired_ready: Setup) -> None:
+    s = paired_ready
+    band = s.endpoint.band
+    await s.connection.pair()
+    indications: asyncio.Queue[bytes] = asyncio.Queue()
+    notes: list[bytes] = []
+    activation = s.characteristic(P.KME_ACTIVATION_CONTROL_POINT)
+    sync_cp = s.characteristic(P.KME_RECORD_SYNC_CONTROL_POINT)
+    await s.peer.subscribe(activation, indications.put_nowait, prefer_notify=False)
+    await s.peer.subscribe(sync_cp, indications.put_nowait, prefer_notify=False)
+    await s.peer.subscribe(s.characteristic(P.KME_RECORD_SYNC_DATA), notes.append)
+
+    owner = Ed25519PrivateKey.generate()
+    request = activation_request(owner, b"\x01" * 16, b"\x02" * 16)
+    await s.peer.write_value(activation, ctl.encode_control(request), with_response=True)
+    result = ctl.decode_as(await asyncio.wait_for(indications.get(), 5), ctl.ActivationResult)
+    assert verify_activation(request, result) == band.identity.public_key_bytes
+
+    stream = StreamId.ACTIVITY_MINUTES
+    on_band = band.flash.count(stream)
+    assert on_band == 120
+    receiver = ClientSyncReceiver(stream, 1, min(s.connection.att_mtu - 3, P.MAX_RECORD_CHUNK))
+    got: list[Any] = []
+    done = asyncio.Event()
+
+    def feed(events: list[Any]) -> None:
+        for event in events:
+            if isinstance(event, RecordsReceived):
+                got.extend(event.records)
+            elif isinstance(event, TransferComplete):
+                done.set()
+
+    await s.peer.write_value(sync_cp, receiver.start_request(), with_response=True)
+    seen = 0
+    for _ in range(500):
+        while seen < len(notes):
+            feed(receiver.receive_data(notes[seen]))
+            seen += 1
+        while not indications.empty():
+            feed(receiver.receive_control(indications.get_nowait()))
+        if done.is_set():
+            break
+        await asyncio.sleep(0.01)
+    assert done.is_set()
+    assert [r.seq for r in got] == list(range(1, on_band + 1))
+    assert [r.record for r in got] == [r.record for r in band.flash.read(stream, 1, 10_000)]
+    await s.peer.write_value(sync_cp, receiver.stored_up_to(on_band), with_response=True)
+    for _ in range(100):
+        if band.flash.count(stream) == 0:
+            break
+        await asyncio.sleep(0.01)
+    assert band.flash.count(stream) == 0
+
+
+async def test_a_wrong_passkey_fails_and_leaves_the_link_unencrypted() -> None:
+    def wrong(endpoint: BandGattEndpoint) -> int | None:
+        # the band shows a passkey; the user mistypes it
+        return None if endpoint.display is None else (int(endpoint.display) + 1) % 1_000_000
+
+    async for s in _connect(wrong):
+        with pytest.raises(ProtocolError):
+            await s.connection.pair()
+        assert not s.connection.is_encrypted
+        assert s.endpoint.limiter.consecutive_failures == 1
+        with pytest.raises(ATT_Error) as refused:
+            await s.peer.read_value(s.characteristic(P.SERIAL_NUMBER))
+        assert refused.value.error_code == AttErrorCode.INSUFFICIENT_ENCRYPTION

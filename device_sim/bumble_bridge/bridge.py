@@ -53,6 +53,8 @@ _AD_NAME_SHORT = 0x08
 _AD_NAME_COMPLETE = 0x09
 _AD_TX_POWER = 0x0A
 _AD_MANUFACTURER = 0xFF
+#: Relay links are numbered from here, clear of the simulated radio's link handles.
+RELAY_HANDLE_BASE = 0x10000
 #: LE General Discoverable, BR/EDR not supported.
 _FLAGS_LE_ONLY = 0x06
 
@@ -306,7 +308,8 @@ class BumbleBridge:
         if connection.role != hci.Role.PERIPHERAL:
             return
         link = RelayLink(
-            connection.handle,
+            # Above every simulated radio handle: a band may be on both at once.
+            RELAY_HANDLE_BASE + connection.handle,
             connection.peer_address.to_string(with_type_qualifier=False),
             on_notification=lambda h, v: self._queue(connection, False, h, v),
             on_indication=lambda h, v: self._queue(connection, True, h, v),

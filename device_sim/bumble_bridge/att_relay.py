@@ -73,6 +73,7 @@ class RelayLink:
         self._on_indication = on_indication
         self._on_disconnect_request = on_disconnect_request
         self._deliver: Callable[[bytes], None] | None = None
+        self._direct: Callable[[bytes], None] | None = None
         self._lock = asyncio.Lock()
         self._pending: asyncio.Future[att.AttPdu] | None = None
 
@@ -80,10 +81,17 @@ class RelayLink:
         """Where requests go: the peripheral's ``on_frame`` for this link's ATT channel."""
         self._deliver = deliver
 
+    def send_directly(self, sink: Callable[[bytes], None]) -> None:
+        """Hand every ATT PDU the peripheral sends to ``sink`` as it is (direct ATT mode)."""
+        self._direct = sink
+
     # -- the peripheral's side ----------------------------------------------------------
     def send(self, cid: int, payload: bytes) -> None:
         if cid != ATT_CID or not payload or not self.connected:
             return  # pairing is bumble's own: the peripheral's SMP channel stays silent
+        if self._direct is not None:
+            self._direct(payload)
+            return
         opcode = payload[0]
         if opcode in _RESPONSES:
             pending = self._pending

@@ -7,6 +7,11 @@ server at the same handles (bumble's own GAP and GATT services are left out so t
 band's table is the whole table), and for each central that connects opens a
 :class:`~device_sim.bumble_bridge.att_relay.RelayLink` to the peripheral.
 
+With ``direct_att=True`` bumble's GATT server steps aside for bridged connections: the ATT
+PDUs a central sends reach the peripheral's own ATT/GATT server as bytes, and its answers,
+notifications and indications go back through bumble's L2CAP untouched. That is how the
+interop suite has bumble's independent GATT client parse kmeband's own server bytes.
+
 Security: bumble's SMP pairs (LE Secure Connections, MITM, bonding) with the passkey of a
 :class:`~device_sim.bumble_bridge.pairing.PasskeyDisplay`; the relay link carries the
 resulting LE security mode 1 level (Vol 3 Part C 10.2.1) to the peripheral, whose own
@@ -144,8 +149,10 @@ class BumbleBridge:
         host: Host,
         *,
         passkey_display: PasskeyDisplay | None = None,
+        direct_att: bool = False,
     ) -> None:
         self.peripheral = peripheral
+        self.direct_att = direct_att
         self.database = database
         self.passkey_display = passkey_display
         ad = peripheral.advertising_data()
@@ -174,6 +181,7 @@ class BumbleBridge:
         sink: TransportSink,
         *,
         passkey_display: PasskeyDisplay | None = None,
+        direct_att: bool = False,
     ) -> BumbleBridge:
         """A bridge on an HCI controller reached through a bumble transport."""
         return cls(
@@ -181,6 +189,7 @@ class BumbleBridge:
             database,
             Host(controller_source=source, controller_sink=sink),
             passkey_display=passkey_display,
+            direct_att=direct_att,
         )
 
     # -- life ---------------------------------------------------------------------------
@@ -319,6 +328,9 @@ class BumbleBridge:
         bridged.security_known.set()
         self._connections[connection.handle] = bridged
         link.attach(lambda pdu: self.peripheral.on_frame(cast(Any, link), ATT_CID, pdu))
+        if self.direct_att:
+            link.send_directly(lambda pdu: connection.send_l2cap_pdu(ATT_CID, pdu))
+            connection.gatt_server = cast(Any, _DirectAtt(self, bridged))
         self.peripheral.on_connect(cast(Any, link))
         bridged.pump = asyncio.ensure_future(self._pump(bridged))
         connection.on(connection.EVENT_DISCONNECTION, lambda reason: self._on_lost(bridged, reason))
@@ -430,6 +442,19 @@ class BumbleBridge:
                 raise
             except Exception as exc:  # a lost link or a central that never confirms
                 log.debug("bridged %s not delivered: %s", "indication" if indicate else "ntf", exc)
+
+
+class _DirectAtt:
+    """Stands in for bumble's GATT server on one connection: PDUs go to the peripheral."""
+
+    def __init__(self, bridge: BumbleBridge, bridged: _Bridged) -> None:
+        self._bridge = bridge
+        self._bridged = bridged
+
+    def on_gatt_pdu(self, _bearer: Any, att_pdu: Any) -> None:
+        link = self._bridged.link
+        if link.connected:
+            self._bridge.peripheral.on_frame(cast(Any, link), ATT_CID, bytes(att_pdu))
 
 
 class _ConnectionDisplay:

@@ -83,6 +83,7 @@ async def _connect(
     *,
     fidelity: str = "summary",
     simulated_s: float = 2 * 3600,
+    direct_att: bool = False,
 ) -> AsyncIterator[Setup]:
     clock = ManualClock()
     band = SimulatedBand(BandConfig(seed=11, fidelity=fidelity), clock)
@@ -94,6 +95,7 @@ async def _connect(
         endpoint.db,
         air.host("band"),
         passkey_display=BandPasskeyDisplay(endpoint),
+        direct_att=direct_att,
     )
     await bridge.start()
     central = Device(
@@ -119,10 +121,15 @@ def _types_the_passkey(endpoint: BandGattEndpoint) -> int | None:
     return None if endpoint.display is None else int(endpoint.display)
 
 
-@pytest.fixture
-async def paired_ready() -> AsyncIterator[Setup]:
+#: Both ways the band can stand behind bumble: bumble's GATT server mirroring the band's
+#: table, or the band's own ATT server answering bumble's client byte for byte.
+MODES = pytest.mark.parametrize("direct_att", [False, True], ids=["mirror", "direct-att"])
+
+
+@pytest.fixture(params=[False, True], ids=["mirror", "direct-att"])
+async def paired_ready(request: pytest.FixtureRequest) -> AsyncIterator[Setup]:
     """A connected, not yet paired central that will type the band's passkey."""
-    async for setup in _connect(_types_the_passkey):
+    async for setup in _connect(_types_the_passkey, direct_att=request.param):
         yield setup
 
 
@@ -160,9 +167,12 @@ async def test_protected_reads_need_the_passkey_pairing(paired_ready: Setup) -> 
     assert sig.decode_age(age) == s.endpoint.band.profile.profile.age
 
 
-async def test_heart_rate_notifications_reach_bumbles_subscriber() -> None:
+@MODES
+async def test_heart_rate_notifications_reach_bumbles_subscriber(direct_att: bool) -> None:
     # A signal-fidelity band: its firmware estimates a live heart rate from the PPG.
-    async for s in _connect(_types_the_passkey, fidelity="signal", simulated_s=600):
+    async for s in _connect(
+        _types_the_passkey, fidelity="signal", simulated_s=600, direct_att=direct_att
+    ):
         await _heart_rate_reaches_the_subscriber(s)
 
 
@@ -235,12 +245,13 @@ async def test_a_full_record_sync_through_bumbles_client(paired_ready: Setup) ->
     assert band.flash.count(stream) == 0
 
 
-async def test_a_wrong_passkey_fails_and_leaves_the_link_unencrypted() -> None:
+@MODES
+async def test_a_wrong_passkey_fails_and_leaves_the_link_unencrypted(direct_att: bool) -> None:
     def wrong(endpoint: BandGattEndpoint) -> int | None:
         # the band shows a passkey; the user mistypes it
         return None if endpoint.display is None else (int(endpoint.display) + 1) % 1_000_000
 
-    async for s in _connect(wrong):
+    async for s in _connect(wrong, direct_att=direct_att):
         with pytest.raises(ProtocolError):
             await s.connection.pair()
         assert not s.connection.is_encrypted

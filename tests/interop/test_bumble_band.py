@@ -189,6 +189,16 @@ async def _heart_rate_reaches_the_subscriber(s: Setup) -> None:
     assert bpm > 0
     decoded = sig.decode_heart_rate_measurement(frames[-1])
     assert decoded.bpm == bpm
+    # bumble's own Heart Rate Service parser reads the same fields from the same bytes
+    from bumble.profiles.heart_rate_service import HeartRateService
+
+    for frame in frames:
+        theirs = HeartRateService.HeartRateMeasurement.from_bytes(frame)
+        ours = sig.decode_heart_rate_measurement(frame)
+        assert theirs.heart_rate == ours.bpm
+        assert theirs.sensor_contact_detected is True
+        assert theirs.energy_expended == ours.energy_expended_kj
+        assert list(theirs.rr_intervals or []) == [r / 1024 for r in ours.rr_intervals or ()]
 
 
 async def test_a_full_record_sync_through_bumbles_client(paired_ready: Setup) -> None:
@@ -259,3 +269,27 @@ async def test_a_wrong_passkey_fails_and_leaves_the_link_unencrypted(direct_att:
         with pytest.raises(ATT_Error) as refused:
             await s.peer.read_value(s.characteristic(P.SERIAL_NUMBER))
         assert refused.value.error_code == AttErrorCode.INSUFFICIENT_ENCRYPTION
+
+
+async def test_bumbles_sig_profile_parsers_read_the_bands_sig_values(paired_ready: Setup) -> None:
+    from bumble.profiles.battery_service import BatteryServiceProxy
+    from bumble.profiles.device_information_service import DeviceInformationServiceProxy
+    from bumble.profiles.heart_rate_service import HeartRateService, HeartRateServiceProxy
+
+    s = paired_ready
+    band = s.endpoint.band
+    await s.connection.pair()
+    dis = s.peer.create_service_proxy(DeviceInformationServiceProxy)
+    assert dis is not None and dis.manufacturer_name is not None
+    assert await dis.manufacturer_name.read_value() == "KME Smart"
+    assert dis.model_number is not None and dis.serial_number is not None
+    assert await dis.model_number.read_value() == band.identity.model
+    assert await dis.serial_number.read_value() == band.identity.serial
+    battery = s.peer.create_service_proxy(BatteryServiceProxy)
+    assert battery is not None
+    assert await battery.battery_level.read_value() == band.battery.percent
+    hr = s.peer.create_service_proxy(HeartRateServiceProxy)
+    assert hr is not None and hr.body_sensor_location is not None
+    location = await hr.body_sensor_location.read_value()
+    assert location == HeartRateService.BodySensorLocation.WRIST
+    await hr.reset_energy_expended()  # the Heart Rate Control Point takes Reset (0x01)

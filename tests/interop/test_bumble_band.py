@@ -299,3 +299,68 @@ async def test_bumbles_sig_profile_parsers_read_the_bands_sig_values(paired_read
     location = await hr.body_sensor_location.read_value()
     assert location == HeartRateService.BodySensorLocation.WRIST
     await hr.reset_energy_expended()  # the Heart Rate Control Point takes Reset (0x01)
+
+
+async def test_bumble_scans_the_bands_advertisement_and_parses_its_scan_response() -> None:
+    from bumble.core import AdvertisingData
+
+    from device_sim.bumble_bridge.bridge import advertising_payloads
+
+    clock = ManualClock()
+    endpoint = BandGattEndpoint(SimulatedBand(BandConfig(seed=12, fidelity="summary"), clock))
+    air = VirtualAir()
+    bridge = BumbleBridge(endpoint, endpoint.db, air.host("band"))
+    await bridge.start()
+    central = Device(
+        config=DeviceConfiguration(name="phone", address=hci.Address("F0:F1:F2:F3:F4:F7")),
+        host=air.host("phone"),
+    )
+    await central.power_on()
+    seen: asyncio.Queue[Any] = asyncio.Queue()
+    central.on(central.EVENT_ADVERTISEMENT, seen.put_nowait)
+    try:
+        await central.start_scanning(active=True)
+        advertisement = await asyncio.wait_for(seen.get(), 5)
+    finally:
+        await central.stop_scanning()
+        await bridge.close()
+        await central.power_off()
+    assert advertisement.address == bumble_address(endpoint.address)
+    assert advertisement.is_connectable
+    data = advertisement.data
+    assert _uuid(P.HEART_RATE_SERVICE) in data.get(
+        AdvertisingData.COMPLETE_LIST_OF_16_BIT_SERVICE_CLASS_UUIDS
+    )
+    assert _uuid(P.KME_RECORD_SYNC_SERVICE) in data.get(
+        AdvertisingData.COMPLETE_LIST_OF_128_BIT_SERVICE_CLASS_UUIDS
+    )
+    assert data.get(AdvertisingData.TX_POWER_LEVEL) == 0
+    # bumble's virtual controller answers a scan request with the advertising data again
+    # (it has no SCAN_REQ/SCAN_RSP exchange), so the scan response is parsed directly.
+    ad = endpoint.advertising_data()
+    assert ad is not None
+    response = AdvertisingData.from_bytes(advertising_payloads(ad)[1])
+    assert response.get(AdvertisingData.COMPLETE_LOCAL_NAME) == "KME Smart"
+    band_id = bytes.fromhex(endpoint.address.replace(":", ""))[-3:]
+    assert response.get(AdvertisingData.MANUFACTURER_SPECIFIC_DATA) == (0xFFFF, b"\x01" + band_id)
+
+
+def test_advertising_payloads_fit_31_octets_and_shorten_a_long_name() -> None:
+    from bumble.core import AdvertisingData
+
+    from device_sim.bumble_bridge.bridge import advertising_payloads
+    from device_sim.radio.medium import AdvertisingData as Ours
+
+    long_name = "A band whose name is far too long to fit"
+    adv, scan = advertising_payloads(
+        Ours(
+            local_name=long_name,
+            service_uuids=(str(P.HEART_RATE_SERVICE), str(P.KME_RECORD_SYNC_SERVICE)),
+            manufacturer_data={0xFFFF: b"\x01abc"},
+        )
+    )
+    assert len(adv) <= 31 and len(scan) <= 31
+    parsed = AdvertisingData.from_bytes(scan)
+    short = parsed.get(AdvertisingData.SHORTENED_LOCAL_NAME)
+    assert short and long_name.startswith(short)
+    assert parsed.get(AdvertisingData.COMPLETE_LOCAL_NAME) is None

@@ -14,7 +14,7 @@ import re
 import uuid
 from typing import Any
 
-from bleak import BleakClient
+from bleak import BleakClient, BleakScanner
 
 from protocol.ble.att import AttErrorCode
 from protocol.ble.device_snapshot import (
@@ -157,8 +157,6 @@ async def _advertisement(
     address: str, backend: Backend, scan_s: float
 ) -> tuple[str | None, tuple[uuid.UUID, ...], tuple[tuple[int, bytes], ...]]:
     """What the device advertises (name, service UUIDs, manufacturer data), if it is seen."""
-    from bleak import BleakScanner
-
     kwargs: dict[str, Any] = {}
     if backend.scanner is not None:
         kwargs["backend"] = backend.scanner

@@ -84,6 +84,7 @@ async def _connect(
     fidelity: str = "summary",
     simulated_s: float = 0.0,
     direct_att: bool = False,
+    mtu: int = 247,
 ) -> AsyncIterator[Setup]:
     clock = ManualClock()
     band = SimulatedBand(BandConfig(seed=11, fidelity=fidelity), clock)
@@ -108,7 +109,8 @@ async def _connect(
     await central.power_on()
     connection = await central.connect(bumble_address(endpoint.address))
     peer = Peer(connection)
-    await peer.request_mtu(247)
+    if mtu != 23:  # 23 is ATT's default: no exchange at all
+        await peer.request_mtu(mtu)
     await peer.discover_all()
     try:
         yield Setup(endpoint, bridge, central, connection, peer)
@@ -364,3 +366,24 @@ def test_advertising_payloads_fit_31_octets_and_shorten_a_long_name() -> None:
     short = parsed.get(AdvertisingData.SHORTENED_LOCAL_NAME)
     assert short and long_name.startswith(short)
     assert parsed.get(AdvertisingData.COMPLETE_LOCAL_NAME) is None
+
+
+@MODES
+async def test_long_reads_and_writes_at_the_default_mtu(direct_att: bool) -> None:
+    # ATT_MTU 23: a 35-octet value is read with Read Blob, and a longer one is written with
+    # Prepare Write and Execute Write (through the relay too, in mirror mode).
+    async for s in _connect(_types_the_passkey, direct_att=direct_att, mtu=23):
+        band = s.endpoint.band
+        assert s.connection.att_mtu == 23
+        await s.connection.pair()
+        identity = ctl.decode_as(
+            await s.peer.read_value(s.characteristic(P.KME_BAND_IDENTITY)), ctl.BandIdentity
+        )
+        assert identity.public_key == band.identity.public_key_bytes
+        request = activation_request(Ed25519PrivateKey.generate(), b"\x03" * 16, b"\x04" * 16)
+        encoded = ctl.encode_control(request)
+        assert len(encoded) > 20
+        activation = s.characteristic(P.KME_ACTIVATION_CONTROL_POINT)
+        await s.peer.subscribe(activation, lambda _v: None, prefer_notify=False)
+        await s.peer.write_value(activation, encoded, with_response=True)
+        assert s.endpoint.activated

@@ -202,3 +202,19 @@ def test_att_errors_are_read_from_any_backends_words() -> None:
     assert att_error_code(Exception("Insufficient Authentication")) == 0x05
     assert att_error_code(Exception("org.bluez.Error.Failed: ATT error: 0x0f")) == 0x0F
     assert att_error_code(Exception("something else")) == AttErrorCode.UNLIKELY_ERROR
+
+
+async def test_cloning_after_pairing_records_protected_values(radio: Radio) -> None:
+    band = SimulatedBand(BandConfig(seed=4, fidelity="summary"), radio.clock)
+    endpoint = BandGattEndpoint(band)
+    radio.attach(endpoint)
+    snapshot = await clone_device(
+        endpoint.address,
+        record_s=0.0,
+        scan_s=0.0,
+        backend=SIM,
+        passkey_callback=lambda: endpoint.display or "",
+    )
+    by_uuid = {str(c.uuid): c for s in snapshot.services for c in s.characteristics}
+    assert by_uuid[str(P.SERIAL_NUMBER)].value == band.identity.serial.encode()
+    assert by_uuid[str(P.SERIAL_NUMBER)].read_error is None

@@ -43,6 +43,7 @@ from sync_client.alarms import (
     set_alarm,
 )
 from sync_client.ble import BandLink, BandNotFoundError, connect, scan
+from sync_client.clone import clone_device
 from sync_client.consent import read_band_consent, set_consent
 from sync_client.outbox import Outbox
 from sync_client.puller import Progress
@@ -163,6 +164,41 @@ async def _pair(args: argparse.Namespace) -> int:
         _emit(args, data, f"paired: {info.describe()}")
     finally:
         await client.disconnect()
+    return EXIT_OK
+
+
+async def _clone(args: argparse.Namespace) -> int:
+    if args.seconds < 0:
+        raise UsageError("--seconds cannot be negative")
+    snapshot = await clone_device(
+        args.address,
+        record_s=args.seconds,
+        scan_s=args.scan_seconds,
+        passkey_callback=_passkey if args.pair else None,
+    )
+    out: Path = args.out
+    partial = out.with_name(out.name + ".partial")
+    try:  # a file is replaced only by a complete recording
+        partial.write_text(json.dumps(snapshot.to_json(), indent=1) + "\n", encoding="utf-8")
+        partial.replace(out)
+    except OSError as exc:
+        raise UsageError(
+            f"{out} cannot be written ({exc.strerror}); choose another --out"
+        ) from None
+    chars = sum(len(s.characteristics) for s in snapshot.services)
+    data = {
+        "out": str(out),
+        "services": len(snapshot.services),
+        "characteristics": chars,
+        "notifications": len(snapshot.notifications),
+    }
+    _emit(
+        args,
+        data,
+        f"recorded {len(snapshot.services)} services, {chars} characteristics and "
+        f"{len(snapshot.notifications)} notifications to {out}; serve it with "
+        f"'kmeband sim --clone {out}'",
+    )
     return EXIT_OK
 
 
@@ -329,7 +365,7 @@ def _common(p: argparse.ArgumentParser) -> None:
 
 
 def register(subparsers: Any) -> None:
-    """Add ``scan``, ``pair``, ``sync`` and ``consent`` to the project's CLI."""
+    """Add ``scan``, ``pair``, ``clone``, ``sync`` and ``consent`` to the project's CLI."""
     p = subparsers.add_parser("scan", help="find bands nearby")
     _common(p)
     p.set_defaults(handler=lambda a: _run(a, _scan(a)))
@@ -343,6 +379,19 @@ def register(subparsers: Any) -> None:
     )
     _common(p)
     p.set_defaults(handler=lambda a: _run(a, _pair(a)))
+
+    p = subparsers.add_parser(
+        "clone", help="record any BLE device's GATT table, values and notifications"
+    )
+    p.add_argument("address")
+    p.add_argument("--out", type=Path, required=True, help="where to write device.json")
+    p.add_argument(
+        "--seconds", type=float, default=10.0, help="how long to record notifications (10)"
+    )
+    p.add_argument("--scan-seconds", type=float, default=2.0, help="scan for its advertisement (2)")
+    p.add_argument("--pair", action="store_true", help="pair first (asks for the passkey)")
+    _common(p)
+    p.set_defaults(handler=lambda a: _run(a, _clone(a)))
 
     p = subparsers.add_parser("sync", help="pull a band's records, seal, queue, upload")
     p.add_argument("address")

@@ -222,8 +222,9 @@ async def _json(request: web.Request) -> Any:
     raw = await _read(request)
     try:
         return json.loads(raw)
-    except (ValueError, UnicodeDecodeError) as exc:
-        raise ApiError(400, "bad_json", "the request body must be JSON") from exc
+    except (ValueError, UnicodeDecodeError, RecursionError):
+        # RecursionError: nesting deeper than the parser follows is refused like bad JSON
+        raise ApiError(400, "bad_json", "the request body must be JSON") from None
 
 
 def _unb64(value: object, length: int, what: str) -> bytes:

@@ -21,6 +21,8 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+import numpy as np
+
 from protocol.errors import KmebandError
 from protocol.kme.batch import (
     BatchBody,
@@ -306,8 +308,12 @@ class IngestStore:
         new_consent = consent_digest not in self._known_consent
         try:
             with self.transaction() as db:
-                held = self._held_seqs(db, header)
-                kept = [r for r in body.records() if r.seq not in held] if held else None
+                held = self._held_mask(db, header, body)
+                kept = (
+                    None
+                    if held is None
+                    else [r for r, h in zip(body.records(), held.tolist(), strict=True) if not h]
+                )
                 stored = header.count if kept is None else len(kept)
                 # The batch row goes first: a replayed id fails here, before anything else.
                 db.execute(
@@ -358,25 +364,40 @@ class IngestStore:
             self._known_consent.add(consent_digest)
         return StoreOutcome(stored, header.count - stored, replay=False)
 
-    def _held_seqs(self, db: sqlite3.Connection, header: BatchHeader) -> set[int]:
-        """The sequence numbers in the batch's range that are already stored (or erased)."""
-        held: set[int] = set()
+    def _held_mask(self, db: sqlite3.Connection, header: BatchHeader, body: BatchBody) -> Any:
+        """Per record of the batch, whether its sequence number is already stored or erased
+        (a numpy bool array), or None when none is.
+
+        O(records), never O(sequence span): the batch's own sequence numbers are compared
+        with the erased bound and with the sequence numbers of the stored segments that
+        hold any of them. Nothing enumerates the numbers between first and last, which an
+        uploader chooses freely (0 and 2**40 in one batch of two records).
+        """
+        incoming = np.frombuffer(body.seqs, dtype=np.int64)
+        held = np.zeros(len(incoming), dtype=bool)
         if (header.band, int(header.stream)) in self._erased:
             row = db.execute(
                 "SELECT last_seq FROM erased_through WHERE band = ? AND stream = ?",
                 (header.band, int(header.stream)),
             ).fetchone()
             if row is not None and row[0] >= header.first_seq:
-                held.update(range(header.first_seq, min(int(row[0]), header.last_seq) + 1))
+                held |= incoming <= int(row[0])
         overlapping = db.execute(
             "SELECT first_seq, last_seq, count, body FROM segments "
             "WHERE band = ? AND stream = ? AND last_seq >= ? AND first_seq <= ?",
             (header.band, int(header.stream), header.first_seq, header.last_seq),
-        ).fetchall()
+        )
         for first, last, count, blob in overlapping:
+            # decode a stored segment only if one of the incoming numbers falls in its range
+            lo = int(np.searchsorted(incoming, first, side="left"))
+            hi = int(np.searchsorted(incoming, last, side="right"))
+            if lo >= hi:
+                continue
             stored = decode_body(header.stream, blob, count=count, first_seq=first, last_seq=last)
-            held.update(stored.seqs)
-        return held
+            held[lo:hi] |= np.isin(
+                incoming[lo:hi], np.frombuffer(stored.seqs, dtype=np.int64), assume_unique=True
+            )
+        return held if held.any() else None
 
     def _insert_segment(
         self,

@@ -52,6 +52,7 @@ from protocol.kme.records import (
     TelemetryEvent,
     TelemetryKind,
 )
+from protocol.kme.strict_cbor import StrictCborError, loads_strict
 
 FORMAT_VERSION: Final = 1
 ENVELOPE_VERSION: Final = 1
@@ -255,12 +256,12 @@ _STREAM_VALUES: Final = frozenset(int(s) for s in StreamId)
 
 
 def _loads(data: bytes, what: str) -> Any:
+    # Untrusted bytes: only the CBOR types the format uses, so no tag (a bignum, a
+    # rational) can make decoding cost more than one pass over the input.
     try:
-        return cbor2.loads(data)
-    except (cbor2.CBORError, ValueError, TypeError, OverflowError, RecursionError) as exc:
-        raise MalformedBatchError(f"{what}: not valid CBOR") from exc
-    except MemoryError as exc:
-        raise MalformedBatchError(f"{what}: declares an impossible length") from exc
+        return loads_strict(data)
+    except StrictCborError as exc:
+        raise MalformedBatchError(f"{what}: {exc}") from None
 
 
 # ----------------------------------------------------------------------------------------

@@ -22,6 +22,7 @@ from typing import Any
 
 from aiohttp import web
 
+from cloud_ingest.connections import ConnectionGuard, GuardedAppRunner
 from cloud_ingest.consent_check import ConsentRejected, verify_consent
 from cloud_ingest.keys import IngestKeys, load_or_create_keys
 from cloud_ingest.limits import RateLimiter
@@ -62,6 +63,12 @@ class IngestConfig:
     burst_per_band: float = 200.0
     min_policy_version: int = 1
     read_timeout_s: float = 10.0
+    #: A connection must deliver a complete request head within this of opening or of
+    #: its previous answer (so also the idle timeout of a kept-alive connection).
+    header_timeout_s: float = 10.0
+    #: Connections open at once that have not yet shown a valid token; beyond it the
+    #: oldest of them is closed (see cloud_ingest.connections).
+    max_unauthenticated: int = 256
 
 
 class ApiError(Exception):
@@ -120,6 +127,7 @@ KEYS: web.AppKey[IngestKeys] = web.AppKey("keys", IngestKeys)
 CONFIG: web.AppKey[IngestConfig] = web.AppKey("config", IngestConfig)
 STATE: web.AppKey[_State] = web.AppKey("state")
 WALL_CLOCK: web.AppKey[Callable[[], int]] = web.AppKey("wall_clock")
+GUARD: web.AppKey[ConnectionGuard] = web.AppKey("guard", ConnectionGuard)
 
 
 class _State:
@@ -206,6 +214,9 @@ def _account(request: web.Request) -> int:
         if account is None:
             raise ApiError(401, "unauthorized", "unknown token; create an account first")
         state.accounts[token] = account
+    guard = request.app.get(GUARD)
+    if guard is not None:
+        guard.authenticated(request.transport)
     return account
 
 
@@ -465,6 +476,7 @@ class IngestServer:
         self._runner: web.AppRunner | None = None
         self.store: IngestStore | None = None
         self.keys: IngestKeys | None = None
+        self.guard: ConnectionGuard | None = None
 
     @property
     def public_key(self) -> Any:
@@ -476,7 +488,14 @@ class IngestServer:
         self.keys = load_or_create_keys(self.key_dir)
         self.store = IngestStore(self.db_path, background_checkpoint=True)
         app = create_app(self.store, self.keys, self.config)
-        self._runner = web.AppRunner(app, access_log=None, handler_cancellation=True)
+        self.guard = app[GUARD] = ConnectionGuard(self.config.max_unauthenticated)
+        self._runner = GuardedAppRunner(
+            app,
+            self.guard,
+            access_log=None,
+            handler_cancellation=True,
+            keepalive_timeout=self.config.header_timeout_s,
+        )
         await self._runner.setup()
         site = web.TCPSite(self._runner, self.host, self.port, backlog=1024)
         try:

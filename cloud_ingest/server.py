@@ -29,10 +29,8 @@ from cloud_ingest.limits import RateLimiter
 from cloud_ingest.opening import BatchOpenError, open_envelope
 from cloud_ingest.rights import (
     EXPORT_FORMATS,
+    EXPORTERS,
     ProfileError,
-    export_csv,
-    export_fhir,
-    export_json,
     parse_category,
     streams_of,
     validate_profile,
@@ -69,6 +67,8 @@ class IngestConfig:
     #: Connections open at once that have not yet shown a valid token; beyond it the
     #: oldest of them is closed (see cloud_ingest.connections).
     max_unauthenticated: int = 256
+    #: Exports streamed at once; more wait their turn.
+    max_concurrent_exports: int = 4
 
 
 class ApiError(Exception):
@@ -140,6 +140,8 @@ class _State:
         self.bands: dict[bytes, Band] = {}
         self.verified_consent: dict[tuple[bytes, bytes, bytes], object] = {}
         self._withdrawals: dict[int, dict[ConsentCategory, int]] = {}
+        #: Exports made at once (each takes a worker thread and a read connection).
+        self.exports = asyncio.Semaphore(config.max_concurrent_exports)
 
     def withdrawals_of(self, account: int, store: IngestStore) -> dict[ConsentCategory, int]:
         cached = self._withdrawals.get(account)
@@ -377,22 +379,62 @@ def _stored(batch_id: bytes, stored: int, duplicates: int, status: str) -> web.R
     return web.Response(body=body.encode("ascii"), content_type="application/json", charset="utf-8")
 
 
+_EXPORT_TYPES = {
+    "json": "application/json",
+    "csv": "text/csv",
+    "fhir": "application/fhir+json",
+}
+
+
 async def get_export(request: web.Request) -> web.StreamResponse:
+    """Stream the account's export in chunks (HTTP chunked encoding).
+
+    Each chunk is made on a worker thread from a read-only snapshot of the store, so a
+    large export neither holds the event loop nor the writers' connection; the answer is
+    written as it is made, never held whole in memory.
+    """
     account = _account(request)
     fmt = request.query.get("format", "json")
     if fmt not in EXPORT_FORMATS:
         raise ApiError(400, "bad_format", "format must be one of json, csv, fhir")
-    store = request.app[STORE]
     log.info("export (%s)", fmt)
+    state = request.app[STATE]
+    async with state.exports:
+        view = request.app[STORE].read_view()
+        chunks = EXPORTERS[fmt](view, account)
+        loop = asyncio.get_running_loop()
+        pending: asyncio.Future[str | None] | None = None
+
+        def finish(_: object = None) -> None:
+            chunks.close()
+            view.close()
+
+        try:
+            pending = loop.run_in_executor(None, next, chunks, None)
+            chunk = await pending
+            response = web.StreamResponse(headers=_export_headers(fmt))
+            response.enable_chunked_encoding()
+            await response.prepare(request)
+            while chunk is not None:
+                await response.write(chunk.encode("utf-8"))
+                pending = loop.run_in_executor(None, next, chunks, None)
+                chunk = await pending
+            await response.write_eof()
+            return response
+        finally:
+            if pending is not None and not pending.done():
+                # cancelled (the client went away) while a chunk is being made: the
+                # generator may only be closed once that thread has let go of it
+                pending.add_done_callback(finish)
+            else:
+                finish()
+
+
+def _export_headers(fmt: str) -> dict[str, str]:
+    headers = {"Content-Type": f"{_EXPORT_TYPES[fmt]}; charset=utf-8"}
     if fmt == "csv":
-        return web.Response(
-            text=export_csv(store, account),
-            content_type="text/csv",
-            headers={"Content-Disposition": 'attachment; filename="kmeband-export.csv"'},
-        )
-    if fmt == "fhir":
-        return web.json_response(export_fhir(store, account), content_type="application/fhir+json")
-    return web.json_response(export_json(store, account))
+        headers["Content-Disposition"] = 'attachment; filename="kmeband-export.csv"'
+    return headers
 
 
 async def put_profile(request: web.Request) -> web.Response:

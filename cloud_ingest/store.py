@@ -188,6 +188,7 @@ class IngestStore:
         checkpoint_interval_s: float = 0.25,
     ) -> None:
         self._checkpointer: _Checkpointer | None = None
+        self._path = Path(path)
         # The store holds health records in the clear (they were sealed only for transit):
         # create it, and SQLite's -wal and -shm files, readable by this user only.
         previous_umask = os.umask(0o077)
@@ -225,6 +226,20 @@ class IngestStore:
         for suffix in ("", "-wal", "-shm"):  # a file made earlier under a looser umask
             with contextlib.suppress(FileNotFoundError):
                 os.chmod(f"{path}{suffix}", 0o600)
+
+    def read_view(self) -> IngestStore:
+        """A second, read-only store on the same file for a long read (an export) on
+        another thread: it reads one consistent snapshot (WAL) and never blocks writers.
+        Close it when done."""
+        view = IngestStore.__new__(IngestStore)
+        view._checkpointer = None
+        view._erased, view._known_consent = set(), set()
+        view._db = sqlite3.connect(
+            f"file:{self._path}?mode=ro", uri=True, isolation_level=None, check_same_thread=False
+        )
+        view._path = self._path
+        view._db.execute("BEGIN")  # one snapshot for the whole read
+        return view
 
     def close(self) -> None:
         if self._checkpointer is not None:
@@ -424,11 +439,13 @@ class IngestStore:
     # -- reading for the data subject ------------------------------------------------------
 
     def segments_of(self, account_id: int) -> Iterator[Segment]:
+        """The account's segments, stream by stream (then band, then sequence), decoded
+        one at a time as they are iterated."""
         rows = self._db.execute(
             "SELECT band, stream, first_seq, last_seq, count, body FROM segments "
-            "WHERE account_id = ? ORDER BY band, stream, first_seq",
+            "WHERE account_id = ? ORDER BY stream, band, first_seq",
             (account_id,),
-        ).fetchall()
+        )
         for band, stream, first, last, count, blob in rows:
             sid = StreamId(stream)
             body = decode_body(sid, blob, count=count, first_seq=first, last_seq=last)

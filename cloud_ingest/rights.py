@@ -12,7 +12,7 @@ import enum
 import io
 import json
 from collections import defaultdict
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Generator, Iterator
 from dataclasses import fields
 from datetime import UTC, datetime, timedelta, timezone
 from typing import Any
@@ -73,6 +73,9 @@ def validate_profile(value: object) -> dict[str, Any]:
     return {k: v for k, v in value.items() if v is not None}
 
 
+#: A streamed export: the document's text in chunks.
+Export = Generator[str, None, None]
+
 #: Records per chunk of a streamed export: enough to amortise a thread hand-off, small
 #: enough that producing one never holds the interpreter for long.
 EXPORT_CHUNK_RECORDS = 1000
@@ -108,7 +111,7 @@ def _record_dict(band: bytes, stored: StoredRecord) -> dict[str, Any]:
     return row
 
 
-def export_json(store: IngestStore, account_id: int) -> Iterator[str]:
+def export_json(store: IngestStore, account_id: int) -> Export:
     """Everything the ingest holds for the account, as one JSON document in chunks.
 
     The document is an object: account, profile, bands, consent withdrawals, consent
@@ -146,7 +149,7 @@ def export_json(store: IngestStore, account_id: int) -> Iterator[str]:
     yield "]}}" if stream is not None else "}}"
 
 
-def export_csv(store: IngestStore, account_id: int) -> Iterator[str]:
+def export_csv(store: IngestStore, account_id: int) -> Export:
     """Every record as long-format CSV (one row per field value), in chunks."""
     out = io.StringIO()
     writer = csv.writer(out, lineterminator="\n")
@@ -189,7 +192,7 @@ def _observation(code: str, display: str, value: float, unit: str, ucum: str) ->
     }
 
 
-def export_fhir(store: IngestStore, account_id: int) -> Iterator[str]:
+def export_fhir(store: IngestStore, account_id: int) -> Export:
     """A FHIR R4 Bundle of Observations: heart rate, daily steps, sleep duration (LOINC).
 
     In chunks: heart-rate and sleep observations as their records come, the daily step
@@ -240,7 +243,7 @@ def _entries(resources: list[dict[str, Any]], first: bool) -> str:
     return text if first else ", " + text
 
 
-EXPORTERS: dict[str, Callable[[IngestStore, int], Iterator[str]]] = {
+EXPORTERS: dict[str, Callable[[IngestStore, int], Export]] = {
     "json": export_json,
     "csv": export_csv,
     "fhir": export_fhir,

@@ -30,7 +30,7 @@ from sync_client.activation import (
     client_dir,
     create_account,
     ensure_owner,
-    fetch_ingest_key,
+    ingest_key_for,
     register_band,
 )
 from sync_client.alarms import (
@@ -159,6 +159,8 @@ async def _pair(args: argparse.Namespace) -> int:
                     account.save(directory)
                 await register_band(account, keys.band_pseudonym(info.serial), band_key)
                 data["registered"] = True
+                # fetched (and cached) now, so a later sync can seal while it is unreachable
+                await ingest_key_for(directory, account)
         _emit(args, data, f"paired: {info.describe()}")
     finally:
         await client.disconnect()
@@ -172,7 +174,7 @@ async def _sync(args: argparse.Namespace) -> int:
     if args.ingest_key:
         raw_key = base64.urlsafe_b64decode(args.ingest_key + "==")
     elif account is not None:
-        raw_key = await fetch_ingest_key(account.ingest_url)
+        raw_key = await ingest_key_for(directory, account)
     else:
         raise UsageError(
             "no account yet: pair with --ingest URL first (or give --ingest-key to only "

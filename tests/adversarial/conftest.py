@@ -13,6 +13,7 @@ from aiohttp.test_utils import TestClient, TestServer
 HERE = Path(__file__).parent
 sys.path.insert(0, str(HERE))
 sys.path.insert(0, str(HERE.parent / "cloud_ingest"))
+sys.path.insert(0, str(HERE.parent))
 
 from cloud_ingest.keys import IngestKeys, load_or_create_keys  # noqa: E402
 from cloud_ingest.server import create_app  # noqa: E402

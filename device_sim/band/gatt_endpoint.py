@@ -44,7 +44,12 @@ from cryptography.hazmat.primitives.asymmetric import ec
 
 from device_sim.band.firmware.alarms import Alarm as FirmwareAlarm
 from device_sim.band.simulated_band import SimulatedBand
-from device_sim.band.state_file import StateFileCorruptError, read_checked, write_checked
+from device_sim.band.state_file import (
+    StateFileCorruptError,
+    read_checked,
+    refuse_if_shared,
+    write_checked,
+)
 from device_sim.radio.medium import (
     ATT_CID,
     SMP_CID,
@@ -786,6 +791,7 @@ class BandGattEndpoint:
             self._account_tag = tag if isinstance(tag, bytes) else None
         bonds = self._state_path("bonds.bin")
         if bonds is not None and bonds.exists():
+            refuse_if_shared(bonds, "the band's bonds (their long-term keys)")
             for address, raw in self._load_cbor(bonds, _BONDS_MAGIC).items():
                 try:
                     self._bonds[str(address)] = Bond.from_bytes(raw)

@@ -37,6 +37,23 @@ class StateFileVersionError(StateFileCorruptError):
     """A band state file was written by a format version this code cannot read."""
 
 
+class PrivateFilePermissionError(KmebandError):
+    """A file holding secrets (bond keys) is readable or writable by others: refused."""
+
+
+def refuse_if_shared(path: Path, holds: str) -> None:
+    """Refuse a secret-holding file that group or others may access, as key files are.
+
+    Loading it would use keys others may have read (docs/privacy.md: secrets live in
+    files with mode 0600); the message says how to fix the mode and what to assume.
+    """
+    if path.stat().st_mode & 0o077:
+        raise PrivateFilePermissionError(
+            f"{path} holds {holds} but others can read it; run `chmod 600 {path}` and "
+            "consider those keys exposed (pair again to replace them)"
+        )
+
+
 def fsync_directory(directory: Path) -> None:
     """Make a rename inside ``directory`` durable (a no-op where directories cannot sync)."""
     try:

@@ -14,6 +14,7 @@ HERE = Path(__file__).parent
 sys.path.insert(0, str(HERE))
 sys.path.insert(0, str(HERE.parent / "cloud_ingest"))
 sys.path.insert(0, str(HERE.parent))
+sys.path.insert(0, str(HERE.parent / "device_sim"))
 
 from cloud_ingest.keys import IngestKeys, load_or_create_keys  # noqa: E402
 from cloud_ingest.server import create_app  # noqa: E402

@@ -482,14 +482,18 @@ class BatchBody:
         """Each record's :func:`protocol.kme.records.record_time`: what consent is checked on."""
         return self.columns[COLUMNS[self.stream][0].field]
 
-    def records(self) -> list[StoredRecord]:
-        """The records as :class:`protocol.kme.records.StoredRecord` dataclasses."""
+    def records(self, start: int = 0, stop: int | None = None) -> list[StoredRecord]:
+        """The records (``start:stop`` of them) as :class:`StoredRecord` dataclasses.
+
+        A slice builds only its own records: a reader of a 20,000-record batch can take
+        it in pieces (the ingest's streamed export does).
+        """
         record_type = _RECORD_TYPES[self.stream]
         specs = COLUMNS[self.stream]
         converters = [self._converter(spec.field) for spec in specs]
-        rows = zip(*(self.columns[spec.field] for spec in specs), strict=True)
+        rows = zip(*(self.columns[spec.field][start:stop] for spec in specs), strict=True)
         out = []
-        for seq, row in zip(self.seqs, rows, strict=True):
+        for seq, row in zip(self.seqs[start:stop], rows, strict=True):
             values = [convert(v) for convert, v in zip(converters, row, strict=True)]
             out.append(StoredRecord(self.stream, seq, record_type(*values)))
         return out

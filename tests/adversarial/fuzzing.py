@@ -16,7 +16,7 @@ import os
 from hypothesis import HealthCheck, settings
 
 #: Examples per fuzz test; the environment variable turns on the long run.
-EXAMPLES = int(os.environ.get("KMEBAND_FUZZ_EXAMPLES", "0")) or 150
+EXAMPLES = int(os.environ.get("KMEBAND_FUZZ_EXAMPLES", "0")) or 100
 LONG_RUN = "KMEBAND_FUZZ_EXAMPLES" in os.environ
 
 fuzz_settings = settings(

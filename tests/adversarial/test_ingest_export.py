@@ -14,8 +14,8 @@ from ingest_samples import T0, SampleBand, hr
 from cloud_ingest.store import IngestStore
 from protocol.kme.batch import decode_batch_plaintext, encode_batch_plaintext
 
-RECORDS = 30_000
-PER_BATCH = 10_000
+RECORDS = 12_000
+PER_BATCH = 6_000
 
 
 def _fill(store: IngestStore, token: str) -> None:

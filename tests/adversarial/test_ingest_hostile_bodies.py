@@ -88,12 +88,15 @@ async def _registered(client: TestClient, band: SampleBand) -> dict[str, str]:
     ("method", "path"),
     [("PUT", "/v1/profile"), ("POST", "/v1/bands"), ("POST", "/v1/consent/withdrawals")],
 )
-async def test_deeply_nested_json_is_a_400_not_a_500(
-    client: TestClient, method: str, path: str
+@pytest.mark.parametrize(
+    ("depth", "status", "code"), [(2000, 400, "bad_json"), (100_000, 413, "too_large")]
+)
+async def test_deeply_nested_json_is_a_4xx_not_a_500(
+    client: TestClient, method: str, path: str, depth: int, status: int, code: str
 ) -> None:
     auth = await _registered(client, SampleBand())
-    response = await client.request(method, path, data=nested_json(), headers=auth)
-    assert response.status == 400
-    assert (await response.json())["error"] == "bad_json"
+    response = await client.request(method, path, data=nested_json(depth), headers=auth)
+    assert response.status == status
+    assert (await response.json())["error"] == code
     # and the ingest goes on answering
     assert (await client.get("/v1/profile", headers=auth)).status == 200

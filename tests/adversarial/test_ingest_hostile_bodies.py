@@ -59,7 +59,9 @@ def test_a_stored_segment_far_away_still_deduplicates_exactly(store: IngestStore
     assert store.record_count(account) == 5
 
 
-@pytest.mark.parametrize("envelope", [big_rational_envelope(), bignum_envelope()])
+@pytest.mark.parametrize(
+    "envelope", [big_rational_envelope(), bignum_envelope()], ids=["tag30_rational", "tag2_bignum"]
+)
 def test_bignum_and_rational_tags_are_refused_before_any_arithmetic(envelope: bytes) -> None:
     started = time.process_time()
     with pytest.raises(MalformedBatchError, match="tags are not accepted"):

@@ -248,7 +248,7 @@ class Uploader:
             async with session.post(self.url, data=batch.envelope) as response:
                 status = response.status
                 retry_after = response.headers.get("Retry-After")
-                body = await response.content.read(MAX_ANSWER_BYTES)
+                body = await _read_answer(response)
         except (aiohttp.ClientError, TimeoutError, ValueError) as exc:
             failure = exc.__class__.__name__
         answer = classify_answer(
@@ -290,6 +290,19 @@ class Uploader:
         self.outbox.retry_later(batch.batch_id, self._now() + delay)
         report.retried += 1
         log.info("upload will be retried in %.1f s (%s)", delay, status or detail)
+
+
+async def _read_answer(response: aiohttp.ClientResponse) -> bytes:
+    """The answer's body up to MAX_ANSWER_BYTES (a longer one is cut there: no answer of
+    the ingest is that long, and a cut body reads as malformed). ``read(n)`` returns what
+    has arrived so far, so read until the end or the limit."""
+    body = b""
+    while len(body) < MAX_ANSWER_BYTES:
+        piece = await response.content.read(MAX_ANSWER_BYTES - len(body))
+        if not piece:
+            break
+        body += piece
+    return body
 
 
 def _json_object(body: bytes) -> dict[str, object] | None:

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 import json
 from pathlib import Path
 
@@ -66,4 +67,29 @@ async def test_every_answer_gives_a_typed_outcome_and_only_a_named_one_delivers(
             due_at = outbox.next_attempt_at(BAND)
             assert due_at is not None
             assert due_at <= uploader._now() + 60.0  # a retry is never put off for ever
+        await server.close()
+
+
+async def test_an_answer_that_arrives_in_pieces_is_read_whole(tmp_path: Path) -> None:
+    """A loaded ingest or network may deliver the answer's body in several reads."""
+
+    async def answer(request: web.Request) -> web.StreamResponse:
+        await request.read()
+        response = web.StreamResponse(headers={"Content-Type": "application/json"})
+        response.content_length = len(NAMED)
+        await response.prepare(request)
+        await response.write(NAMED[:10])
+        await asyncio.sleep(0.05)
+        await response.write(NAMED[10:])
+        return response
+
+    app = web.Application()
+    app.router.add_post("/v1/batches", answer)
+    with Outbox(tmp_path / "o.db") as outbox:
+        server = TestServer(app, host="127.0.0.1")
+        await server.start_server()
+        outbox.commit(BAND, 1, 10, [BATCH])
+        report = await Uploader(outbox, str(server.make_url("")), "token").drain(BAND)
+        assert (report.delivered_batches, report.retried) == (1, 0)
+        assert outbox.pending_count() == 0
         await server.close()

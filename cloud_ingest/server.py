@@ -140,7 +140,7 @@ class _State:
         self.bands: dict[bytes, Band] = {}
         self.verified_consent: dict[tuple[bytes, bytes, bytes], object] = {}
         self._withdrawals: dict[int, dict[ConsentCategory, int]] = {}
-        #: Exports made at once (each takes a worker thread and a read connection).
+        #: Exports made at once (each holds a read connection on its own snapshot).
         self.exports = asyncio.Semaphore(config.max_concurrent_exports)
 
     def withdrawals_of(self, account: int, store: IngestStore) -> dict[ConsentCategory, int]:

@@ -5,10 +5,13 @@ from __future__ import annotations
 import argparse
 import asyncio
 import logging
+import signal
 from pathlib import Path
 from typing import Any
 
 from cloud_ingest.server import IngestConfig, IngestServer
+
+log = logging.getLogger("cloud_ingest")
 
 DEFAULT_DB = Path("kmeband-data/ingest.sqlite3")
 
@@ -65,6 +68,19 @@ def serve_command(args: Any) -> int:
 
 
 async def _serve(db: Path, key_dir: Path, host: str, port: int, config: IngestConfig) -> None:
-    async with IngestServer(db, key_dir, host=host, port=port, config=config) as server:
-        print(f"kmeband ingest serving on {server.url} (Ctrl-C to stop)", flush=True)
-        await asyncio.Event().wait()
+    stop = asyncio.Event()
+    loop = asyncio.get_running_loop()
+    # Explicit handlers: a job started in the background by a script inherits SIGINT
+    # ignored (so Python installs no KeyboardInterrupt handler), and SIGTERM would kill
+    # the process without closing the store. Both now end the loop below cleanly.
+    for signum in (signal.SIGINT, signal.SIGTERM):
+        loop.add_signal_handler(signum, stop.set)
+    try:
+        async with IngestServer(db, key_dir, host=host, port=port, config=config) as server:
+            print(f"kmeband ingest serving on {server.url} (Ctrl-C to stop)", flush=True)
+            await stop.wait()
+            log.info("stopping: signal received")
+    finally:
+        for signum in (signal.SIGINT, signal.SIGTERM):
+            loop.remove_signal_handler(signum)
+    print("kmeband ingest stopped", flush=True)

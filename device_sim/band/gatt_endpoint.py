@@ -46,7 +46,12 @@ from device_sim.band.auth_deadline import AUTH_TIMEOUT_S, AuthenticationDeadline
 from device_sim.band.firmware.alarms import Alarm as FirmwareAlarm
 from device_sim.band.live import LiveHeartRate
 from device_sim.band.simulated_band import SimulatedBand
-from device_sim.band.state_file import StateFileCorruptError, read_checked, write_checked
+from device_sim.band.state_file import (
+    StateFileCorruptError,
+    read_checked,
+    refuse_if_shared,
+    write_checked,
+)
 from device_sim.radio.medium import (
     ATT_CID,
     SMP_CID,
@@ -954,6 +959,7 @@ class BandGattEndpoint:
             self._account_tag = tag if isinstance(tag, bytes) else None
         bonds = self._state_path("bonds.bin")
         if bonds is not None and bonds.exists():
+            refuse_if_shared(bonds, "the band's bonds (their long-term keys)")
             for address, raw in self._load_cbor(bonds, _BONDS_MAGIC).items():
                 try:
                     self._bonds[str(address)] = Bond.from_bytes(raw)

@@ -46,6 +46,7 @@ from protocol.kme.records import (
     StreamId,
     TelemetryKind,
 )
+from protocol.kme.strict_cbor import StrictCborError, loads_strict
 
 FORMAT_VERSION: Final = 1
 ENVELOPE_VERSION: Final = 1
@@ -249,12 +250,12 @@ _STREAM_VALUES: Final = frozenset(int(s) for s in StreamId)
 
 
 def _loads(data: bytes, what: str) -> Any:
+    # Untrusted bytes: only the CBOR types the format uses, so no tag (a bignum, a
+    # rational) can make decoding cost more than one pass over the input.
     try:
-        return cbor2.loads(data)
-    except (cbor2.CBORError, ValueError, TypeError, OverflowError, RecursionError) as exc:
-        raise MalformedBatchError(f"{what}: not valid CBOR") from exc
-    except MemoryError as exc:
-        raise MalformedBatchError(f"{what}: declares an impossible length") from exc
+        return loads_strict(data)
+    except StrictCborError as exc:
+        raise MalformedBatchError(f"{what}: {exc}") from None
 
 
 # ----------------------------------------------------------------------------------------
@@ -466,14 +467,18 @@ class BatchBody:
         """Each record's :func:`protocol.kme.records.record_time`: what consent is checked on."""
         return self.columns[COLUMNS[self.stream][0].field]
 
-    def records(self) -> list[StoredRecord]:
-        """The records as :class:`protocol.kme.records.StoredRecord` dataclasses."""
+    def records(self, start: int = 0, stop: int | None = None) -> list[StoredRecord]:
+        """The records (``start:stop`` of them) as :class:`StoredRecord` dataclasses.
+
+        A slice builds only its own records: a reader of a 20,000-record batch can take
+        it in pieces (the ingest's streamed export does).
+        """
         record_type = STREAM_RECORD_TYPE[self.stream]
         specs = COLUMNS[self.stream]
         converters = [self._converter(spec.field) for spec in specs]
-        rows = zip(*(self.columns[spec.field] for spec in specs), strict=True)
+        rows = zip(*(self.columns[spec.field][start:stop] for spec in specs), strict=True)
         out = []
-        for seq, row in zip(self.seqs, rows, strict=True):
+        for seq, row in zip(self.seqs[start:stop], rows, strict=True):
             values = [convert(v) for convert, v in zip(converters, row, strict=True)]
             out.append(StoredRecord(self.stream, seq, record_type(*values)))
         return out

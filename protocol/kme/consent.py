@@ -54,6 +54,7 @@ from protocol.kme.records import (
     StoredRecord,
     record_time,
 )
+from protocol.kme.strict_cbor import StrictCborError, loads_strict
 
 #: Prefix of the bytes a band signs for a consent record (domain separation).
 CONSENT_RECORD_CONTEXT: Final = b"KME-consent-record-v1\x00"
@@ -378,9 +379,9 @@ def _cleared(stored: StoredRecord, names: list[str]) -> StoredRecord:
 
 def _load_canonical(data: bytes, what: str) -> object:
     try:
-        raw = cbor2.loads(bytes(data))
-    except Exception:
-        # cbor2 raises several types; to the caller all mean "not this structure"
+        # untrusted (the ingest decodes records it receives): only the types records use
+        raw = loads_strict(bytes(data))
+    except StrictCborError:
         raise ConsentRecordError(f"{what}: not a well-formed CBOR item") from None
     try:
         canonical = cbor2.dumps(raw, canonical=True)

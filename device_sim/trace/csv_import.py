@@ -159,7 +159,9 @@ def read_csv(path: Path, options: ImportOptions) -> RawRecording:
     times = None
     if "time" in roles:
         name = header[roles["time"]] if header is not None else "time"
-        times = _times(rows, roles["time"], name, line_numbers, options, start, tz, source)
+        times = _times(
+            rows, roles["time"], name, line_numbers, options, start, tz, source, decimal_comma
+        )
         if options.start is not None and times[0] >= _EPOCH_AFTER_S and start is not None:
             notes.append("--start ignored: the time column holds absolute times")
     elif start is None:
@@ -220,7 +222,7 @@ def _sniff(lines: list[str]) -> str | None:
     None for whitespace, and "," for a single column."""
     best: tuple[int, str | None] = (1, ",")
     for candidate in ("\t", ",", ";", "|", None):
-        counts = {len(line.split(candidate)) for line in lines}
+        counts = {len(row) for row in _split(lines, candidate)}
         if len(counts) == 1 and (n := counts.pop()) > best[0]:
             best = (n, candidate)
     return best[1]
@@ -345,6 +347,7 @@ def _times(
     start: float | None,
     tz: int | None,
     source: str,
+    decimal_comma: bool,
 ) -> F64:
     fields = [r[index] if index < len(r) else "" for r in rows]
     if not _is_number(fields[0]) and _is_datetime(fields[0]):
@@ -360,7 +363,7 @@ def _times(
                 ) from None
             out[i] = (when if when.tzinfo else when.replace(tzinfo=offset)).timestamp()
         return out
-    values = _numbers(rows, index, "time", lines, source, False)
+    values = _numbers(rows, index, "time", lines, source, decimal_comma)
     unit = options.time_unit
     if unit == "auto":
         unit = _time_unit_from_name(name) or _time_unit_from_steps(values, source)

@@ -66,6 +66,8 @@ class Segment:
     @property
     def end(self) -> float:
         """When the run's last sample period ends."""
+        if self.times is not None:
+            return float(self.times[-1]) + 1.0 / self.rate_hz
         return self.t0 + self.count / self.rate_hz
 
 
@@ -130,7 +132,7 @@ def to_grid(
     n_out = (end - start) * target_hz
     rate = segment.rate_hz
     if segment.times is not None:
-        values, rate = _uniform(values, segment.times)
+        values = _uniform(values, segment.times, rate)
         t0 = float(segment.times[0])
     else:
         t0 = segment.t0
@@ -139,9 +141,8 @@ def to_grid(
         _ALIGN_TOLERANCE
     ):
         first = max(0, round(offset))
-        return _fit_length(
-            np.asarray(values[first : first + n_out], dtype=np.float64), n_out
-        ), False
+        kept = np.asarray(values[first : first + n_out], dtype=np.float64)
+        return _fit_length(kept, n_out), segment.times is not None
     ratio = Fraction(target_hz / nominal_rate(rate)).limit_denominator(_MAX_RATIO_DENOMINATOR)
     if ratio != 1:
         # the polyphase filter's phases differ slightly in DC gain: resample around the mean
@@ -167,14 +168,14 @@ def _fit_length(values: F64, n: int) -> F64:
     return np.concatenate((values, np.repeat(values[-1:], n - len(values), axis=0)))
 
 
-def _uniform(values: F64, times: F64) -> tuple[F64, float]:
-    """Irregularly timed samples interpolated onto a steady clock at their mean rate (samples
-    sharing a timestamp are averaged first)."""
+def _uniform(values: F64, times: F64, rate: float) -> F64:
+    """Irregularly timed samples interpolated onto a steady clock at ``rate`` from the first
+    sample's time (samples sharing a timestamp are averaged first)."""
     unique, inverse, counts = np.unique(times, return_inverse=True, return_counts=True)
     sums = np.zeros((len(unique), values.shape[1]))
     np.add.at(sums, inverse, values)
     averaged = sums / counts[:, None]
-    rate = estimate_rate(times)
-    grid = unique[0] + np.arange(math.floor((unique[-1] - unique[0]) * rate) + 1) / rate
-    out = np.column_stack([np.interp(grid, unique, averaged[:, c]) for c in range(values.shape[1])])
-    return out, rate
+    grid = unique[0] + np.arange(math.floor((unique[-1] - unique[0]) * rate + 1e-6) + 1) / rate
+    return np.column_stack(
+        [np.interp(grid, unique, averaged[:, c]) for c in range(values.shape[1])]
+    )

@@ -10,7 +10,6 @@ from __future__ import annotations
 
 import datetime as dt
 import json
-from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -102,7 +101,7 @@ SHAPES: dict[str, Shape] = {
         header_unit=True,
         report_unit="m/s2",
         report_gravity="removed",
-    ),  # fmt: skip
+    ),
     "ppg-only": Shape(64, acc=False),
     "acc-only": Shape(30, ppg=False, stored_hz=30),
 }
@@ -110,7 +109,7 @@ SHAPES: dict[str, Shape] = {
 
 def _times(shape: Shape) -> tuple[np.ndarray, np.ndarray]:
     """The true sample times, and the times the file states (jittered, ticked)."""
-    n = int(round(shape.seconds * shape.rate))
+    n = round(shape.seconds * shape.rate)
     true = T0 + np.arange(n) / shape.rate
     if shape.gap is not None:
         at, length = shape.gap

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import datetime as dt
 import json
+import math
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -63,6 +64,7 @@ class Shape:
     report_gravity: str = "included"
     tolerance: float = 0.02  # relative to the AC amplitude
     shift_s: float = 0.0  # a constant time offset the timestamps leave unknowable
+    offset_s: float = 0.0  # the first sample this long after a whole second
     expect: dict[str, object] = field(default_factory=dict)
 
 
@@ -84,6 +86,7 @@ SHAPES: dict[str, Shape] = {
     "gap-25": Shape(25, gap=(40.0, 30.0), seconds=120, expect={"runs": 2, "gaps_s": 30.0}),
     "partial-last-second": Shape(25, seconds=75.4, expect={"seconds": 75, "trimmed_s": 0.4}),
     "extra-string-columns": Shape(25, extra=True),
+    "start-mid-second": Shape(64, offset_s=0.37, expect={"start_utc": T0 + 1, "seconds": 89}),
     "mg-gravity": Shape(50, acc_unit="mg", report_unit="mg"),
     "ms2-gravity": Shape(50, acc_unit="m/s2", report_unit="m/s2"),
     "mg-no-gravity": Shape(
@@ -110,7 +113,7 @@ SHAPES: dict[str, Shape] = {
 def _times(shape: Shape) -> tuple[np.ndarray, np.ndarray]:
     """The true sample times, and the times the file states (jittered, ticked)."""
     n = round(shape.seconds * shape.rate)
-    true = T0 + np.arange(n) / shape.rate
+    true = T0 + shape.offset_s + np.arange(n) / shape.rate
     if shape.gap is not None:
         at, length = shape.gap
         true = np.where(true - T0 >= at, true + length, true)
@@ -206,7 +209,7 @@ def test_real_file_shape_imports_and_replays_unchanged(
     # the samples are the signal, on whole seconds at a whole-Hz rate
     blocks = list(reader.sensor_blocks())
     assert all(b.t0 == int(b.t0) and b.duration_s == int(b.duration_s) for b in blocks)
-    assert md.start_utc == T0
+    assert md.start_utc == T0 + math.ceil(shape.offset_s)
     t = np.concatenate([b.t0 + np.arange(round(b.duration_s * stored)) / stored for b in blocks])
     t_true = t + shape.shift_s
     # a resampling filter has no samples beyond a run's ends: judge the first and last half
@@ -279,3 +282,113 @@ def test_missing_samples_inside_a_run_are_interpolated_not_stitched(tmp_path: Pa
     assert len(samples) == n
     # the samples around the hole are where they were: no shift after it
     np.testing.assert_allclose(samples[600:], ppg_signal(t[600:]), atol=0.05)
+
+
+# ----------------------------------------------------------------------- refusals
+
+_PPG_ROWS = "\n".join(f"{2000 + 40 * np.sin(i / 3):.3f}" for i in range(200)) + "\n"
+_TIMED = "".join(f"{T0 + i / 25:.3f},{i % 7}\n" for i in range(200))
+
+
+def _stepped(step: float) -> str:
+    return "time,ppg\n" + "".join(f"{i * step:.3f},{i % 7}\n" for i in range(100))
+
+
+REFUSALS: dict[str, tuple[str, tuple[str, ...], str]] = {
+    # name: (file text, extra arguments, what the message must say)
+    "no rate, no times": ("ppg\n" + _PPG_ROWS, ("--start", "0"), "with --rate"),
+    "no start": ("# sample_rate_hz=25\nppg\n" + _PPG_ROWS, (), "with --start"),
+    "relative times, no start": (_stepped(0.04), (), "with --start"),
+    "rate comment not a number": (
+        "# sample_rate_hz=fast\n# start_utc=0\nppg\n" + _PPG_ROWS,
+        (),
+        "fix it or give --rate",
+    ),
+    "rate comment out of range": (
+        "# sample_rate_hz=4000\n# start_utc=0\nppg\n" + _PPG_ROWS,
+        (),
+        "Fix it or give --rate",
+    ),
+    "rate disagrees with times": ("timestamp,ppg\n" + _TIMED, ("--rate", "50"), "drop --rate"),
+    "time goes back": (
+        "timestamp,ppg\n" + _TIMED.replace(f"{T0 + 4:.3f}", f"{T0:.3f}"),
+        (),
+        "time goes back at line 102 (ppg); sort the rows by time",
+    ),
+    "time unit unknown": (_stepped(0.4), ("--start", "0"), "give its unit with --time-unit"),
+    "rate below 8 Hz": (
+        _stepped(0.2),
+        ("--start", "0", "--time-unit", "s"),
+        "sampled at 5 Hz; kmeband imports 8 Hz to 1000 Hz. If the times are in another unit",
+    ),
+    "start not a time": ("ppg\n" + _PPG_ROWS, ("--rate", "25", "--start", "soon"), "--start"),
+    "headerless layout": ("1,2,3,4,5,6,7\n" * 30, ("--rate", "25", "--start", "0"), "--columns"),
+    "no sensor columns": ("time,temp\n1,2\n", (), "name them with --columns"),
+    "two axes": ("time,ppg,ax,ay\n" + _TIMED, (), "three axes, found only ax, ay"),
+    "text in a sensor column": (
+        "timestamp,ppg\n" + _TIMED + f"{T0 + 9:.3f},high\n",
+        (),
+        "line 202, column ppg: 'high' is not a number",
+    ),
+    "--columns without sensors": (_stepped(0.04), ("--columns", "time,x"), "--columns names no"),
+    "acc unit unknown": (
+        "timestamp,ax,ay,az\n" + "".join(f"{T0 + i / 25},{i % 3 / 10},0,0\n" for i in range(100)),
+        (),
+        "with --acc-unit g|mg|m/s2",
+    ),
+    "acc neither 1 g nor 0 g": (
+        "timestamp,ax,ay,az\n" + "".join(f"{T0 + i / 25},0,0,3\n" for i in range(100)),
+        ("--acc-unit", "g"),
+        "--gravity included|removed",
+    ),
+    "every sample a gap": (_stepped(2.0), ("--start", "0", "--time-unit", "s"), "widen --gap-s"),
+    "shorter than a second": (
+        "timestamp,ppg\n" + _TIMED[:200],
+        (),
+        "no run of one whole second or more",
+    ),
+    "bad --gap-s": (_stepped(0.04), ("--start", "0", "--gap-s", "0"), "--gap-s must be"),
+    "bad --resample-hz": (_stepped(0.04), ("--start", "0", "--resample-hz", "2"), "--resample-hz"),
+    "bad tz comment": (
+        "# tz_offset_min=east\n# start_utc=0\n# sample_rate_hz=25\nppg\n" + _PPG_ROWS,
+        (),
+        "--tz-offset-min",
+    ),
+}
+
+
+@pytest.mark.parametrize("name", sorted(REFUSALS))
+def test_each_refusal_names_the_option_that_fixes_it(
+    name: str, tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    text, args, message = REFUSALS[name]
+    source = tmp_path / "bad.csv"
+    source.write_text(text)
+    out = tmp_path / "bad.kmetrace"
+    assert main(["import", str(source), str(out), *args]) == 2
+    err = capsys.readouterr().err
+    assert message in err, err
+    assert "start_utc" not in err and "sample_rate_hz=" not in err.replace("# sample", "")
+    assert not out.exists()
+    # replay reads the same inputs the same way, so it refuses with the same message
+    assert main(["replay", str(source), *args]) == 2
+    assert message in capsys.readouterr().err
+
+
+def test_refusals_of_files_that_are_not_recordings(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    assert main(["import", str(tmp_path / "none.csv"), str(tmp_path / "t.kmetrace")]) == 3
+    assert "does not exist" in capsys.readouterr().err
+    binary = tmp_path / "dump.bin"
+    binary.write_bytes(bytes(range(256)) * 4)
+    assert main(["import", str(binary), str(tmp_path / "t.kmetrace")]) == 2
+    err = capsys.readouterr().err
+    assert "not UTF-8 text" in err and "--format" in err
+    folder = tmp_path / "folder"
+    folder.mkdir()
+    assert main(["replay", str(folder)]) == 2
+    assert "see --format" in capsys.readouterr().err
+    source = write_shape(tmp_path / "rec.csv", SHAPES["header-stated-25"])
+    assert main(["import", str(source), str(source)]) == 2
+    assert "must not be the input" in capsys.readouterr().err

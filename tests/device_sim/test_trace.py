@@ -293,7 +293,8 @@ def _csv(path: Path, header: str, rows: np.ndarray, comments: str = "") -> Path:
 
 def test_csv_with_rate_comment_keeps_samples_in_blocks_of_block_s(tmp_path: Path) -> None:
     rng = np.random.default_rng(3)
-    rows = np.column_stack([rng.normal(1000, 5, 130), rng.normal(0, 0.1, (130, 3)) + [0, 0, 1]])
+    acc = rng.normal(0, 0.1, (130, 3)) + np.array([0.0, 0.0, 1.0])
+    rows = np.column_stack([rng.normal(1000, 5, 130), acc])
     path = _csv(
         tmp_path / "rec.csv",
         "ppg,ax,ay,az",

@@ -16,8 +16,11 @@ from __future__ import annotations
 
 import csv
 import datetime as dt
+import itertools
 import re
+from collections.abc import Iterator
 from pathlib import Path
+from typing import IO
 
 import numpy as np
 import numpy.typing as npt
@@ -63,37 +66,51 @@ _COMMENT_KEYS = {
 _EPOCH_AFTER_S = 1e8  # 1973: smaller times count from the start of the recording
 _SNIFF_ROWS = 50
 _LAYOUT_ROWS = 2000
+_CHUNK_ROWS = 65536  # rows parsed at a time: a long file is never held as text
 
 
 def read_csv(path: Path, options: ImportOptions) -> RawRecording:
     """The channels of a delimited text recording (see the module docstring)."""
     source = f"CSV {path.name}"
     try:
-        text = path.read_text(encoding="utf-8-sig")
+        with open(path, encoding="utf-8-sig", newline="") as f:
+            return _read(f, source, options)
     except UnicodeDecodeError:
         raise TraceFormatError(
             f"{source} is not UTF-8 text; if it is a device's binary file, name its format "
             "with --format (e4, actigraph, edf)"
         ) from None
-    lines = text.splitlines()
-    comments: dict[str, str] = {}
-    first = 0
-    while first < len(lines) and (not lines[first].strip() or lines[first].lstrip()[0] == "#"):
-        key, sep, value = lines[first].strip().lstrip("#").partition("=")
-        if sep and key.strip().lower() in _COMMENT_KEYS:
-            comments[_COMMENT_KEYS[key.strip().lower()]] = value.strip()
-        first += 1
-    if first >= len(lines):
-        raise TraceFormatError(f"{source} holds no rows")
-    body = [i for i in range(first, len(lines)) if lines[i].strip() and lines[i][0] != "#"]
-    delimiter = _sniff([lines[i] for i in body[:_SNIFF_ROWS]])
-    rows = _split([lines[i] for i in body], delimiter)
-    line_numbers = np.asarray(body, dtype=np.int64) + 1
-    width = max(len(r) for r in rows[:_SNIFF_ROWS])
 
+
+def _data_lines(f: IO[str], comments: dict[str, str]) -> Iterator[tuple[int, str]]:
+    """(line number, text) of each data line; ``#`` lines before the first one fill
+    ``comments``, blank and ``#`` lines later are skipped."""
+    preamble = True
+    for number, line in enumerate(f, 1):
+        text = line.strip()
+        if not text:
+            continue
+        if text[0] == "#":
+            key, sep, value = text.lstrip("#").partition("=")
+            if preamble and sep and key.strip().lower() in _COMMENT_KEYS:
+                comments[_COMMENT_KEYS[key.strip().lower()]] = value.strip()
+            continue
+        preamble = False
+        yield number, line.rstrip("\r\n")
+
+
+def _read(f: IO[str], source: str, options: ImportOptions) -> RawRecording:
+    comments: dict[str, str] = {}
+    data = _data_lines(f, comments)
+    head = list(itertools.islice(data, _LAYOUT_ROWS + 1))
+    if not head:
+        raise TraceFormatError(f"{source} holds no rows")
+    delimiter = _sniff([text for _, text in head[:_SNIFF_ROWS]])
+    rows = _split([text for _, text in head], delimiter)
+    width = max(len(r) for r in rows[:_SNIFF_ROWS])
     header = rows[0] if _is_header(rows[0]) else None
     if header is not None:
-        rows, line_numbers = rows[1:], line_numbers[1:]
+        head, rows = head[1:], rows[1:]
     if not rows:
         raise TraceFormatError(f"{source} has a header row but no data rows")
     notes: list[str] = []
@@ -125,21 +142,36 @@ def read_csv(path: Path, options: ImportOptions) -> RawRecording:
             "them with --columns, e.g. --columns time,ppg,ax,ay,az (other names are skipped)"
         )
 
-    decimal_comma = delimiter == ";"
-    columns = {
-        role: _numbers(rows, index, role, line_numbers, source, decimal_comma)
-        for role, index in roles.items()
-        if role != "time"
-    }
     tz = options.tz_offset_min
     if tz is None and "tz" in comments:
         try:
             tz = int(comments["tz"])
+            if not -1080 <= tz <= 1080:
+                raise ValueError
         except ValueError:
             raise TraceTimestampError(
                 f"{source}: the tz_offset_min comment {comments['tz']!r} is not whole "
-                "minutes; fix it or give --tz-offset-min"
+                "minutes from -1080 to 1080; fix it or give --tz-offset-min"
             ) from None
+    decimal_comma = delimiter == ";"
+    iso = "time" in roles and _is_iso(
+        rows[0][roles["time"]] if roles["time"] < len(rows[0]) else ""
+    )
+    zone = dt.timezone(dt.timedelta(minutes=tz or 0))
+    parts: dict[str, list[F64]] = {role: [] for role in roles}
+    line_parts: list[npt.NDArray[np.int64]] = []
+    while head:
+        lines = np.fromiter((n for n, _ in head), dtype=np.int64, count=len(head))
+        for role, index in roles.items():
+            if role == "time" and iso:
+                parts[role].append(_iso_times(rows, index, lines, source, zone))
+            else:
+                parts[role].append(_numbers(rows, index, role, lines, source, decimal_comma))
+        line_parts.append(lines)
+        head = list(itertools.islice(data, _CHUNK_ROWS))
+        rows = _split([text for _, text in head], delimiter)
+    line_numbers = np.concatenate(line_parts)
+    columns = {role: np.concatenate(p) for role, p in parts.items()}
     start_text = options.start if options.start is not None else comments.get("start")
     start = None if start_text is None else parse_utc(start_text, "--start", tz)
     rate = None
@@ -159,9 +191,8 @@ def read_csv(path: Path, options: ImportOptions) -> RawRecording:
     times = None
     if "time" in roles:
         name = header[roles["time"]] if header is not None else "time"
-        times = _times(
-            rows, roles["time"], name, line_numbers, options, start, tz, source, decimal_comma
-        )
+        raw_times = columns.pop("time")
+        times = raw_times if iso else _times(raw_times, name, options, start, source)
         if options.start is not None and times[0] >= _EPOCH_AFTER_S and start is not None:
             notes.append("--start ignored: the time column holds absolute times")
     elif start is None:
@@ -338,32 +369,40 @@ def _numbers(
         raise
 
 
-def _times(
+def _is_iso(text: str) -> bool:
+    return not _is_number(text) and _is_datetime(text)
+
+
+def _iso_times(
     rows: list[list[str]],
     index: int,
-    name: str,
     lines: npt.NDArray[np.int64],
+    source: str,
+    zone: dt.timezone,
+) -> F64:
+    """ISO 8601 times as UTC seconds; a time without a zone is local time in ``zone``."""
+    out = np.empty(len(rows))
+    for i, row in enumerate(rows):
+        text = row[index] if index < len(row) else ""
+        try:
+            when = dt.datetime.fromisoformat(text)
+        except ValueError:
+            raise TraceTimestampError(
+                f"{source}: line {lines[i]}: time {text[:40]!r} is not ISO 8601 like the rows "
+                "before it; fix the row"
+            ) from None
+        out[i] = (when if when.tzinfo else when.replace(tzinfo=zone)).timestamp()
+    return out
+
+
+def _times(
+    values: F64,
+    name: str,
     options: ImportOptions,
     start: float | None,
-    tz: int | None,
     source: str,
-    decimal_comma: bool,
 ) -> F64:
-    fields = [r[index] if index < len(r) else "" for r in rows]
-    if not _is_number(fields[0]) and _is_datetime(fields[0]):
-        offset = dt.timezone(dt.timedelta(minutes=tz or 0))
-        out = np.empty(len(fields))
-        for i, f in enumerate(fields):
-            try:
-                when = dt.datetime.fromisoformat(f)
-            except ValueError:
-                raise TraceTimestampError(
-                    f"{source}: line {lines[i]}: time {f[:40]!r} is not ISO 8601 like the "
-                    "rows before it; fix the row"
-                ) from None
-            out[i] = (when if when.tzinfo else when.replace(tzinfo=offset)).timestamp()
-        return out
-    values = _numbers(rows, index, "time", lines, source, decimal_comma)
+    """A numeric time column as UTC seconds (its unit given or detected)."""
     unit = options.time_unit
     if unit == "auto":
         unit = _time_unit_from_name(name) or _time_unit_from_steps(values, source)

@@ -17,7 +17,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from device_sim.trace.format import TraceReader
+from device_sim.trace.format import TraceError, TraceReader
 from device_sim.trace.importer import ImportOptions, import_recording, open_recording
 from kmeband.cli import main
 
@@ -349,6 +349,19 @@ REFUSALS: dict[str, tuple[str, tuple[str, ...], str]] = {
     ),
     "bad --gap-s": (_stepped(0.04), ("--start", "0", "--gap-s", "0"), "--gap-s must be"),
     "bad --resample-hz": (_stepped(0.04), ("--start", "0", "--resample-hz", "2"), "--resample-hz"),
+    "bad --rate": (_stepped(0.04), ("--start", "0", "--rate", "5"), "--rate must be a number"),
+    "bad --block-s": (_stepped(0.04), ("--start", "0", "--block-s", "0"), "--block-s must be"),
+    "bad --tz-offset-min": (
+        _stepped(0.04),
+        ("--start", "0", "--tz-offset-min", "5000"),
+        "--tz-offset-min must be whole minutes",
+    ),
+    "one data row": ("# sample_rate_hz=25\n# start_utc=0\nppg\n5\n", (), "fewer than two samples"),
+    "sensor columns all empty": (
+        "timestamp,ppg\n" + "".join(f"{T0 + i / 25},\n" for i in range(50)),
+        (),
+        "no accelerometer or PPG channel found; name the columns with --columns",
+    ),
     "bad tz comment": (
         "# tz_offset_min=east\n# start_utc=0\n# sample_rate_hz=25\nppg\n" + _PPG_ROWS,
         (),
@@ -392,3 +405,26 @@ def test_refusals_of_files_that_are_not_recordings(
     source = write_shape(tmp_path / "rec.csv", SHAPES["header-stated-25"])
     assert main(["import", str(source), str(source)]) == 2
     assert "must not be the input" in capsys.readouterr().err
+
+
+def test_import_copies_a_trace_and_reports_none(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    source = write_shape(tmp_path / "rec.csv", SHAPES["header-stated-25"])
+    first, copy = tmp_path / "first.kmetrace", tmp_path / "copy.kmetrace"
+    assert main(["import", str(source), str(first)]) == 0
+    capsys.readouterr()
+    assert main(["import", str(first), str(copy), "--json"]) == 0
+    assert json.loads(capsys.readouterr().out)["import"] is None
+    assert copy.read_bytes() == first.read_bytes()
+
+
+def test_options_outside_the_command_line_are_refused_with_the_option_name() -> None:
+    for kwargs, message in (
+        ({"format": "gt3x"}, "--format must be one of"),
+        ({"time_unit": "min"}, "--time-unit must be one of"),
+        ({"acc_unit": "furlongs"}, "--acc-unit must be one of"),
+        ({"gravity": "some"}, "--gravity must be one of"),
+    ):
+        with pytest.raises(TraceError, match=message):
+            ImportOptions(**kwargs)  # type: ignore[arg-type]

@@ -117,6 +117,17 @@ def test_e4_refusals(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None
     (folder / "BVP.csv").write_text("1767254400\n64\n")
     assert main(["import", str(folder), str(tmp_path / "t.kmetrace")]) == 2
     assert "is not an E4 file" in capsys.readouterr().err
+    empty = tmp_path / "empty"
+    empty.mkdir()
+    assert main(["import", str(empty), str(tmp_path / "t.kmetrace"), "--format", "e4"]) == 2
+    assert "has neither ACC.csv nor BVP.csv" in capsys.readouterr().err
+    # ACC and BVP that never overlap in time leave nothing to import
+    apart = write_e4(tmp_path / "apart", seconds=20)
+    acc = (apart / "ACC.csv").read_text().splitlines()
+    acc[0] = ", ".join([f"{T0 + 3600:.6f}"] * 3)
+    (apart / "ACC.csv").write_text("\n".join(acc) + "\n")
+    assert main(["import", str(apart), str(tmp_path / "t.kmetrace")]) == 2
+    assert "its channels do not overlap in time" in capsys.readouterr().err
 
 
 # ----------------------------------------------------------------------- ActiGraph
@@ -172,13 +183,36 @@ def test_actigraph_raw_csv_imports_at_its_rate_and_local_start(
     assert "MOS2E" not in (tmp_path / "imported.kmetrace").read_bytes().decode("latin-1")
 
 
-def test_actigraph_epoch_export_is_refused(
-    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+@pytest.mark.parametrize(
+    ("old", "new", "args", "message"),
+    [
+        ("(hh:mm:ss) 00:00:00", "(hh:mm:ss) 00:01:00", (), "holds epoch counts, not raw"),
+        (" at 30 Hz", "", (), "gives no rate ('at N Hz'); give --rate"),
+        ("Start Date 1/1/2026", "Start Date 2026", (), "does not match the header's date"),
+        ("Start Time 09:30:00", "Begin 09:30:00", (), "give the start with --start"),
+        ("Accelerometer X,", "Acc X,", (), "no Accelerometer X/Y/Z columns"),
+    ],
+)
+def test_actigraph_refusals(
+    tmp_path: Path,
+    capsys: pytest.CaptureFixture[str],
+    old: str,
+    new: str,
+    args: tuple[str, ...],
+    message: str,
 ) -> None:
     path = write_actigraph(tmp_path / "ag.csv", 30, 2, "1/1/2026", "M/d/yyyy")
-    path.write_text(path.read_text().replace("(hh:mm:ss) 00:00:00", "(hh:mm:ss) 00:01:00"))
-    assert main(["import", str(path), str(tmp_path / "t.kmetrace")]) == 2
-    assert "holds epoch counts, not raw acceleration" in capsys.readouterr().err
+    path.write_text(path.read_text().replace(old, new))
+    assert main(["import", str(path), str(tmp_path / "t.kmetrace"), *args]) == 2
+    assert message in capsys.readouterr().err
+
+
+def test_actigraph_without_start_imports_with_start_and_rate_options(tmp_path: Path) -> None:
+    path = write_actigraph(tmp_path / "ag.csv", 30, 5, "1/1/2026", "M/d/yyyy")
+    path.write_text(path.read_text().replace("Start Time", "Begin").replace(" at 30 Hz", ""))
+    args = ("--start", "2026-01-01T08:00:00Z", "--rate", "30")
+    _replays_the_same(path, tmp_path, *args)
+    assert TraceReader(tmp_path / "imported.kmetrace").metadata.start_utc == T0
 
 
 # ----------------------------------------------------------------------- EDF
@@ -234,6 +268,24 @@ def test_the_edf_sample_pyedflib_ships_imports_by_naming_its_signals(
     ppg = np.concatenate([b.ppg for b in TraceReader(out).sensor_blocks()])
     spectrum = np.abs(np.fft.rfft(ppg - ppg.mean()))
     assert np.fft.rfftfreq(len(ppg), 1 / 100)[int(np.argmax(spectrum))] == pytest.approx(1.0)
+
+
+def test_edf_refusals(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    highlevel = pytest.importorskip("pyedflib.highlevel")
+    bad = tmp_path / "bad.edf"
+    bad.write_bytes(b"0       " + b"x" * 300)
+    assert main(["import", str(bad), str(tmp_path / "t.kmetrace")]) == 2
+    assert "is not a readable EDF/EDF+ file" in capsys.readouterr().err
+    mixed = tmp_path / "mixed.edf"
+    headers = [
+        highlevel.make_signal_header("Acc X", "g", 32, -8, 8),
+        highlevel.make_signal_header("Acc Y", "g", 16, -8, 8),
+        highlevel.make_signal_header("Acc Z", "g", 32, -8, 8),
+    ]
+    signals = [np.zeros(320), np.zeros(160), np.ones(320)]
+    highlevel.write_edf(str(mixed), signals, headers)
+    assert main(["import", str(mixed), str(tmp_path / "t.kmetrace")]) == 2
+    assert "the accelerometer axes have different rates" in capsys.readouterr().err
 
 
 def test_a_missing_edf_reader_names_the_extra_to_install(

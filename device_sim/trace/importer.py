@@ -310,7 +310,8 @@ def detect_format(path: Path) -> str:
             f"{path} is a zip without ACC.csv or BVP.csv (an Empatica E4 export); unzip it "
             "and import the recording inside, or name its format with --format"
         )
-    if head.startswith(b"0       ") and path.suffix.lower() in (".edf", ".bdf", ".rec"):
+    edf_version = head.startswith((b"0       ", b"\xffBIOSEMI"))  # EDF, BDF
+    if edf_version and path.suffix.lower() in (".edf", ".bdf", ".rec"):
         return "edf"
     if b"Data File Created By ActiGraph" in head:
         return "actigraph"

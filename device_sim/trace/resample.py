@@ -145,6 +145,13 @@ def to_grid(
         return _fit_length(kept, n_out), segment.times is not None
     ratio = Fraction(target_hz / nominal_rate(rate)).limit_denominator(_MAX_RATIO_DENOMINATOR)
     if ratio != 1:
+        # the filter needs samples beyond the run's ends: continue the run by a second of
+        # odd reflection (value and slope carry on) rather than padding with a constant
+        k = min(len(values) - 1, max(1, round(rate)))
+        values = np.concatenate(
+            (2 * values[:1] - values[k:0:-1], values, 2 * values[-1:] - values[-2 : -k - 2 : -1])
+        )
+        t0 -= k / rate
         # the polyphase filter's phases differ slightly in DC gain: resample around the mean
         # so a large PPG baseline (or gravity) does not turn into a ripple
         mean = values.mean(axis=0)

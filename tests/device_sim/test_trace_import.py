@@ -65,6 +65,7 @@ class Shape:
     tolerance: float = 0.02  # relative to the AC amplitude
     shift_s: float = 0.0  # a constant time offset the timestamps leave unknowable
     offset_s: float = 0.0  # the first sample this long after a whole second
+    edge_tolerance: float = 0.2  # within half a second of a run's ends
     expect: dict[str, object] = field(default_factory=dict)
 
 
@@ -78,6 +79,8 @@ SHAPES: dict[str, Shape] = {
     "128": Shape(128),
     "250": Shape(250, stored_hz=125, seconds=60),
     "1000": Shape(1000, stored_hz=125, seconds=30),
+    # at 8 Hz a run's last grid sample lies 85 ms past its last sample: extrapolated
+    "8-up": Shape(8, stored_hz=25, tolerance=0.03, edge_tolerance=1.0),
     "12.5-up": Shape(12.5, time=None, stored_hz=25, timing="stated", tolerance=0.03),
     "jitter-50": Shape(50, jitter_s=0.003, timing="retimed"),
     # a clock that floors to 16 ms ticks reads 8 ms early on average: the data cannot say
@@ -227,7 +230,7 @@ def test_real_file_shape_imports_and_replays_unchanged(
         errors.append(np.abs(np.concatenate([b.acc for b in blocks]) - want).max(axis=1) / 0.3)
     for err in errors:
         assert float(np.max(err[~edge])) < shape.tolerance, (name, float(np.max(err[~edge])))
-        assert float(np.max(err[edge])) < 0.5, (name, float(np.max(err[edge])))
+        assert float(np.max(err[edge])) < shape.edge_tolerance, (name, float(np.max(err[edge])))
 
     # replaying the file and replaying the trace give the same records
     direct, via_trace = tmp_path / "direct.json", tmp_path / "trace.json"

@@ -325,7 +325,7 @@ def _require(path: Path) -> None:
     if not path.exists():
         raise TraceFileNotFoundError(
             f"{path} does not exist; record a trace with 'kmeband record', or give the path of "
-            "a recording (CSV/TSV, Empatica E4 folder or zip, ActiGraph CSV, EDF)"
+            "a recording (CSV/TSV, Empatica E4 folder or zip, ActiGraph CSV or .gt3x, EDF)"
         )
 
 
@@ -469,10 +469,10 @@ def register(subparsers: Any) -> None:
         help="import a real device's or study's recording as a trace",
         description=(
             "Read a recording (CSV/TSV with or without a header, an Empatica E4 folder or zip, "
-            "an ActiGraph raw CSV export, EDF/EDF+), resample it onto whole-Hz rates on whole "
-            "UTC seconds, convert acceleration to g with gravity, keep gaps as gaps, and write "
-            "a trace (docs/traces.md). Prints what was detected and done. 'replay' accepts "
-            "the same inputs and options."
+            "an ActiGraph raw CSV export or .gt3x, EDF/EDF+), resample it onto whole-Hz rates "
+            "on whole UTC seconds, convert acceleration to g with gravity, keep gaps as gaps, "
+            "and write a trace (docs/traces.md). Prints what was detected and done. 'replay' "
+            "accepts the same inputs and options."
         ),
     )
     p.add_argument("input", type=Path, help="the recording (file, E4 folder or zip, or a trace)")

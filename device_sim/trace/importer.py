@@ -2,11 +2,11 @@
 
 :func:`open_recording` is the one entry point both commands use, so they accept exactly the
 same inputs: a kmeband trace, a CSV/TSV file, an Empatica E4 folder or zip, an ActiGraph
-CSV export or an EDF/EDF+ file (format detected, or named with ``--format``). A reader for
-each format returns the raw channels (:class:`RawRecording`); this module then checks the
-timing, splits the samples at gaps, resamples each run onto the whole-second grid the
-firmware reads (:mod:`device_sim.trace.resample`), converts acceleration to g with gravity,
-and reports every decision in an :class:`ImportReport`.
+CSV export or .gt3x file, or an EDF/EDF+ file (format detected, or named with
+``--format``). A reader for each format returns the raw channels (:class:`RawRecording`);
+this module then checks the timing, splits the samples at gaps, resamples each run onto
+the whole-second grid the firmware reads (:mod:`device_sim.trace.resample`), converts
+acceleration to g with gravity, and reports every decision in an :class:`ImportReport`.
 
 Python API (docs/traces.md)::
 
@@ -56,7 +56,7 @@ ABSENT_SKIN_TEMP_C = 33.0
 ABSENT_BATTERY_V = 3.9
 #: Accelerometer units, as the factor that turns a value into g.
 ACC_UNITS: dict[str, float] = {"g": 1.0, "mg": 1e-3, "m/s2": 1.0 / STANDARD_GRAVITY}
-FORMATS = ("auto", "trace", "csv", "e4", "actigraph", "edf")
+FORMATS = ("auto", "trace", "csv", "e4", "actigraph", "gt3x", "edf")
 TIME_UNITS = ("auto", "s", "ms", "us", "ns")
 GRAVITY = ("auto", "included", "removed")
 #: A gravity-including accelerometer at rest reads 1 g; per-second means whose median
@@ -295,7 +295,7 @@ def detect_format(path: Path) -> str:
             return "e4"
         raise TraceFormatError(
             f"{path} is a folder without ACC.csv or BVP.csv; kmeband reads an Empatica E4 "
-            "folder, or one file (CSV/TSV, ActiGraph CSV, EDF); see --format"
+            "folder, or one file (CSV/TSV, ActiGraph CSV or .gt3x, EDF); see --format"
         )
     with open(path, "rb") as f:
         head = f.read(256)
@@ -306,9 +306,12 @@ def detect_format(path: Path) -> str:
             names = {Path(n).name for n in z.namelist()}
         if names & {"ACC.csv", "BVP.csv"}:
             return "e4"
+        if {"info.txt", "log.bin"} <= names or {"info.txt", "activity.bin"} <= names:
+            return "gt3x"
         raise TraceFormatError(
-            f"{path} is a zip without ACC.csv or BVP.csv (an Empatica E4 export); unzip it "
-            "and import the recording inside, or name its format with --format"
+            f"{path} is a zip that is neither an Empatica E4 export (ACC.csv, BVP.csv) nor "
+            "an ActiGraph .gt3x (info.txt, log.bin); unzip it and import the recording "
+            "inside, or name its format with --format"
         )
     edf_version = head.startswith((b"0       ", b"\xffBIOSEMI"))  # EDF, BDF
     if edf_version and path.suffix.lower() in (".edf", ".bdf", ".rec"):
@@ -332,6 +335,10 @@ def _read(fmt: str, path: Path, options: ImportOptions) -> RawRecording:
         from device_sim.trace.actigraph import read_actigraph_csv
 
         return read_actigraph_csv(path, options)
+    if fmt == "gt3x":
+        from device_sim.trace.gt3x import read_gt3x
+
+        return read_gt3x(path, options)
     from device_sim.trace.edf import read_edf
 
     return read_edf(path, options)

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import datetime as dt
 import json
+import struct
 import sys
 import zipfile
 from pathlib import Path
@@ -296,3 +297,78 @@ def test_a_missing_edf_reader_names_the_extra_to_install(
     monkeypatch.setitem(sys.modules, "pyedflib", None)
     with pytest.raises(TraceExtraMissingError, match=r"pip install 'kmeband\[formats\]'"):
         open_recording(path)
+
+
+# ----------------------------------------------------------------------- ActiGraph .gt3x
+
+_TICKS_AT_EPOCH = 621_355_968_000_000_000  # .NET ticks (100 ns since 0001-01-01) at 1970
+
+
+def write_gt3x(path: Path, rate: int, seconds: int, local_start: int, zone: str) -> Path:
+    """A .gt3x as a wGT3X-BT writes it: info.txt and one Activity2 record (int16 x, y, z
+    at 256 counts per g) a second in log.bin, each with its XOR checksum."""
+    scale = 256.0
+    log = bytearray()
+    for second in range(seconds):
+        t = second + np.arange(rate) / rate
+        counts = np.round(_acc_g(t) * scale).astype("<i2")
+        payload = counts.tobytes()
+        head = struct.pack("<BBLH", 0x1E, 26, local_start + second, len(payload))
+        check = 0
+        for b in head[:6] + len(payload).to_bytes(4, "little") + payload:
+            check ^= b
+        log += head + payload + bytes([~check & 0xFF])
+    ticks = _TICKS_AT_EPOCH + local_start * 10_000_000
+    end = ticks + seconds * 10_000_000
+    info = "\n".join(
+        [
+            "Serial Number: MOS2E00000000",
+            "Device Type: wGT3XBT",
+            "Firmware: 1.9.2",
+            "Battery Voltage: 4.10",
+            f"Sample Rate: {rate}",
+            f"Start Date: {ticks}",
+            f"Stop Date: {end}",
+            f"Last Sample Time: {end}",
+            f"TimeZone: {zone}",
+            f"Acceleration Scale: {scale}",
+            "Acceleration Min: -8.0",
+            "Acceleration Max: 8.0",
+        ]
+    )
+    with zipfile.ZipFile(path, "w") as z:
+        z.writestr("info.txt", info)
+        z.writestr("log.bin", bytes(log))
+    return path
+
+
+def test_gt3x_imports_through_pygt3x_with_its_time_zone(tmp_path: Path) -> None:
+    pytest.importorskip("pygt3x")
+    local_start = T0 + 3600  # 09:00 local at +01:00 is 08:00 UTC
+    path = write_gt3x(tmp_path / "wrist.gt3x", 30, 70, local_start, "01:00:00")
+    recording = open_recording(path)
+    md, report = recording.metadata, recording.report
+    assert report is not None and report.source == "ActiGraph GT3X wrist.gt3x"
+    assert (md.acc_hz, md.start_utc, md.tz_offset_min) == (30, T0, 60)
+    (acc,) = report.channels
+    assert (acc.unit, acc.gravity, acc.timing, acc.resampled) == ("g", "included", "regular", False)
+    samples = np.concatenate([b.acc for b in recording.blocks()])
+    want = np.round(_acc_g(np.arange(70 * 30) / 30) * 256) / 256
+    np.testing.assert_allclose(samples, want, atol=1e-6)
+    _replays_the_same(path, tmp_path)
+    assert b"MOS2E" not in (tmp_path / "imported.kmetrace").read_bytes()
+
+
+def test_gt3x_refusals(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    pytest.importorskip("pygt3x")
+    path = tmp_path / "cut.gt3x"
+    with zipfile.ZipFile(path, "w") as z:
+        z.writestr("info.txt", "Sample Rate: 30\n")
+        z.writestr("log.bin", b"")
+    assert main(["import", str(path), str(tmp_path / "t.kmetrace")]) == 2
+    assert "holds no acceleration samples" in capsys.readouterr().err
+    monkeypatch.setitem(sys.modules, "pygt3x.reader", None)
+    with pytest.raises(TraceExtraMissingError, match=r"needs pygt3x: pip install"):
+        open_recording(write_gt3x(tmp_path / "w.gt3x", 30, 2, T0, "00:00:00"))

@@ -488,7 +488,10 @@ def add_import_options(p: argparse.ArgumentParser) -> None:
     g.add_argument("--format", choices=FORMATS, default="auto", help="input format (detected)")
     g.add_argument("--rate", type=float, default=None, help="sample rate in Hz of untimed rows")
     g.add_argument(
-        "--start", "--csv-start", default=None, help="start: UTC seconds or ISO 8601 with a zone"
+        "--start",
+        "--csv-start",
+        default=None,
+        help="start: UTC seconds or ISO 8601 (zone-less: local at --tz-offset-min)",
     )
     g.add_argument(
         "--tz-offset-min",

@@ -126,7 +126,7 @@ def _read(f: IO[str], source: str, options: ImportOptions) -> RawRecording:
     elif header is not None:
         roles, units = roles_from_header(header, source)
     else:
-        roles = _infer_layout(rows[:_LAYOUT_ROWS], width, source, delimiter)
+        roles = _infer_layout(rows[:_LAYOUT_ROWS], width, source)
         layout = ",".join(sorted(roles, key=roles.__getitem__))
         notes.append(f"no header row: columns read as {layout} (name them with --columns)")
     if ("ax" in roles) != ("ay" in roles) or ("ax" in roles) != ("az" in roles):
@@ -311,9 +311,7 @@ def roles_from_header(header: list[str], source: str) -> tuple[dict[str, int], d
     return roles, units
 
 
-def _infer_layout(
-    rows: list[list[str]], width: int, source: str, delimiter: str | None
-) -> dict[str, int]:
+def _infer_layout(rows: list[list[str]], width: int, source: str) -> dict[str, int]:
     first = rows[0]
     time_first = _is_datetime(first[0]) and not _is_number(first[0])
     if not time_first and len(rows) >= 20 and width > 1:

@@ -424,7 +424,7 @@ def test_import_copies_a_trace_and_reports_none(
 
 def test_options_outside_the_command_line_are_refused_with_the_option_name() -> None:
     for kwargs, message in (
-        ({"format": "gt3x"}, "--format must be one of"),
+        ({"format": "cwa"}, "--format must be one of"),
         ({"time_unit": "min"}, "--time-unit must be one of"),
         ({"acc_unit": "furlongs"}, "--acc-unit must be one of"),
         ({"gravity": "some"}, "--gravity must be one of"),

@@ -74,6 +74,8 @@ SHAPES: dict[str, Shape] = {
     "noheader-time-s-32": Shape(32, layout="noheader"),
     "tsv-ms-50": Shape(50, delimiter="\t", time="ms"),
     "iso-time-64": Shape(64, time="iso"),
+    # local wall-clock times without a zone, "2026-01-01 09:00:00.000000" at UTC+01:00
+    "iso-local-time-25": Shape(25, time="iso-local", args=("--tz-offset-min", "60")),
     "semicolon-51.2": Shape(51.2, delimiter=";", stored_hz=51),
     "rel-time-100": Shape(100, time="rel"),
     "128": Shape(128),
@@ -143,6 +145,11 @@ def write_shape(path: Path, shape: Shape) -> Path:
             dt.datetime.fromtimestamp(v, dt.UTC).isoformat(timespec="microseconds") for v in stated
         ]
         columns.append(("datetime", [s.replace("+00:00", "Z") for s in iso]))
+    elif shape.time == "iso-local":
+        local = [dt.datetime.fromtimestamp(v + 3600, dt.UTC).replace(tzinfo=None) for v in stated]
+        columns.append(
+            ("Timestamp", [w.isoformat(sep=" ", timespec="microseconds") for w in local])
+        )
     if shape.ppg:
         columns.append(("PPG", [f"{v:.4f}" for v in ppg_signal(true)]))
     if shape.extra:

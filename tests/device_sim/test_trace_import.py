@@ -66,6 +66,7 @@ class Shape:
     shift_s: float = 0.0  # a constant time offset the timestamps leave unknowable
     offset_s: float = 0.0  # the first sample this long after a whole second
     edge_tolerance: float = 0.2  # within half a second of a run's ends
+    sorted_times: bool = True  # jitter never steps back
     expect: dict[str, object] = field(default_factory=dict)
 
 
@@ -85,6 +86,8 @@ SHAPES: dict[str, Shape] = {
     "8-up": Shape(8, stored_hz=25, tolerance=0.03, edge_tolerance=1.0),
     "12.5-up": Shape(12.5, time=None, stored_hz=25, timing="stated", tolerance=0.03),
     "jitter-50": Shape(50, jitter_s=0.003, timing="retimed"),
+    # host timestamps whose jitter sometimes steps back by less than a sample
+    "jitter-unsorted-50": Shape(50, jitter_s=0.006, timing="retimed", sorted_times=False),
     # a clock that floors to 16 ms ticks reads 8 ms early on average: the data cannot say
     "tick16ms-50": Shape(50, tick_s=0.016, timing="retimed", shift_s=0.008),
     "tick16ms-100": Shape(100, tick_s=0.016, timing="retimed", shift_s=0.008),
@@ -125,7 +128,8 @@ def _times(shape: Shape) -> tuple[np.ndarray, np.ndarray]:
     stated = true.copy()
     if shape.jitter_s:
         stated = stated + np.random.default_rng(1).normal(0, shape.jitter_s, n)
-        stated = np.maximum.accumulate(stated)
+        if shape.sorted_times:
+            stated = np.maximum.accumulate(stated)
     if shape.tick_s:
         stated = np.floor((stated - T0) / shape.tick_s) * shape.tick_s + T0
     return true, stated

@@ -415,6 +415,10 @@ def build(raw: RawRecording, options: ImportOptions) -> Recording:
                 series.start = start
     grids: dict[str, _Grid] = {}
     acc_details: dict[str, Any] = {}
+    for name in ("acc", "ppg"):
+        series = getattr(raw, name)
+        if series is not None and series.times is not None:
+            _check_increasing(series.times, series, raw.source, name)
     if raw.acc is not None:
         acc_values, acc_details = _acc_in_g(raw.acc, options, raw.source)
         raw.acc.values = acc_values
@@ -503,7 +507,6 @@ def _to_grid(name: str, series: Series, options: ImportOptions, source: str) -> 
         times = series.start + index / stated
     else:
         times = series.times
-    _check_increasing(times, series, source, name)
     segments = _segments(times, stated, exact, options.gap_s, series, source, name)
     native = resample.nominal_rate(
         sum(s.count for s in segments) / sum(s.count / s.rate_hz for s in segments)
@@ -562,8 +565,8 @@ def _segments(
     bounds = [0, *resample.gap_starts(times, gap_s).tolist(), len(times)]
     segments = []
     for a, b in itertools.pairwise(bounds):
-        if b - a < 2:
-            continue  # one sample between gaps: no rate, no whole second
+        if b - a < 2 or times[b - 1] <= times[a]:
+            continue  # one instant between gaps: no rate, no whole second
         run = times[a:b]
         if stated is not None and not exact:
             derived = resample.estimate_rate(run)
@@ -605,6 +608,11 @@ def _check_increasing(times: F64, series: Series, source: str, name: str) -> Non
         raise TraceTimestampError(
             f"{source}: time goes back at line {_line(series, int(back[0]) + 1)} ({name}); "
             "sort the rows by time. If that column is not time, name the columns with --columns"
+        )
+    if not forward.size:
+        raise TraceTimestampError(
+            f"{source}: the time column never advances ({name}); if it is not the time, name "
+            "the columns with --columns and give --rate and --start"
         )
 
 

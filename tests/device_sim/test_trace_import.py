@@ -329,6 +329,11 @@ REFUSALS: dict[str, tuple[str, tuple[str, ...], str]] = {
         (),
         "time goes back at line 102 (ppg); sort the rows by time",
     ),
+    "time never advances": (
+        "datetime,ppg\n" + "".join(f"2026-01-01,{i % 7}\n" for i in range(50)),
+        (),
+        "the time column never advances (ppg)",
+    ),
     "time unit unknown": (_stepped(0.4), ("--start", "0"), "give its unit with --time-unit"),
     "rate below 8 Hz": (
         _stepped(0.2),

@@ -82,13 +82,15 @@ def simulate(
     seconds: int,
     alarms: list[tuple[int, int, int]] | None = None,
     config: FirmwareConfig | None = None,
+    hz: float = 25.0,
 ) -> Run:
     """Run a seeded person, the sensors and the firmware over ``[t0, t0 + seconds)``.
 
-    ``alarms`` are (alarm id, UTC set time, smart window minutes), set before the span.
+    ``alarms`` are (alarm id, UTC set time, smart window minutes), set before the span;
+    ``hz`` is the accelerometer's and the PPG's sample rate.
     """
     person = Person.from_preset(preset, seed=seed, start_utc=t0)
-    sensors = SensorModel(seed)
+    sensors = SensorModel(seed, acc_hz=hz, ppg_hz=hz)
     sink = RecordList()
     fw = Firmware(sink, tz_offset_min=person.tz_offset_min, config=config)
     to_set = sorted(alarms or [], key=lambda a: a[1])

@@ -404,7 +404,12 @@ class SleepTracker:
         self._ck = self._ck[end_idx:]
         if ck_sleep.sum() < (cfg.min_cut_sleep_epochs if cut else cfg.min_sleep_epochs):
             return None
-        stages = self._stage(epochs)
+        if any(e.hr > 0 for e in epochs):
+            stages = self._stage(epochs)
+        else:
+            # no heart rate all night (a recording without PPG): sleep/wake by actigraphy
+            # alone, asleep epochs recorded as LIGHT (the stages need the pulse)
+            stages = np.where(ck_sleep, int(SleepStage.LIGHT), int(SleepStage.WAKE))
         asleep = stages != SleepStage.WAKE
         if not asleep.any():
             return None

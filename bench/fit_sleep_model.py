@@ -3,7 +3,8 @@
 Runs the person, sensor and firmware models (signal fidelity) over two days of each
 preset for training seeds 101-110, follows the sleep tracker's own observations (the
 heart rate over the night's median, its spread within the epoch, RMSSD over the night's
-median, movement) and sets them against the true stage of each epoch. It prints the
+median, the breathing's spread over the night's median, movement) and sets them against
+the true stage of each epoch. It prints the
 per-stage means and spreads for both ways the firmware sees a night: the whole night
 (:class:`~device_sim.band.firmware.sleep.StageModel`, for the records) and the night so far
 (``ONLINE_STAGE_MODEL``, for the smart alarm). The constants in
@@ -29,7 +30,7 @@ T0 = 1_767_225_600  # 2026-01-01T00:00:00Z
 DAY = 86_400
 PRESETS = ("default_day", "office_worker_week", "athlete_week", "shift_worker", "insomnia")
 TRAINING_SEEDS = range(101, 111)
-KEYS = ("hr", "spread", "hrv")
+KEYS = ("hr", "spread", "hrv", "resp")
 
 
 class _Recording(S.SleepTracker):
@@ -38,19 +39,24 @@ class _Recording(S.SleepTracker):
 
     def __init__(self, config: S.SleepConfig | None = None) -> None:
         super().__init__(config)
-        self.online: dict[int, tuple[float, float, float, float]] = {}
+        self.online: dict[int, tuple[float, float, float, float, float]] = {}
         self.nights: list[list[S.EpochFeatures]] = []
 
-    def _online_update(self, e: S.EpochFeatures) -> None:
+    def _online_update(self, e: S.EpochFeatures, idx: int) -> None:
         n_hrv = len(self._still_hrv)
-        super()._online_update(e)
+        n_resp = len(self._still_resp)
+        super()._online_update(e, idx)
         moved = S.epoch_moved(e, self.config)
         rel = self._rels[-1] if self._rels else np.nan
         hrv = np.nan
         if len(self._still_hrv) > n_hrv and len(self._still_hrv) >= 4:
             hrv = self._still_hrv[-1] - float(np.median(self._still_hrv))
+        resp = np.nan
+        if len(self._still_resp) > n_resp and len(self._still_resp) >= 4:
+            resp = self._still_resp[-1] - float(np.median(self._still_resp))
         spread = float(np.log(e.hr_sd + 0.2)) if e.hr > 0 else np.nan
-        self.online[e.start] = (rel, spread, hrv, float(moved))  # a catch-up replay wins
+        # a catch-up replay wins
+        self.online[e.start] = (rel, spread, hrv, resp, float(moved))
 
     def _stage(self, epochs: list[S.EpochFeatures]) -> np.ndarray:
         self.nights.append(list(epochs))
@@ -58,7 +64,8 @@ class _Recording(S.SleepTracker):
 
 
 def observe(job: tuple[str, int]) -> dict[str, list[list[float]]]:
-    """One training span: rows of (hr, spread, hrv, moved, true stage) for both views."""
+    """One training span: rows of (hr, spread, hrv, resp, moved, true stage) for both
+    views."""
     preset, seed = job
     tracker = _Recording()
     # the firmware builds its tracker by this name: hand it the recording one
@@ -82,8 +89,10 @@ def observe(job: tuple[str, int]) -> dict[str, list[list[float]]]:
         hr = np.array([e.hr for e in epochs])
         spread = np.where(hr > 0, np.log(np.array([e.hr_sd for e in epochs]) + 0.2), np.nan)
         hrv = S.night_hrv(epochs, moved)
+        resp = S.night_resp(epochs, moved)
         for i, e in enumerate(epochs):
-            whole.append([rel[i], spread[i], hrv[i], moved[i], max(0, stage_at(e.start))])
+            row = [rel[i], spread[i], hrv[i], resp[i], moved[i], max(0, stage_at(e.start))]
+            whole.append(row)
     return {"online": online, "whole": whole}
 
 
@@ -97,13 +106,13 @@ def robust(values: np.ndarray) -> tuple[float, float]:
 
 
 def fit(rows: np.ndarray) -> dict[str, Any]:
-    stage = rows[:, 4].astype(int)
+    stage = rows[:, 5].astype(int)
     out: dict[str, Any] = {}
     for col, key in enumerate(KEYS):
         fits = [robust(rows[stage == s, col]) for s in range(4)]
         out[f"{key}_mean"] = [m for m, _ in fits]
         out[f"{key}_sd"] = [sd for _, sd in fits]
-    out["p_moved"] = [round(float(rows[stage == s, 3].mean()), 3) for s in range(4)]
+    out["p_moved"] = [round(float(rows[stage == s, 4].mean()), 3) for s in range(4)]
     return out
 
 

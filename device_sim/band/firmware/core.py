@@ -26,6 +26,7 @@ import numpy as np
 from device_sim.band.firmware.activity import ActivityConfig, MinuteSeconds, summarise_minute
 from device_sim.band.firmware.alarms import Alarm, AlarmScheduler, AlarmTimings
 from device_sim.band.firmware.beats import BeatConfig, BeatDetector
+from device_sim.band.firmware.breathing import BreathConfig, BreathDetector
 from device_sim.band.firmware.dsp import F64, FirmwareInputError
 from device_sim.band.firmware.heart_rate import HeartRateConfig, HeartRateEstimator
 from device_sim.band.firmware.sleep import (
@@ -69,6 +70,9 @@ _FIELDS = (
     "pulse",
     "ssd_sum",  # squared successive beat-interval differences (ms²), per second
     "ssd_count",
+    "breaths",  # breaths ending in the second, and sums of their log intervals (and squared)
+    "breath_log_sum",
+    "breath_log_sq",
     "ppg_live",  # the PPG varied within the second (a recording without PPG has none)
     "temp",  # skin temperature, °C
     # per axis: the second's mean and mean square of acceleration, its lowest and highest
@@ -109,6 +113,7 @@ class FirmwareConfig:
     steps: StepCounterConfig = field(default_factory=StepCounterConfig)
     heart_rate: HeartRateConfig = field(default_factory=HeartRateConfig)
     beats: BeatConfig = field(default_factory=BeatConfig)
+    breathing: BreathConfig = field(default_factory=BreathConfig)
     activity: ActivityConfig = field(default_factory=ActivityConfig)
     sleep: SleepConfig = field(default_factory=SleepConfig)
     alarms: AlarmTimings = field(default_factory=AlarmTimings)
@@ -192,6 +197,7 @@ class Firmware:
         self._steps: StepCounter | None = None
         self._hr: HeartRateEstimator | None = None
         self._beats: BeatDetector | None = None
+        self._breaths: BreathDetector | None = None
         self._rates: tuple[int, int] | None = None
         self._pending: _PendingSeconds | None = None
         self._stream_end: float | None = None  # UTC end of the last block
@@ -296,6 +302,11 @@ class Firmware:
         beat_out = self._beats.push(np.asarray(block.ppg, dtype=np.float64))
         pending.add("ssd_sum", beat_out.start, beat_out.ssd_sum)
         pending.add("ssd_count", beat_out.start, beat_out.ssd_count)
+        assert self._breaths is not None
+        breath_out = self._breaths.push(np.asarray(block.ppg, dtype=np.float64))
+        pending.add("breaths", breath_out.start, breath_out.count)
+        pending.add("breath_log_sum", breath_out.start, breath_out.log_sum)
+        pending.add("breath_log_sq", breath_out.start, breath_out.log_sq)
 
         self._stream_end = t0 + duration
         self._gnss(block)
@@ -339,11 +350,14 @@ class Firmware:
             self._steps = StepCounter(acc_rate, cfg.steps)
             self._hr = HeartRateEstimator(ppg_rate, acc_rate, cfg.heart_rate)
             self._beats = BeatDetector(ppg_rate, cfg.beats)
+            self._breaths = BreathDetector(ppg_rate, cfg.breathing)
             self._rates = (acc_rate, ppg_rate)
         self._steps.reset(t0)
         self._hr.reset(t0)
         assert self._beats is not None
         self._beats.reset(t0)
+        assert self._breaths is not None
+        self._breaths.reset(t0)
         self._pending = _PendingSeconds(t0 - t0 % MINUTE_S)
         self._last_gravity = None
         self._wear_hist.clear()  # after a gap the hour before says nothing of now
@@ -473,6 +487,9 @@ class Firmware:
         live = (ep["ppg_live"] * ep["covered"]).sum(axis=1) / np.maximum(covered_n, 1)
         temp = (ep["temp"] * ep["covered"]).sum(axis=1) / np.maximum(covered_n, 1)
         acc_stats = self._epoch_acc_stats(ep)
+        breaths = ep["breaths"].sum(axis=1)
+        breath_sum = ep["breath_log_sum"].sum(axis=1)
+        breath_sq = ep["breath_log_sq"].sum(axis=1)
         ssd_n = ep["ssd_count"].sum(axis=1)
         rmssd = np.where(
             ssd_n >= MIN_EPOCH_INTERVALS,
@@ -500,6 +517,9 @@ class Firmware:
                     worn,
                     float(tilt[i]),
                     float(rmssd[i]) if worn else 0.0,  # off the wrist "beats" are noise
+                    int(breaths[i]) if worn else 0,
+                    float(breath_sum[i]),
+                    float(breath_sq[i]),
                 )
                 self._sleep_output(self._sleep.add(features, self._tz))
                 stage = self._sleep.current_stage()

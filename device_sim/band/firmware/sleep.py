@@ -63,6 +63,11 @@ class EpochFeatures:
     worn: bool
     tilt: float = 0.0  # how far the wrist's orientation moved over the epoch, g
     rmssd: float = 0.0  # beat-to-beat variability (RMSSD) over the epoch, ms; 0 = none
+    # breaths ending in the epoch (from :mod:`breathing`): their number and the sums of
+    # their log intervals and of those squared
+    breaths: int = 0
+    breath_log_sum: float = 0.0
+    breath_log_sq: float = 0.0
 
 
 @dataclass(frozen=True)
@@ -90,6 +95,12 @@ class StageModel:
     hrv_sd: tuple[float, float, float, float] = (0.116, 0.129, 0.139, 0.124)
     hrv_outlier: float = 0.05
     hrv_outlier_sd: float = 0.6
+    # log spread of the breath intervals (the last two minutes) over the night's median
+    # (of still epochs): breathing is regular in NREM sleep, irregular in REM and awake
+    resp_mean: tuple[float, float, float, float] = (0.4, 0.0, -0.1, 0.9)
+    resp_sd: tuple[float, float, float, float] = (0.4, 0.3, 0.3, 0.3)
+    resp_outlier: float = 0.05
+    resp_outlier_sd: float = 1.0
     transition: tuple[tuple[float, float, float, float], ...] = (
         (0.905, 0.062, 0.019, 0.014),
         (0.015, 0.968, 0.008, 0.009),
@@ -106,10 +117,16 @@ class StageModel:
         return np.asarray(np.log(np.array(self.prior)))
 
     def log_emission(
-        self, rel: F64, moved: F64, spread: F64 | None = None, hrv: F64 | None = None
+        self,
+        rel: F64,
+        moved: F64,
+        spread: F64 | None = None,
+        hrv: F64 | None = None,
+        resp: F64 | None = None,
     ) -> F64:
         """(n,) log heart-rate ratios (nan: none), moved flags and, optionally, log heart-rate
-        spreads and log RMSSD ratios (nan: none) -> (n, 4) log likelihoods."""
+        spreads, log RMSSD ratios and log breathing-spread ratios (nan: none) -> (n, 4) log
+        likelihoods."""
         mean = np.array(self.hr_mean)[None, :]
         sd = np.array(self.hr_sd)[None, :]
         z = (rel[:, None] - mean) / sd
@@ -131,7 +148,28 @@ class StageModel:
             wide_h = self.hrv_outlier * np.exp(-0.5 * (hrv[:, None] / self.hrv_outlier_sd) ** 2)
             ll_hrv = np.log(core_h + wide_h / self.hrv_outlier_sd + 1e-300)
             out = out + np.where(np.isnan(hrv)[:, None], 0.0, ll_hrv)
+        if resp is not None:
+            out = out + _robust_gaussian(
+                resp, self.resp_mean, self.resp_sd, self.resp_outlier, self.resp_outlier_sd
+            )
         return np.asarray(out)
+
+
+def _robust_gaussian(
+    x: F64,
+    mean: tuple[float, float, float, float],
+    sd: tuple[float, float, float, float],
+    outlier: float,
+    outlier_sd: float,
+) -> F64:
+    """(n,) observations -> (n, 4) log likelihoods of a per-stage Gaussian with a broad
+    outlier component; 0 where the observation is missing (nan)."""
+    s = np.array(sd)[None, :]
+    z = (x[:, None] - np.array(mean)[None, :]) / s
+    core = (1 - outlier) * np.exp(-0.5 * z * z) / s
+    wide = outlier * np.exp(-0.5 * (x[:, None] / outlier_sd) ** 2) / outlier_sd
+    ll = np.log(core + wide + 1e-300)
+    return np.asarray(np.where(np.isnan(x)[:, None], 0.0, ll))
 
 
 # The causal filter sees the heart rate and RMSSD over their medians of the night so far,
@@ -209,6 +247,32 @@ def night_observations(epochs: list[EpochFeatures], cfg: SleepConfig) -> tuple[F
     return rel, moved
 
 
+BREATH_EPOCHS = 4  # the breathing's spread is read over the last two minutes...
+MIN_BREATHS = 8  # ...from at least this many breath intervals
+
+
+def breath_spread(epochs: list[EpochFeatures], i: int) -> float:
+    """Standard deviation of the log breath intervals over the epochs up to ``i`` (the
+    last BREATH_EPOCHS); nan with too few breaths."""
+    window = epochs[max(0, i + 1 - BREATH_EPOCHS) : i + 1]
+    n = sum(e.breaths for e in window)
+    if n < MIN_BREATHS:
+        return float("nan")
+    mean = sum(e.breath_log_sum for e in window) / n
+    var = sum(e.breath_log_sq for e in window) / n - mean * mean
+    return float(np.sqrt(max(var, 1e-8)))
+
+
+def night_resp(epochs: list[EpochFeatures], moved: F64) -> F64:
+    """Log breathing spread over the night's median of still epochs (nan where none)."""
+    spread = np.array([breath_spread(epochs, i) for i in range(len(epochs))])
+    have = ~np.isnan(spread) & (moved == 0)
+    if have.sum() < 4:
+        return np.full(len(epochs), np.nan)
+    logs = np.log(np.where(have, spread, 1.0))
+    return np.where(have, logs - float(np.median(logs[have])), np.nan)
+
+
 def night_hrv(epochs: list[EpochFeatures], moved: F64) -> F64:
     """Log RMSSD over the night's median of still epochs (nan where there is none)."""
     rmssd = np.array([e.rmssd for e in epochs], dtype=np.float64)
@@ -247,6 +311,7 @@ class SleepTracker:
         self._alpha: F64 | None = None  # forward log-probabilities, open period only
         self._still_hr: list[float] = []
         self._still_hrv: list[float] = []
+        self._still_resp: list[float] = []
         self._online: SleepStage | None = None
         self._sure: SleepStage | None = None
         self._last_confident: SleepStage | None = None
@@ -292,7 +357,7 @@ class SleepTracker:
         self._epochs.append(epoch)
         self._acts.append(epoch_activity(epoch, self.config))
         if self._in_period:
-            self._online_update(epoch)
+            self._online_update(epoch, len(self._epochs) - 1)
         idx = len(self._epochs) - 1 - CK_FUTURE  # the epoch that can now be scored
         if idx < 0:
             return None
@@ -318,7 +383,7 @@ class SleepTracker:
         w = self._w[max(0, -lo) : max(0, -lo) + len(acts)]
         return float(self.config.ck_scale * np.dot(w, acts))
 
-    def _online_update(self, e: EpochFeatures) -> None:
+    def _online_update(self, e: EpochFeatures, idx: int) -> None:
         """Causal stage for the smart alarm: forward filter with no look-ahead."""
         cfg = self.config
         moved = epoch_moved(e, cfg)
@@ -333,9 +398,19 @@ class SleepTracker:
             self._still_hrv.append(float(np.log(e.rmssd)))
             if len(self._still_hrv) >= 4:
                 hrv = self._still_hrv[-1] - float(np.median(self._still_hrv))
+        resp = np.nan
+        breathing = breath_spread(self._epochs, idx)
+        if not moved and not np.isnan(breathing):
+            self._still_resp.append(float(np.log(breathing)))
+            if len(self._still_resp) >= 4:
+                resp = self._still_resp[-1] - float(np.median(self._still_resp))
         model = cfg.online_model or cfg.model
         ll = model.log_emission(
-            np.array([rel]), np.array([float(moved)]), np.array([spread]), np.array([hrv])
+            np.array([rel]),
+            np.array([float(moved)]),
+            np.array([spread]),
+            np.array([hrv]),
+            np.array([resp]),
         )[0]
         if self._alpha is None:
             alpha = model.log_prior() + ll
@@ -385,11 +460,12 @@ class SleepTracker:
         self._alpha = None
         self._still_hr = []
         self._still_hrv = []
+        self._still_resp = []
         self._last_confident = None
         self._sure_run = 0
         self._rels = []
-        for e in self._epochs[first:]:
-            self._online_update(e)
+        for j in range(first, len(self._epochs)):
+            self._online_update(self._epochs[j], j)
 
     def _close(self, last_idx: int, end_idx: int, tz: int, cut: bool = False) -> SleepOutput | None:
         cfg = self.config
@@ -456,7 +532,8 @@ class SleepTracker:
         sd = np.array([e.hr_sd for e in epochs])
         spread = np.where(hr > 0, np.log(sd + 0.2), np.nan)
         hrv = night_hrv(epochs, moved)
-        ll = self.config.model.log_emission(rel, moved, spread, hrv)
+        resp = night_resp(epochs, moved)
+        ll = self.config.model.log_emission(rel, moved, spread, hrv, resp)
         return _viterbi(ll, self._log_a, self.config.model.log_prior())
 
 

@@ -62,10 +62,10 @@ _PULSE_DELAY_S = 0.22  # R peak to pulse arrival at the wrist
 # Pulse morphology, in fractions of the beat: systolic peak, dicrotic notch, diastolic wave
 _SYSTOLE_PHI = 0.15
 _SYSTOLE_W = 0.045
-_DIASTOLE_PHI = (0.48, 0.55)  # per wearer
-_DIASTOLE_W = 0.09
+_DIASTOLE_PHI = (0.52, 0.57)  # per wearer
+_DIASTOLE_W = 0.08
 _DIASTOLE_AMP = (0.45, 0.7)  # per wearer, relative to the systolic peak
-_RUNOFF_AMP = 0.1  # the notch stays above the foot of the pulse
+_RUNOFF_AMP = 0.08  # the notch stays above the foot of the pulse
 _RUNOFF_W = 0.1
 
 _SK = KIND_INDEX

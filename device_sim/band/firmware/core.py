@@ -402,12 +402,15 @@ class Firmware:
         )
 
     def _worn_by_motion(
-        self, stats: tuple[F64, F64, F64, F64], i: int, covered: int, temp: float
+        self, stats: tuple[F64, F64, F64, F64], i: int, covered: int, temp: float, needed: bool
     ) -> bool:
         """Worn unless the last hour's acceleration lay still as a table's (van Hees et al.
-        2011) or the skin temperature reads like a room's. For recordings without PPG."""
+        2011) or the skin temperature reads like a room's. For recordings without PPG:
+        the hour is always kept, the test only run when ``needed``."""
         if covered > 0:
             self._wear_hist.append((covered, stats[0][i], stats[1][i], stats[2][i], stats[3][i]))
+        if not needed:
+            return True
         n = sum(h[0] for h in self._wear_hist)
         still = False
         if n >= NONWEAR_MIN_COVERED_S:
@@ -502,7 +505,11 @@ class Firmware:
             start = first + i * EPOCH_S
             stage: SleepStage | None = None
             sure: SleepStage | None = None
-            worn_acc[i] = self._worn_by_motion(acc_stats, i, int(covered_n[i]), float(temp[i]))
+            # the minute's record needs it when either of its epochs lacks PPG
+            needed = bool(live[i] < act.ppg_live_fraction or live[i ^ 1] < act.ppg_live_fraction)
+            worn_acc[i] = self._worn_by_motion(
+                acc_stats, i, int(covered_n[i]), float(temp[i]), needed
+            )
             if covered_n[i] > 0:
                 if live[i] >= act.ppg_live_fraction:  # the pulse says whether it is on skin
                     worn = bool(pulse[i] >= act.worn_pulse_fraction or steps[i] >= 10)

@@ -183,8 +183,9 @@ class HeartRateEstimator:
         full = _power(pw, self._hann, self._nfft)[:, : self._full]
         motion = aw.std(axis=2).max(axis=1)
         moving = motion > cfg.motion_g
+        summed_full = self._harmonic_sum(full)
         # wrist contact: a periodic optical signal (pulse, or motion artefact on skin)
-        pulse = self._contact(full, moving)
+        pulse = self._contact(full, summed_full, moving)
         clean = full.copy()
         blind = np.zeros((len(full), len(self._band)), dtype=bool)
         moved_at = np.zeros_like(blind)
@@ -208,7 +209,10 @@ class HeartRateEstimator:
             blind[moving] = self._widen((acc_band / peak > cfg.notch_level) & gait)
             # the subharmonic check leaves every frequency the wrist moved at alone
             moved_at[moving] = self._widen(acc_band / peak > cfg.sub_motion_level)
-        summed = self._harmonic_sum(clean)
+        summed = summed_full
+        if moving.any():
+            summed = summed_full.copy()
+            summed[moving] = self._harmonic_sum(clean[moving])
         # a moving wrist's band starts at moving_min_bpm: below it is only artefact
         summed[moving[:, None] & self._below_moving_min[None, :]] = 0.0
         norm = summed / (summed.sum(axis=1, keepdims=True) + 1e-12)
@@ -263,14 +267,13 @@ class HeartRateEstimator:
         w = (grid - afreqs[idx - 1]) / (afreqs[idx] - afreqs[idx - 1])
         return np.asarray(acc[:, idx - 1] * (1 - w) + acc[:, idx] * w)
 
-    def _contact(self, power: F64, moving: npt.NDArray[np.bool_]) -> F64:
+    def _contact(self, power: F64, summed: F64, moving: npt.NDArray[np.bool_]) -> F64:
         """Share of the spectrum (fundamental to the top harmonic) on the strongest
         harmonic series, averaged over recent windows: a pulse (or a rhythmic artefact on
         skin) puts its power on a few lines, sensor noise spreads it. Line widths and the
         span are in Hz, so the test reads the same at any sample rate."""
         cfg = self.config
-        summed = self._harmonic_sum(power)
-        summed[moving[:, None] & self._below_moving_min[None, :]] = 0.0
+        summed = np.where(moving[:, None] & self._below_moving_min[None, :], 0.0, summed)
         best = self._band[np.argmax(summed, axis=1)]
         rows = np.arange(len(power))
         span = power[:, self._lo_bin :].sum(axis=1) + 1e-12

@@ -39,8 +39,6 @@ class HeartRateConfig:
     spectrum_s: float = 20.48
     harmonics: int = 3  # the pulse's fundamental and its harmonics are summed...
     harmonic_cap: float = 3.0  # ...each up to this many times the fundamental's own power
-    subharmonic_ratio: float = 1.25  # a half/third rate this much stronger is the pulse...
-    sub_motion_level: float = 0.05  # ...unless the wrist moved there (acc peak share)
     contact_hz: float = 0.15  # half-width of the spectral lines the contact test counts
     min_bpm: float = 30.0  # a fit athlete asleep can dip to the mid-30s
     max_bpm: float = 210.0
@@ -108,12 +106,6 @@ class HeartRateEstimator:
         self._harm_pos = [p[p <= self._full - 1] for p in pos]
         self._contact_bins = max(1, round(cfg.contact_hz / df))
         self._notch_bins = max(1, round(cfg.notch_hz / df))
-        # each band bin's half and third (band index; -1 below the band)
-        self._sub_bins = []
-        for k in (3, 2):
-            target = self._freqs_bpm / k
-            j = np.abs(self._freqs_bpm[None, :] - target[:, None]).argmin(axis=1)
-            self._sub_bins.append(np.where(target >= self._freqs_bpm[0], j, -1))
         self._below_moving_min = self._freqs_bpm < cfg.moving_min_bpm
         self._hann = np.hanning(self._win)
 
@@ -188,7 +180,6 @@ class HeartRateEstimator:
         pulse = self._contact(full, summed_full, moving)
         clean = full.copy()
         blind = np.zeros((len(full), len(self._band)), dtype=bool)
-        moved_at = np.zeros_like(blind)
         if moving.any():
             if cfg.cancel_motion:
                 acc_on_ppg = _resample_windows(aw[moving], self._win)
@@ -207,8 +198,6 @@ class HeartRateEstimator:
             # tracker neither follows a peak there nor leaves a rate that sits there
             gait = (motion[moving] > cfg.gait_motion_g)[:, None]
             blind[moving] = self._widen((acc_band / peak > cfg.notch_level) & gait)
-            # the subharmonic check leaves every frequency the wrist moved at alone
-            moved_at[moving] = self._widen(acc_band / peak > cfg.sub_motion_level)
         summed = summed_full
         if moving.any():
             summed = summed_full.copy()
@@ -219,9 +208,7 @@ class HeartRateEstimator:
         # in a moving window nothing below moving_min_bpm, nor its edge bin, is a peak
         no_peak = np.zeros(norm.shape, dtype=bool)
         no_peak[moving, : int(self._below_moving_min.sum()) + 1] = True
-        # in gait the pulse and the arm swing's harmonics interleave: no subharmonic check
-        moved_at[motion > cfg.gait_motion_g] = True
-        bpm, strength = self._track(norm, blind | no_peak, blind, pulse, ~moving, moved_at)
+        bpm, strength = self._track(norm, blind | no_peak, blind, pulse, ~moving)
         conf = np.where(pulse, 1 + (strength > cfg.clean_peak_share) + (~moving), 0)
         conf = np.where(bpm > 0, conf, 0)
         return bpm, conf.astype(np.float64), pulse.astype(np.float64), motion
@@ -303,7 +290,6 @@ class HeartRateEstimator:
         blind: npt.NDArray[np.bool_],
         pulse: F64,
         still: npt.NDArray[np.bool_],
-        moved_at: npt.NDArray[np.bool_],
     ) -> tuple[F64, F64]:
         """Follow the heart rate through the cleaned spectra with a hidden Markov model
         over the FFT bins (forward filter, causal): a heart rate moves a few bpm per second
@@ -322,19 +308,6 @@ class HeartRateEstimator:
         emission = np.where(blind, cfg.blind_emission, emission)
         ordered = -np.sort(-norm, axis=1)[:, :2]
         clear = still & (ordered[:, 0] > cfg.relock_share) & (ordered[:, 0] > 2 * ordered[:, 1])
-        # subharmonic check: a tracked rate whose half or third holds clearly more of the
-        # harmonic-summed spectrum is a harmonic (a track that came down from a run above
-        # the pulse's 2nd harmonic, say): the tracker moves down to the fundamental
-        widened = norm.copy()
-        widened[:, 1:] = np.maximum(widened[:, 1:], norm[:, :-1])
-        widened[:, :-1] = np.maximum(widened[:, :-1], norm[:, 1:])
-        usable = ~(blind | no_peak | moved_at)
-        down = np.full(norm.shape, -1)
-        for sub in self._sub_bins:  # the third first: the half wins when both hold
-            has = sub >= 0
-            j = np.where(has, sub, 0)
-            better = has[None, :] & usable[:, j] & (widened[:, j] > cfg.subharmonic_ratio * norm)
-            down = np.where(better, j[None, :], down)
         picked = np.full(len(norm), -1)
         for i, ok in enumerate(pulse.tolist()):  # one iteration per window (per second)
             if not ok:
@@ -348,10 +321,6 @@ class HeartRateEstimator:
                 move = self._step if self._track_age == 0 else self._gap_step
                 alpha = (self._alpha @ move) * emission[i]
             alpha = alpha / alpha.sum()
-            best = int(alpha.argmax())
-            if down[i, best] >= 0:
-                alpha = self._step[down[i, best]] * emission[i]
-                alpha = alpha / alpha.sum()
             self._alpha = alpha
             self._track_age = 0
             picked[i] = alpha.argmax()

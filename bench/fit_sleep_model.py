@@ -1,7 +1,8 @@
 """Fit the sleep stager's emission parameters on training seeds (never the test seeds).
 
-Runs the person, sensor and firmware models (signal fidelity) over two days of each
-preset for training seeds 101-110, follows the sleep tracker's own observations (the
+Runs the person, sensor and firmware models (signal fidelity) over the nights of two
+days of each preset (from two hours before bed to an hour after rising) for training
+seeds 101-110, follows the sleep tracker's own observations (the
 heart rate over the night's median, its spread within the epoch, RMSSD over the night's
 median, the breathing's spread over the night's median, movement) and sets them against
 the true stage of each epoch. It prints the
@@ -25,12 +26,15 @@ import numpy as np
 
 from device_sim.band.firmware import core, scoring
 from device_sim.band.firmware import sleep as S
+from device_sim.person.physiology import Person
 
 T0 = 1_767_225_600  # 2026-01-01T00:00:00Z
 DAY = 86_400
 PRESETS = ("default_day", "office_worker_week", "athlete_week", "shift_worker", "insomnia")
 TRAINING_SEEDS = range(101, 111)
 KEYS = ("hr", "spread", "hrv", "resp")
+NIGHT_LEAD_S = 2 * 3600  # each night is simulated from this long before bed...
+NIGHT_TAIL_S = 3600  # ...to this long after rising
 
 
 class _Recording(S.SleepTracker):
@@ -72,11 +76,17 @@ def observe(job: tuple[str, int]) -> dict[str, list[list[float]]]:
     names = vars(core)
     original = names["SleepTracker"]
     names["SleepTracker"] = lambda config=None: tracker
+    person = Person.from_preset(preset, seed=seed, start_utc=T0)
+    truth = person.truth(T0, 2 * DAY).sleep_stage
     try:
-        run = scoring.simulate(preset, seed, T0, 2 * DAY)
+        # only the nights: from a while before each time in bed to a while after it
+        for a, b in _in_bed_spans(truth):
+            start = max(0, a - NIGHT_LEAD_S)
+            start -= start % 60
+            end = min(len(truth), b + NIGHT_TAIL_S)
+            scoring.simulate(preset, seed, T0 + start, end - start)
     finally:
         names["SleepTracker"] = original
-    truth = run.stage
 
     def stage_at(start: int) -> int:
         return int(truth[min(start - T0 + 15, len(truth) - 1)])
@@ -94,6 +104,13 @@ def observe(job: tuple[str, int]) -> dict[str, list[list[float]]]:
             row = [rel[i], spread[i], hrv[i], resp[i], moved[i], max(0, stage_at(e.start))]
             whole.append(row)
     return {"online": online, "whole": whole}
+
+
+def _in_bed_spans(stage: np.ndarray) -> list[tuple[int, int]]:
+    """(first, one past last) second of each time in bed (stage >= 0)."""
+    in_bed = np.concatenate(([False], stage >= 0, [False]))
+    edges = np.flatnonzero(np.diff(in_bed.astype(np.int8)))
+    return [(int(a), int(b)) for a, b in zip(edges[::2], edges[1::2], strict=True)]
 
 
 def robust(values: np.ndarray) -> tuple[float, float]:
@@ -119,8 +136,11 @@ def fit(rows: np.ndarray) -> dict[str, Any]:
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--jobs", type=int, default=2, help="processes (default 2)")
+    parser.add_argument(
+        "--seeds", type=int, default=len(TRAINING_SEEDS), help="first N training seeds"
+    )
     args = parser.parse_args()
-    jobs = [(p, s) for s in TRAINING_SEEDS for p in PRESETS]
+    jobs = [(p, s) for s in TRAINING_SEEDS[: args.seeds] for p in PRESETS]
     views: dict[str, list[list[float]]] = {"online": [], "whole": []}
     with ProcessPoolExecutor(args.jobs) as pool:
         for i, got in enumerate(pool.map(observe, jobs), 1):

@@ -12,7 +12,8 @@ per-stage means and spreads for both ways the firmware sees a night: the whole n
 ``device_sim/band/firmware/sleep.py`` come from this script; re-run it after changing the
 person, sensor or estimator models, and paste what it prints.
 
-About 7 minutes on two cores (``--jobs 2``). Last line: one JSON object of the fit.
+About 5 minutes per training seed on two shared cores (``--jobs 2 --seeds 4`` made
+the constants in sleep.py). Last line: one JSON object of the fit.
 """
 
 from __future__ import annotations

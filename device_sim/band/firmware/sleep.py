@@ -1,4 +1,4 @@
-"""Sleep: sleep/wake by actigraphy, sleep periods, four stages from heart rate, night summary.
+"""Sleep: sleep/wake by actigraphy, sleep periods, four stages from pulse and breathing.
 
 Per 30-second epoch the firmware gets movement, steps and heart-rate features
 (:class:`EpochFeatures`).
@@ -15,7 +15,10 @@ Per 30-second epoch the firmware gets movement, steps and heart-rate features
   night's: deep sleep has a low heart rate and the highest variability; REM a higher rate
   and the lowest variability, with no movement; wake has movement and the highest rate.
   The variability matters because the heart rate's level wanders by a few percent within
-  a stage, as much as REM and light sleep differ. The emission parameters were fitted
+  a stage, as much as REM and light sleep differ. So does the breathing's regularity (the
+  spread of the breath intervals from :mod:`breathing`, over the night's level): regular
+  in NREM sleep, irregular in REM. Without any heart rate all night (a recording without
+  PPG) a night is sleep/wake by Cole-Kripke alone. The emission parameters were fitted
   once on training seeds of the person model (never the test seeds) with
   ``bench/fit_sleep_model.py`` and are constants of the firmware, as a band's are.
 - Online: while a period is open, :meth:`SleepTracker.current_stage` gives a causal estimate
@@ -80,25 +83,25 @@ class StageModel:
     were fitted on training seeds of the person and sensor models (see the module doc).
     """
 
-    hr_mean: tuple[float, float, float, float] = (0.072, -0.004, -0.054, 0.045)
-    hr_sd: tuple[float, float, float, float] = (0.041, 0.023, 0.026, 0.020)
+    hr_mean: tuple[float, float, float, float] = (0.069, -0.004, -0.049, 0.044)
+    hr_sd: tuple[float, float, float, float] = (0.057, 0.024, 0.032, 0.021)
     hr_outlier: float = 0.08
     hr_outlier_sd: float = 0.3
-    p_moved: tuple[float, float, float, float] = (0.35, 0.064, 0.010, 0.035)
+    p_moved: tuple[float, float, float, float] = (0.326, 0.063, 0.02, 0.038)
     # log(hr_sd + 0.2): the heart rate's spread within the epoch; awake it wanders most
-    spread_mean: tuple[float, float, float, float] = (0.116, -0.101, -0.019, -0.120)
-    spread_sd: tuple[float, float, float, float] = (0.342, 0.326, 0.338, 0.321)
+    spread_mean: tuple[float, float, float, float] = (0.123, -0.064, 0.015, -0.078)
+    spread_sd: tuple[float, float, float, float] = (0.354, 0.353, 0.344, 0.346)
     # log RMSSD over the night's median (of still epochs): beat-to-beat variability is
     # highest in deep sleep and lowest in REM (vagal tone); it does not wander with the
     # heart rate's level, so it tells REM from light sleep where the rate cannot
-    hrv_mean: tuple[float, float, float, float] = (-0.034, -0.009, 0.197, -0.116)
-    hrv_sd: tuple[float, float, float, float] = (0.116, 0.129, 0.139, 0.124)
+    hrv_mean: tuple[float, float, float, float] = (-0.022, -0.008, 0.172, -0.109)
+    hrv_sd: tuple[float, float, float, float] = (0.129, 0.127, 0.155, 0.132)
     hrv_outlier: float = 0.05
     hrv_outlier_sd: float = 0.6
     # log spread of the breath intervals (the last two minutes) over the night's median
     # (of still epochs): breathing is regular in NREM sleep, irregular in REM and awake
-    resp_mean: tuple[float, float, float, float] = (0.4, 0.0, -0.1, 0.9)
-    resp_sd: tuple[float, float, float, float] = (0.4, 0.3, 0.3, 0.3)
+    resp_mean: tuple[float, float, float, float] = (0.179, -0.095, -0.212, 0.766)
+    resp_sd: tuple[float, float, float, float] = (0.315, 0.319, 0.38, 0.198)
     resp_outlier: float = 0.05
     resp_outlier_sd: float = 1.0
     transition: tuple[tuple[float, float, float, float], ...] = (
@@ -174,15 +177,17 @@ def _robust_gaussian(
 
 # The causal filter sees the heart rate and RMSSD over their medians of the night so far,
 # not the whole night's, so its stage levels differ a little; fitted the same way
-# (``bench/fit_sleep_model.py`` on training seeds 101-110).
+# (``bench/fit_sleep_model.py --seeds 4``, the nights of training seeds 101-104).
 ONLINE_STAGE_MODEL = StageModel(
-    hr_mean=(0.060, 0.002, -0.044, 0.055),
-    hr_sd=(0.039, 0.024, 0.027, 0.019),
-    p_moved=(0.235, 0.064, 0.010, 0.035),
-    spread_mean=(0.092, -0.101, -0.018, -0.120),
-    spread_sd=(0.332, 0.326, 0.338, 0.321),
-    hrv_mean=(-0.045, -0.038, 0.146, -0.146),
-    hrv_sd=(0.118, 0.132, 0.142, 0.127),
+    hr_mean=(0.062, 0.003, -0.039, 0.054),
+    hr_sd=(0.042, 0.025, 0.032, 0.02),
+    p_moved=(0.229, 0.064, 0.02, 0.038),
+    spread_mean=(0.112, -0.064, 0.015, -0.078),
+    spread_sd=(0.347, 0.353, 0.344, 0.346),
+    hrv_mean=(-0.026, -0.036, 0.121, -0.136),
+    hrv_sd=(0.131, 0.132, 0.151, 0.134),
+    resp_mean=(0.22, -0.017, -0.098, 0.838),
+    resp_sd=(0.317, 0.324, 0.37, 0.205),
 )
 
 

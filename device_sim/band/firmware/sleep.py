@@ -218,6 +218,8 @@ class SleepConfig:
     # light sleep whose heart rate moved this much (log ratio) against the mean of the
     # ``alarm_trend_epochs`` before is on its way into deep sleep or REM: not sure of it
     alarm_max_trend: float = 0.03
+    # a still wrist's WAKE counts for the alarm only while REM is at most this likely
+    alarm_still_wake_max_rem: float = 0.15
     alarm_trend_epochs: int = 2
     model: StageModel = field(default_factory=StageModel)
     # the causal filter's own heart-rate emissions (None: ``model``'s)
@@ -335,9 +337,10 @@ class SleepTracker:
     def confident_stage(self) -> SleepStage | None:
         """The causal stage when the band is sure of it (None otherwise): the same stage
         for the last ``alarm_sure_epochs`` epochs with a posterior of at least
-        ``alarm_confidence``; for WAKE a moving wrist too (a raised heart rate alone is as
-        likely REM); for LIGHT a steady heart rate too (one already falling or rising is
-        often the start of deep sleep or REM, which the filter sees a few epochs late). A
+        ``alarm_confidence``; for WAKE a moving wrist or REM unlikely (a raised heart rate
+        alone is as likely REM; the breathing's regularity tells them apart); for LIGHT a
+        steady heart rate too (one already falling or rising is often the start of deep
+        sleep or REM, which the filter sees a few epochs late). A
         smart alarm must not wake someone from deep or REM sleep on a guess."""
         return self._sure if self._in_period else None
 
@@ -346,7 +349,10 @@ class SleepTracker:
         best = int(np.argmax(self._alpha))
         confident = float(np.exp(self._alpha[best])) >= self.config.alarm_confidence
         if best == SleepStage.WAKE and not moved:
-            confident = False
+            # a raised heart rate alone is as likely REM; with the breathing's regularity
+            # the filter tells them apart, so a still wake counts once REM is unlikely
+            rem = float(np.exp(self._alpha[SleepStage.REM]))
+            confident = confident and rem <= self.config.alarm_still_wake_max_rem
         if best == SleepStage.LIGHT and confident:
             rels = np.array(self._rels)
             if len(rels) > 1 and not np.isnan(rels).any():

@@ -143,3 +143,23 @@ def test_same_recording_reads_the_same_mean_rate_at_every_rate() -> None:
         _, out = estimate(ppg, acc, fs=fs)
         means.append(float(np.mean(out["bpm"])))
     assert max(means) - min(means) <= 1.0
+
+
+def test_motion_is_cancelled_when_the_accelerometer_runs_at_another_rate() -> None:
+    """PPG at 50 Hz, accelerometer at 25 Hz: the accelerometer's windows are resampled
+    onto the PPG's samples for the regression, and its spectrum read on the PPG's grid."""
+    rng = np.random.default_rng(9)
+    seconds = 300
+    acc = gait_acc(seconds * 25, 25, 1.8, np.ones(seconds * 25, dtype=bool), rng)
+    t50 = np.arange(seconds * 50) / 50
+    swing = np.interp(t50, np.arange(seconds * 25) / 25, acc[:, 0])
+    ppg = notched_ppg(np.full(seconds * 50, 125.0), 50, rng) + 1.5 * (swing - swing.mean()) / 0.3
+    est = HeartRateEstimator(50, 25)
+    est.reset(0.0)
+    bpm = np.concatenate(
+        [
+            est.push(ppg[s * 50 : (s + 60) * 50], acc[s * 25 : (s + 60) * 25]).bpm
+            for s in range(0, seconds, 60)
+        ]
+    )
+    assert np.mean(np.abs(bpm[20:] - 125.0)) < 3.0

@@ -14,9 +14,15 @@ from device_sim.band.flash import DEFAULT_CAPACITY_BYTES
 from device_sim.hub_runner import BandHub, HubOptions, default_hub_address
 from device_sim.person.physiology import PRESETS
 from device_sim.radio import LinkModel
+from device_sim.validate import cli as validate_cli
 
 
 def register(subparsers: Any) -> None:
+    _register_sim(subparsers)
+    validate_cli.register(subparsers)
+
+
+def _register_sim(subparsers: Any) -> None:
     parser = subparsers.add_parser(
         "sim",
         help="run simulated bands on a hub (until Ctrl-C)",

@@ -19,8 +19,8 @@ SOURCE.md, as ``<name>/source.csv.gz``. Run it only to change an excerpt.
 - ``manifest.json``: what ``bench/real_recordings.py`` needs (import options, reference
   files, the recording's activity).
 
-Needs ``pip install heartpy neurokit2 scipy`` (not dependencies of kmeband: only this
-script uses them). The references are committed; nothing at test time runs this.
+Needs the ``realdata`` extra (``pip install -e '.[realdata]'``: HeartPy, NeuroKit2, scipy),
+which only this script uses. The references are committed; nothing at test time runs it.
 """
 
 from __future__ import annotations

@@ -11,7 +11,9 @@ numpy, from a :class:`~device_sim.signals.TruthBlock` and the :class:`Person` it
   counter takes for steps, typing), vehicle vibration, near-stillness in sleep with
   twitches and posture shifts (more in wake and light sleep), offset, gain error, noise.
 - PPG (``ppg_hz``, arbitrary units, higher = more light absorbed): one pulse wave per true
-  beat (so HRV is real), amplitude modulated by breathing and perfusion, a respiratory
+  beat (so HRV is real) with a dicrotic notch between its systolic and diastolic waves
+  (most of its power in the 2nd and 3rd harmonics, as on real wrist PPG), amplitude
+  modulated by breathing and perfusion, a respiratory
   and very-low-frequency baseline, motion artefacts (about 5x the pulse when running,
   about 90 % of them predictable from the same wrist acceleration, the rest from
   sensor-skin coupling the accelerometer cannot see), and noise. Off the wrist: no pulse, the DC

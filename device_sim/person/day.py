@@ -47,6 +47,11 @@ _RESP_HZ = {
     SegmentKind.RIDE: 0.26,
     SegmentKind.CHARGING: 0.27,
 }
+# Breathing in bed by stage (WAKE, LIGHT, DEEP, REM): rate factor and breath-to-breath
+# variability (sd of the rate on a few-second scale), see docs/simulation.md.
+_RESP_STAGE_FACTOR = np.array([1.05, 1.0, 0.95, 1.08])
+_RESP_STAGE_SD = np.array([0.10, 0.05, 0.03, 0.20])
+_RESP_IRREGULAR_S = 4.0
 # Wrist skin temperature targets (°C): distal warming in sleep, cooling outdoors/exercise.
 _SKIN_C = {
     SegmentKind.SLEEP: 34.6,
@@ -207,6 +212,12 @@ def compute_day(p: Physique, d: int, segments: list[Segment]) -> DayTruth:
     resp_hz = np.array([_RESP_HZ[k] for k in KINDS])[kind]
     resp_hz = resp_hz * (1.0 + 0.08 * smooth_noise(seed, "resp", t_abs, 60.0)[:, 0])
     resp_hz = np.where(is_run, resp_hz * (0.8 + 0.4 * intensity), resp_hz)
+    # In bed the breathing follows the sleep stage: slow and very regular in deep sleep,
+    # irregular in REM (breath-to-breath changes on a few-second scale).
+    bed_stage = np.maximum(stage, 0)
+    irregular = smooth_noise(seed, "resp-irregular", t_abs, _RESP_IRREGULAR_S)[:, 0]
+    stage_resp = _RESP_STAGE_FACTOR[bed_stage] * (1.0 + _RESP_STAGE_SD[bed_stage] * irregular)
+    resp_hz = np.where(in_bed, resp_hz * np.clip(stage_resp, 0.5, 1.6), resp_hz)
     resp_phase = np.empty(n + 1)
     resp_phase[0] = 0.0
     np.cumsum(2.0 * np.pi * resp_hz, out=resp_phase[1:])

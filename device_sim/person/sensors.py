@@ -11,7 +11,9 @@ numpy, from a :class:`~device_sim.signals.TruthBlock` and the :class:`Person` it
   counter takes for steps, typing), vehicle vibration, near-stillness in sleep with
   twitches and posture shifts (more in wake and light sleep), offset, gain error, noise.
 - PPG (``ppg_hz``, arbitrary units, higher = more light absorbed): one pulse wave per true
-  beat (so HRV is real), amplitude modulated by breathing and perfusion, a respiratory
+  beat (so HRV is real) with a dicrotic notch between its systolic and diastolic waves
+  (most of its power in the 2nd and 3rd harmonics, as on real wrist PPG), amplitude
+  modulated by breathing and perfusion, a respiratory
   and very-low-frequency baseline, motion artefacts (about 5x the pulse when running,
   about 90 % of them predictable from the same wrist acceleration, the rest from
   sensor-skin coupling the accelerometer cannot see), and noise. Off the wrist: no pulse, the DC
@@ -59,6 +61,14 @@ _COUPLING_DEPTH = 0.3  # its size relative to the coherent gain
 _CONTACT_S = 0.12  # knots of the broadband contact term: reaches across the HR band
 _CONTACT_GAIN = 0.12  # its size per g of movement, relative to the coherent gain
 _PULSE_DELAY_S = 0.22  # R peak to pulse arrival at the wrist
+# Pulse morphology, in fractions of the beat: systolic peak, dicrotic notch, diastolic wave
+_SYSTOLE_PHI = 0.15
+_SYSTOLE_W = 0.045
+_DIASTOLE_PHI = (0.52, 0.57)  # per wearer
+_DIASTOLE_W = 0.08
+_DIASTOLE_AMP = (0.45, 0.7)  # per wearer, relative to the systolic peak
+_RUNOFF_AMP = 0.08  # the notch stays above the foot of the pulse
+_RUNOFF_W = 0.1
 
 _SK = KIND_INDEX
 _N_KINDS = len(_SK)
@@ -140,6 +150,10 @@ class SensorModel:
         self._skin_offset = float(dev.normal(0.0, 0.2))
         v = dev.normal(0.0, 1.0, 3)  # drawn last: the draws above keep their values
         self._coupling_dir = v / np.linalg.norm(v)
+        # pulse morphology of this wearer (vessel stiffness, where the wave reflects)
+        shape = rng_for(seed, "ppg-shape")
+        self._diastole_amp = float(shape.uniform(*_DIASTOLE_AMP))
+        self._diastole_phi = float(shape.uniform(*_DIASTOLE_PHI))
         self._acc_noise = ChunkedNormal(seed, "acc-noise", width=3)
         self._acc_texture = ChunkedNormal(seed, "acc-texture", width=3)
         self._ppg_noise = ChunkedNormal(seed, "ppg-noise")
@@ -396,9 +410,7 @@ class SensorModel:
             period = beats[j + 1] - beats[j]
             phi = (t - beats[j]) / period
             valid = (phi >= 0.0) & (phi < 1.0)
-            wave = np.exp(-(((phi - 0.16) / 0.085) ** 2)) + 0.32 * np.exp(
-                -(((phi - 0.44) / 0.11) ** 2)
-            )
+            wave = self._pulse_wave(phi)
             beat_var = 1.0 + 0.04 * smooth_noise(self.seed, "pulse-amp", beats[j], 0.9)[:, 0]
             perfusion = np.clip(1.0 + 0.12 * (temp - 33.0), 0.5, 1.5)
             exertion = np.clip((truth.hr_bpm[sec] - 60.0) / 120.0, 0.0, 1.0)
@@ -416,6 +428,20 @@ class SensorModel:
         parts["coherent"] = np.where(worn, coherent, 0.0)
         parts["incoherent"] = np.where(worn, incoherent, 0.0)
         return parts
+
+    def _pulse_wave(self, phi: F64) -> F64:
+        """One pulse over its beat (``phi`` 0..1): a narrow systolic wave, the dicrotic
+        notch, a broader diastolic (reflected) wave of this wearer's own height, and the
+        run-off between them. The notch puts most of the pulse's power into its 2nd and
+        3rd harmonics, as on real wrist PPG (fundamental share ~0.3 here; see
+        docs/simulation.md)."""
+        systolic = np.exp(-0.5 * ((phi - _SYSTOLE_PHI) / _SYSTOLE_W) ** 2)
+        diastolic = np.exp(-0.5 * ((phi - self._diastole_phi) / _DIASTOLE_W) ** 2)
+        mid = 0.5 * (_SYSTOLE_PHI + self._diastole_phi)
+        runoff = np.exp(-0.5 * ((phi - mid) / _RUNOFF_W) ** 2)
+        return np.asarray(
+            systolic + self._diastole_amp * diastolic + _RUNOFF_AMP * runoff, dtype=np.float64
+        )
 
     def _motion_artefact(self, motion: F64, t: F64) -> tuple[F64, F64]:
         """(coherent, incoherent) motion artefact from the wrist's dynamic acceleration.

@@ -56,6 +56,25 @@ def ppg_signal(
     return wave + 0.5 * np.sin(2 * np.pi * 0.25 * t) + rng.normal(0, noise, n)
 
 
+def notched_ppg(
+    hr_bpm: F64,
+    fs: int,
+    rng: np.random.Generator,
+    shares: tuple[float, ...] = (0.15, 0.45, 0.3, 0.1),
+    noise: float = 0.1,
+) -> F64:
+    """A pulse whose dicrotic notch puts most of its power in the harmonics: ``shares`` of
+    the pulse's power at the fundamental, 2nd, 3rd... (real wrist PPG: fundamental
+    0.14-0.27), with respiration and noise; ``hr_bpm`` per sample."""
+    n = len(hr_bpm)
+    phase = 2 * np.pi * np.cumsum(hr_bpm / 60.0) / fs
+    t = np.arange(n) / fs
+    wave = sum(
+        np.sqrt(2 * share) * np.sin(k * phase + 0.7 * k) for k, share in enumerate(shares, 1)
+    )
+    return np.asarray(wave + 0.5 * np.sin(2 * np.pi * 0.25 * t) + rng.normal(0, noise, n))
+
+
 def blocks(
     acc: F64,
     ppg: F64,

@@ -39,7 +39,7 @@ def desk_run() -> scoring.Run:
     return scoring.simulate("office_worker_week", 2, start, 7200)
 
 
-def night(preset: str, seed: int) -> scoring.Run:
+def night(preset: str, seed: int, without_ppg: bool = False) -> scoring.Run:
     """The first night of a preset (12 h from local midnight) with four smart alarms set at
     different sleep phases before the true final wake."""
     seconds = 12 * 3600
@@ -48,7 +48,7 @@ def night(preset: str, seed: int) -> scoring.Run:
         t for lead in leads for t in scoring.smart_alarm_times(preset, seed, T0, seconds, lead * 60)
     ]
     alarms = [(i, t, 30) for i, t in enumerate(set_times)]
-    return scoring.simulate(preset, seed, T0, seconds, alarms)
+    return scoring.simulate(preset, seed, T0, seconds, alarms, without_ppg=without_ppg)
 
 
 @pytest.fixture(scope="module")
@@ -117,3 +117,29 @@ def test_smart_alarm_rings_in_light_sleep_never_before_its_window(
     assert len(outcomes) == 4
     assert all(o.fired_at is not None and o.fired_at >= o.window_open for o in outcomes)
     assert all(o.ok for o in outcomes)
+
+
+def test_an_accelerometer_only_night_is_scored_by_actigraphy() -> None:
+    """Without PPG no epoch is off the wrist for that alone: the night is found, and
+    sleep/wake comes from the accelerometer (Cole-Kripke)."""
+    run = night("default_day", 1, without_ppg=True)
+    truth, est = scoring.sleep_epochs(run)
+    assert (est > 0).sum() > 0.8 * (truth > 0).sum()
+    assert np.mean((truth > 0) == (est > 0)) >= 0.8
+    # no heart rate: sleep/wake only, asleep epochs recorded as light sleep
+    assert set(np.unique(est)) <= {0, 1}
+    asleep = run.stage[: len(run.stage) - len(run.stage) % 60].reshape(-1, 60).max(axis=1) > 0
+    minutes = {(m.start - run.t0) // 60: m for m in run.records.minutes()}
+    in_bed = [minutes[i] for i in np.flatnonzero(asleep) if i in minutes]
+    assert sum(m.worn for m in in_bed) >= 0.95 * len(in_bed)
+
+
+def test_steps_are_counted_without_ppg() -> None:
+    start = span_around("default_day", 1, SegmentKind.WALK, 600, 1800)
+    run = scoring.simulate("default_day", 1, start, 2400, without_ppg=True)
+    counted, true = scoring.step_totals(run)
+    assert true > 500
+    assert abs(counted - true) / true <= 0.05
+    walking = run.steps.reshape(-1, 60).sum(axis=1) > 0
+    minutes = {(m.start - run.t0) // 60: m for m in run.records.minutes()}
+    assert all(minutes[i].worn for i in np.flatnonzero(walking))

@@ -165,3 +165,23 @@ def test_bad_blocks_raise_typed_errors(change: dict) -> None:
     block = dataclasses.replace(blocks(acc, ppg, FS)[0], **change)
     with pytest.raises(FirmwareInputError):
         Firmware(ListSink()).process(block)
+
+
+def test_without_ppg_an_hour_lying_still_is_off_the_wrist() -> None:
+    """van Hees et al. (2011): an hour with under 13 mg of spread and 50 mg of range on
+    two axes is non-wear; a recording without PPG is judged by that, not by its
+    missing pulse."""
+    rng = np.random.default_rng(3)
+    seconds = 5400
+    n = seconds * FS
+    table = np.tile([0.0, 0.0, 1.0], (n, 1)) + rng.normal(0, 0.002, (n, 3))
+    _, sink = run(blocks(table, np.zeros(n), FS))
+    minutes: list[ActivityMinute] = sink.of(StreamId.ACTIVITY_MINUTES)
+    assert all(m.worn for m in minutes[:55])  # not an hour yet: nothing says "off"
+    assert all(not m.worn for m in minutes[62:])
+    cold = [
+        dataclasses.replace(b, skin_temp_c=np.full_like(b.skin_temp_c, 22.0))
+        for b in blocks(table, np.zeros(n), FS)
+    ]
+    _, sink = run(cold)
+    assert not any(m.worn for m in sink.of(StreamId.ACTIVITY_MINUTES)[1:])

@@ -4,19 +4,19 @@ from __future__ import annotations
 
 import numpy as np
 import pytest
-from firmware_synth import gait_acc, ppg_signal
+from firmware_synth import gait_acc, notched_ppg, ppg_signal
 
 from device_sim.band.firmware.heart_rate import HeartRateEstimator
 
 FS = 25
 
 
-def estimate(ppg: np.ndarray, acc: np.ndarray, block_s: int = 60) -> tuple[int, dict]:
-    est = HeartRateEstimator(FS, FS)
+def estimate(ppg: np.ndarray, acc: np.ndarray, block_s: int = 60, fs: int = FS) -> tuple[int, dict]:
+    est = HeartRateEstimator(fs, fs)
     est.reset(0.0)
     outs = [
-        est.push(ppg[s : s + block_s * FS], acc[s : s + block_s * FS])
-        for s in range(0, len(ppg), block_s * FS)
+        est.push(ppg[s : s + block_s * fs], acc[s : s + block_s * fs])
+        for s in range(0, len(ppg), block_s * fs)
     ]
     start = outs[0].start
     joined = {
@@ -92,3 +92,74 @@ def test_block_size_does_not_change_the_estimates() -> None:
     b = estimate(ppg, acc, 9)
     assert a[0] == b[0]
     assert np.array_equal(a[1]["bpm"], b[1]["bpm"])
+
+
+@pytest.mark.parametrize("level", [48, 62, 75, 95])
+def test_no_lock_at_twice_or_three_times_the_rate_when_harmonics_outweigh_the_pulse(
+    level: float,
+) -> None:
+    """Real wrist PPG carries more power at its 2nd and 3rd harmonics than at its
+    fundamental (dicrotic notch): the estimator must still read the fundamental."""
+    rng = np.random.default_rng(6)
+    n = 300 * FS
+    truth = level + 3 * np.sin(2 * np.pi * np.arange(n) / FS / 120)
+    acc = np.tile([0.0, 0.0, 1.0], (n, 1)) + rng.normal(0, 0.005, (n, 3))
+    start, out = estimate(notched_ppg(truth, FS, rng), acc)
+    per_second = truth[::FS][start : start + len(out["bpm"])]
+    assert np.all(out["pulse"] > 0)
+    err = out["bpm"] - per_second
+    assert np.mean(np.abs(err)) < 2.0
+    locked = [np.abs(out["bpm"] - k * per_second) < 8 for k in (0.5, 2, 3)]
+    assert not np.any(locked)
+
+
+def _clean_recording(fs: int, seconds: int = 240) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """One recording (the same analogue signal) sampled at ``fs``."""
+    n = seconds * fs
+    t = np.arange(n) / fs
+    truth = 66 + 4 * np.sin(2 * np.pi * t / 90)
+    rng = np.random.default_rng(7)
+    acc = np.tile([0.0, 0.0, 1.0], (n, 1)) + rng.normal(0, 0.005, (n, 3))
+    return notched_ppg(truth, fs, rng, noise=0.05), acc, truth
+
+
+@pytest.mark.parametrize("fs", [25, 50, 64, 100, 128])
+def test_pulse_and_rate_do_not_depend_on_the_sample_rate(fs: int) -> None:
+    ppg, acc, truth = _clean_recording(fs)
+    start, out = estimate(ppg, acc, fs=fs)
+    per_second = truth[::fs][start : start + len(out["bpm"])]
+    assert np.mean(out["pulse"]) == 1.0  # a clean pulse is a pulse at every rate
+    assert np.mean(np.abs(out["bpm"] - per_second)) < 1.5
+    # off the wrist: noise alone is no pulse at any rate either
+    rng = np.random.default_rng(8)
+    _, off = estimate(rng.normal(0, 0.05, len(ppg)), acc, fs=fs)
+    assert np.mean(off["pulse"]) < 0.05
+
+
+def test_same_recording_reads_the_same_mean_rate_at_every_rate() -> None:
+    means = []
+    for fs in (25, 50, 64, 100, 128):
+        ppg, acc, _ = _clean_recording(fs)
+        _, out = estimate(ppg, acc, fs=fs)
+        means.append(float(np.mean(out["bpm"])))
+    assert max(means) - min(means) <= 1.0
+
+
+def test_motion_is_cancelled_when_the_accelerometer_runs_at_another_rate() -> None:
+    """PPG at 50 Hz, accelerometer at 25 Hz: the accelerometer's windows are resampled
+    onto the PPG's samples for the regression, and its spectrum read on the PPG's grid."""
+    rng = np.random.default_rng(9)
+    seconds = 300
+    acc = gait_acc(seconds * 25, 25, 1.8, np.ones(seconds * 25, dtype=bool), rng)
+    t50 = np.arange(seconds * 50) / 50
+    swing = np.interp(t50, np.arange(seconds * 25) / 25, acc[:, 0])
+    ppg = notched_ppg(np.full(seconds * 50, 125.0), 50, rng) + 1.5 * (swing - swing.mean()) / 0.3
+    est = HeartRateEstimator(50, 25)
+    est.reset(0.0)
+    bpm = np.concatenate(
+        [
+            est.push(ppg[s * 50 : (s + 60) * 50], acc[s * 25 : (s + 60) * 25]).bpm
+            for s in range(0, seconds, 60)
+        ]
+    )
+    assert np.mean(np.abs(bpm[20:] - 125.0)) < 3.0

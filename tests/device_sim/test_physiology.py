@@ -268,3 +268,21 @@ def test_bad_seed_and_offset_raise() -> None:
         Person.from_preset("default_day", seed=-1, start_utc=T0)
     with pytest.raises(UsageError):
         Person.from_preset("default_day", seed=1, start_utc=T0, tz_offset_min=2000)
+
+
+def test_breathing_is_regular_in_deep_sleep_and_irregular_in_rem(office: Person) -> None:
+    """Breathing by sleep stage: slower and very regular in deep sleep, faster and
+    irregular in REM (Douglas et al. 1982)."""
+    stage = office.truth(T0, DAY).sleep_stage
+    t = T0 + np.arange(0, DAY + 0.5, 0.5)
+    rate = np.diff(office.respiration_phase(t)) / (2 * np.pi * 0.5)  # breaths per second
+    by_second = rate.reshape(-1, 2).mean(axis=1)
+    epochs = by_second[: len(stage) - len(stage) % 30].reshape(-1, 30)
+    epoch_stage = stage[: epochs.size].reshape(-1, 30)[:, 15]
+    variability = epochs.std(axis=1) / epochs.mean(axis=1)
+    mean_rate = epochs.mean(axis=1)
+    deep = epoch_stage == SleepStage.DEEP
+    rem = epoch_stage == SleepStage.REM
+    assert deep.sum() > 20 and rem.sum() > 20
+    assert np.median(variability[rem]) > 3 * np.median(variability[deep])
+    assert np.median(mean_rate[rem]) > np.median(mean_rate[deep])

@@ -21,6 +21,7 @@ class ActivityConfig:
     """Thresholds of the minute classifier."""
 
     worn_pulse_fraction: float = 0.3  # share of seconds with a detected pulse
+    ppg_live_fraction: float = 0.5  # share of seconds with a PPG signal for it to decide
     worn_steps: int = 20
     walk_steps: int = 50
     run_steps: int = 135
@@ -44,6 +45,9 @@ class MinuteSeconds:
     bpm: F64
     confidence: F64
     pulse: F64
+    ppg_live: F64 | None = None  # 1 where the recording has a PPG signal at all
+    # what the accelerometer and skin temperature say when there is no PPG to ask
+    worn_without_ppg: bool = True
 
 
 def summarise_minute(
@@ -53,7 +57,11 @@ def summarise_minute(
     n = max(1, int(covered.sum()))
     steps = round(float(m.steps.sum()))
     pulse_fraction = float(m.pulse[covered].sum()) / n
-    worn = pulse_fraction >= cfg.worn_pulse_fraction or steps >= cfg.worn_steps
+    live = 1.0 if m.ppg_live is None else float(m.ppg_live[covered].sum()) / n
+    if live >= cfg.ppg_live_fraction:  # the PPG's pulse says whether it touches skin
+        worn = pulse_fraction >= cfg.worn_pulse_fraction or steps >= cfg.worn_steps
+    else:  # a recording without PPG: motion and temperature decide, never the absence
+        worn = m.worn_without_ppg or steps >= cfg.worn_steps
     move = float(m.move[covered].mean()) if covered.any() else 0.0
     valid = (m.bpm > 0) & (m.confidence >= cfg.min_hr_confidence)
     avg_hr = round(float(m.bpm[valid].mean())) if valid.sum() >= cfg.min_hr_seconds else 0

@@ -1,7 +1,8 @@
 """Beat-to-beat intervals from the wrist PPG, for heart-rate variability (RMSSD).
 
 Each pulse's upstroke is the steepest rise of the PPG: the band finds the peaks of its
-slope (a three-tap smoothed derivative), which breathing and baseline drift barely touch,
+slope (a derivative smoothed over 0.12 s, whatever the sample rate), which breathing
+and baseline drift barely touch,
 and places each with parabolic interpolation between samples (a few ms at 25 Hz). A
 peak counts when it rises above half the recent main upstrokes' steepness (the dicrotic
 wave's upstroke stays under that) and at least ``min_ibi_s`` after the previous beat.
@@ -36,6 +37,8 @@ class BeatConfig:
     max_ibi_s: float = 2.0  # 30 bpm
     max_jump: float = 0.2  # a successive interval this much off is an artefact
     level_decay_s: float = 5.0  # the detection bar's memory of the last upstroke heights
+    refractory: float = 0.6  # share of the last interval before another beat may come
+    smooth_s: float = 0.12  # span of the slope's smoothing (Hann), in seconds
 
 
 @dataclass(frozen=True)
@@ -60,11 +63,15 @@ class BeatDetector:
     the accepted beats' own upstrokes beat by beat.
     """
 
-    _LAG = 3  # samples: the slope and its peak test need this many after a sample
-
     def __init__(self, ppg_rate: int, config: BeatConfig | None = None) -> None:
-        self.config = config or BeatConfig()
+        self.config = cfg = config or BeatConfig()
         self.rate = ppg_rate
+        # the slope's smoothing spans smooth_s whatever the rate (3 taps at 25 Hz)
+        taps = max(3, round(cfg.smooth_s * ppg_rate) | 1)
+        kernel = np.hanning(taps + 2)[1:-1]
+        self._kernel = kernel / kernel.sum()
+        # samples after a sample that its smoothed slope and the peak test need
+        self._lag = taps // 2 + 2
         self.reset(0)
 
     def reset(self, t0: int) -> None:
@@ -75,6 +82,7 @@ class BeatDetector:
         self._last_beat: float | None = None  # stream seconds
         self._last_height = 0.0
         self._last_ibi: float | None = None  # ms
+        self._steady = False  # the last two intervals agreed (a rhythm to go by)
         self._eval_from = 0  # stream index of the first sample whose slope is not tested yet
 
     def push(self, ppg: F64) -> BeatOutput:
@@ -88,15 +96,15 @@ class BeatDetector:
         x = np.concatenate((self._tail, ppg))
         offset = self._seen - len(self._tail)  # stream index of x[0]
         self._seen += n
-        self._tail = x[-(2 * self._LAG + 2) :]
+        self._tail = x[-(2 * self._lag + 2) :]
         # the slope at x[i] is exact for LAG <= i < len(x) - LAG; samples after that wait
-        lo_i = max(self._LAG, self._eval_from - offset)
-        hi_i = len(x) - self._LAG
+        lo_i = max(self._lag, self._eval_from - offset)
+        hi_i = len(x) - self._lag
         if hi_i <= lo_i:
             return BeatOutput(self._t0 + first_sec, ssd_sum, ssd_count)
         self._eval_from = offset + hi_i
         slope = np.gradient(x) * fs
-        slope = np.convolve(slope, np.array([0.25, 0.5, 0.25]), "same")
+        slope = np.convolve(slope, self._kernel, "same")
         idx = np.arange(lo_i, hi_i)
         mid = slope[idx]
         cand = idx[(mid > slope[idx - 1]) & (mid >= slope[idx + 1]) & (mid > 0)]
@@ -118,20 +126,29 @@ class BeatDetector:
             level *= math.exp(-(t - last) / cfg.level_decay_s)
             if h < cfg.threshold * level:
                 return
-        if last is not None and t - last < cfg.min_ibi_s:
+        # in a steady rhythm a beat cannot follow the last one much sooner than the last
+        # interval: an upstroke there is the dicrotic wave's (or noise), unless stronger
+        refractory = cfg.min_ibi_s
+        if self._steady and self._last_ibi is not None:
+            refractory = max(refractory, cfg.refractory * self._last_ibi / 1000.0)
+        if last is not None and t - last < refractory:
             if h <= self._last_height:
                 return
             # the stronger of two close upstrokes is the beat: replace the last one
             self._last_beat, self._last_height = t, h
             self._last_ibi = None  # its interval is now unknown
+            self._steady = False
             return
         if last is not None:
             ibi = (t - last) * 1000.0
             prev = self._last_ibi
             if not cfg.min_ibi_s * 1000 <= ibi <= cfg.max_ibi_s * 1000:
                 self._last_ibi = None
+                self._steady = False
             else:
-                if prev is not None and abs(ibi - prev) <= cfg.max_jump * prev:
+                self._steady = prev is not None and abs(ibi - prev) <= cfg.max_jump * prev
+                if self._steady:
+                    assert prev is not None
                     sec = int(t) - first_sec
                     ssd_sum[sec] += (ibi - prev) ** 2
                     ssd_count[sec] += 1

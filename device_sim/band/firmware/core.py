@@ -26,6 +26,7 @@ import numpy as np
 from device_sim.band.firmware.activity import ActivityConfig, MinuteSeconds, summarise_minute
 from device_sim.band.firmware.alarms import Alarm, AlarmScheduler, AlarmTimings
 from device_sim.band.firmware.beats import BeatConfig, BeatDetector
+from device_sim.band.firmware.breathing import BreathConfig, BreathDetector
 from device_sim.band.firmware.dsp import F64, FirmwareInputError
 from device_sim.band.firmware.heart_rate import HeartRateConfig, HeartRateEstimator
 from device_sim.band.firmware.sleep import (
@@ -69,7 +70,22 @@ _FIELDS = (
     "pulse",
     "ssd_sum",  # squared successive beat-interval differences (ms²), per second
     "ssd_count",
+    "breaths",  # breaths ending in the second, and sums of their log intervals (and squared)
+    "breath_log_sum",
+    "breath_log_sq",
+    "ppg_live",  # the PPG varied within the second (a recording without PPG has none)
+    "temp",  # skin temperature, °C
+    # per axis: the second's mean and mean square of acceleration, its lowest and highest
+    # sample (non-wear by the accelerometer over an hour: van Hees et al. 2011)
+    *(f"{stat}{axis}" for stat in ("mean", "sq", "lo", "hi") for axis in range(3)),
 )
+# van Hees et al. (2011, 2013): an hour in which at least two axes have a standard
+# deviation under 13 mg and a range under 50 mg is an hour off the wrist
+NONWEAR_EPOCHS = 120
+NONWEAR_MIN_COVERED_S = 3420  # 95 % of the hour
+NONWEAR_SD_G = 0.013
+NONWEAR_RANGE_G = 0.05
+COOL_SKIN_C = 27.0  # a band reading under this is not on skin (room, charger)
 
 
 class RecordSink(Protocol):
@@ -97,6 +113,7 @@ class FirmwareConfig:
     steps: StepCounterConfig = field(default_factory=StepCounterConfig)
     heart_rate: HeartRateConfig = field(default_factory=HeartRateConfig)
     beats: BeatConfig = field(default_factory=BeatConfig)
+    breathing: BreathConfig = field(default_factory=BreathConfig)
     activity: ActivityConfig = field(default_factory=ActivityConfig)
     sleep: SleepConfig = field(default_factory=SleepConfig)
     alarms: AlarmTimings = field(default_factory=AlarmTimings)
@@ -180,6 +197,7 @@ class Firmware:
         self._steps: StepCounter | None = None
         self._hr: HeartRateEstimator | None = None
         self._beats: BeatDetector | None = None
+        self._breaths: BreathDetector | None = None
         self._rates: tuple[int, int] | None = None
         self._pending: _PendingSeconds | None = None
         self._stream_end: float | None = None  # UTC end of the last block
@@ -187,6 +205,8 @@ class Firmware:
         self._rest_minutes: deque[tuple[int, int]] = deque()
         self._last_hr: tuple[int, int] = (0, 0)
         self._last_gravity: F64 | None = None
+        # per closed epoch: seconds, per-axis sums of means and mean squares, lows, highs
+        self._wear_hist: deque[tuple[int, F64, F64, F64, F64]] = deque(maxlen=NONWEAR_EPOCHS)
         self.total_steps = 0
         self.dropped_without_consent: dict[StreamId, int] = dict.fromkeys(StreamId, 0)
 
@@ -266,6 +286,7 @@ class Firmware:
         duration = round(block.duration_s)
         pending.put("covered", t0, np.ones(duration))
         pending.put("tilt", t0, self._tilt(block, acc_rate, duration))
+        self._wear_seconds(block, t0, duration, acc_rate, ppg_rate)
 
         acc = np.asarray(block.acc, dtype=np.float64)
         step_out = self._steps.push(acc)
@@ -281,6 +302,11 @@ class Firmware:
         beat_out = self._beats.push(np.asarray(block.ppg, dtype=np.float64))
         pending.add("ssd_sum", beat_out.start, beat_out.ssd_sum)
         pending.add("ssd_count", beat_out.start, beat_out.ssd_count)
+        assert self._breaths is not None
+        breath_out = self._breaths.push(np.asarray(block.ppg, dtype=np.float64))
+        pending.add("breaths", breath_out.start, breath_out.count)
+        pending.add("breath_log_sum", breath_out.start, breath_out.log_sum)
+        pending.add("breath_log_sq", breath_out.start, breath_out.log_sq)
 
         self._stream_end = t0 + duration
         self._gnss(block)
@@ -324,13 +350,79 @@ class Firmware:
             self._steps = StepCounter(acc_rate, cfg.steps)
             self._hr = HeartRateEstimator(ppg_rate, acc_rate, cfg.heart_rate)
             self._beats = BeatDetector(ppg_rate, cfg.beats)
+            self._breaths = BreathDetector(ppg_rate, cfg.breathing)
             self._rates = (acc_rate, ppg_rate)
         self._steps.reset(t0)
         self._hr.reset(t0)
         assert self._beats is not None
         self._beats.reset(t0)
+        assert self._breaths is not None
+        self._breaths.reset(t0)
         self._pending = _PendingSeconds(t0 - t0 % MINUTE_S)
         self._last_gravity = None
+        self._wear_hist.clear()  # after a gap the hour before says nothing of now
+
+    def _wear_seconds(
+        self, block: SensorBlock, t0: int, duration: int, acc_rate: int, ppg_rate: int
+    ) -> None:
+        """Per-second evidence of wear that does not need a pulse: whether the PPG carries
+        a signal at all, the skin temperature, and the accelerometer's spread."""
+        assert self._pending is not None
+        pending = self._pending
+        ppg = np.asarray(block.ppg, dtype=np.float64).reshape(duration, ppg_rate)
+        pending.put("ppg_live", t0, (np.ptp(ppg, axis=1) > 0).astype(np.float64))
+        temp = np.asarray(block.skin_temp_c, dtype=np.float64)[:duration]
+        if len(temp) == duration:
+            pending.put("temp", t0, temp)
+        acc = np.asarray(block.acc, dtype=np.float64).reshape(duration, acc_rate, 3)
+        stats = {
+            "mean": acc.mean(axis=1),
+            "sq": (acc * acc).mean(axis=1),
+            "lo": acc.min(axis=1),
+            "hi": acc.max(axis=1),
+        }
+        for stat, values in stats.items():
+            for axis in range(3):
+                pending.put(f"{stat}{axis}", t0, values[:, axis])
+
+    def _epoch_acc_stats(self, ep: dict[str, F64]) -> tuple[F64, F64, F64, F64]:
+        """Per epoch and axis: sums of the seconds' means and mean squares, the lowest and
+        the highest sample (covered seconds only)."""
+        cov = ep["covered"] > 0
+
+        def axes(stat: str) -> F64:
+            return np.stack([ep[f"{stat}{a}"] for a in range(3)], axis=2)  # (epochs, s, 3)
+
+        c = cov[:, :, None]
+        return (
+            np.where(c, axes("mean"), 0.0).sum(axis=1),
+            np.where(c, axes("sq"), 0.0).sum(axis=1),
+            np.where(c, axes("lo"), np.inf).min(axis=1),
+            np.where(c, axes("hi"), -np.inf).max(axis=1),
+        )
+
+    def _worn_by_motion(
+        self, stats: tuple[F64, F64, F64, F64], i: int, covered: int, temp: float, needed: bool
+    ) -> bool:
+        """Worn unless the last hour's acceleration lay still as a table's (van Hees et al.
+        2011) or the skin temperature reads like a room's. For recordings without PPG:
+        the hour is always kept, the test only run when ``needed``."""
+        if covered > 0:
+            self._wear_hist.append((covered, stats[0][i], stats[1][i], stats[2][i], stats[3][i]))
+        if not needed:
+            return True
+        n = sum(h[0] for h in self._wear_hist)
+        still = False
+        if n >= NONWEAR_MIN_COVERED_S:
+            mean = sum(h[1] for h in self._wear_hist) / n
+            sq = sum(h[2] for h in self._wear_hist) / n
+            sd = np.sqrt(np.maximum(sq - mean * mean, 0.0))
+            lo = np.min([h[3] for h in self._wear_hist], axis=0)
+            hi = np.max([h[4] for h in self._wear_hist], axis=0)
+            quiet = (sd < NONWEAR_SD_G) & (hi - lo < NONWEAR_RANGE_G)
+            still = int(quiet.sum()) >= 2
+        cool = covered > 0 and temp < COOL_SKIN_C
+        return not (still or cool)
 
     def _tilt(self, block: SensorBlock, rate: int, duration: int) -> F64:
         """How far the wrist's orientation moved each second (g, summed over axes).
@@ -395,18 +487,34 @@ class Firmware:
         tilt = ep["tilt"].sum(axis=1)
         steps = ep["steps"].sum(axis=1)
         pulse = (ep["pulse"] * ep["covered"]).sum(axis=1) / np.maximum(covered_n, 1)
+        live = (ep["ppg_live"] * ep["covered"]).sum(axis=1) / np.maximum(covered_n, 1)
+        temp = (ep["temp"] * ep["covered"]).sum(axis=1) / np.maximum(covered_n, 1)
+        acc_stats = self._epoch_acc_stats(ep)
+        breaths = ep["breaths"].sum(axis=1)
+        breath_sum = ep["breath_log_sum"].sum(axis=1)
+        breath_sq = ep["breath_log_sq"].sum(axis=1)
         ssd_n = ep["ssd_count"].sum(axis=1)
         rmssd = np.where(
             ssd_n >= MIN_EPOCH_INTERVALS,
             np.sqrt(ep["ssd_sum"].sum(axis=1) / np.maximum(ssd_n, 1)),
             0.0,
         )
+        worn_acc = np.ones(n_epochs, dtype=bool)
+        act = self.config.activity
         for i in range(n_epochs):  # one iteration per 30-second epoch
             start = first + i * EPOCH_S
             stage: SleepStage | None = None
             sure: SleepStage | None = None
+            # the minute's record needs it when either of its epochs lacks PPG
+            needed = bool(live[i] < act.ppg_live_fraction or live[i ^ 1] < act.ppg_live_fraction)
+            worn_acc[i] = self._worn_by_motion(
+                acc_stats, i, int(covered_n[i]), float(temp[i]), needed
+            )
             if covered_n[i] > 0:
-                worn = bool(pulse[i] >= self.config.activity.worn_pulse_fraction or steps[i] >= 10)
+                if live[i] >= act.ppg_live_fraction:  # the pulse says whether it is on skin
+                    worn = bool(pulse[i] >= act.worn_pulse_fraction or steps[i] >= 10)
+                else:  # no PPG in the recording: never "off the wrist" for that alone
+                    worn = bool(worn_acc[i] or steps[i] >= 10)
                 features = EpochFeatures(
                     start,
                     float(move[i]),
@@ -416,6 +524,9 @@ class Firmware:
                     worn,
                     float(tilt[i]),
                     float(rmssd[i]) if worn else 0.0,  # off the wrist "beats" are noise
+                    int(breaths[i]) if worn else 0,
+                    float(breath_sum[i]),
+                    float(breath_sq[i]),
                 )
                 self._sleep_output(self._sleep.add(features, self._tz))
                 stage = self._sleep.current_stage()
@@ -423,9 +534,13 @@ class Firmware:
             self._alarm_tick(start + EPOCH_S + ALARM_DECISION_LATENCY_S, sure, stage)
             if i % 2 and covered_n[i - 1] + covered_n[i] > 0:
                 lo = (i - 1) * EPOCH_S
-                self._close_minute(first + lo, {k: v[lo : lo + MINUTE_S] for k, v in sec.items()})
+                self._close_minute(
+                    first + lo,
+                    {k: v[lo : lo + MINUTE_S] for k, v in sec.items()},
+                    bool(worn_acc[i - 1] or worn_acc[i]),
+                )
 
-    def _close_minute(self, start: int, sec: dict[str, F64]) -> None:
+    def _close_minute(self, start: int, sec: dict[str, F64], worn_by_motion: bool) -> None:
         cfg = self.config
         m = MinuteSeconds(
             start,
@@ -435,6 +550,8 @@ class Firmware:
             sec["bpm"],
             sec["confidence"],
             sec["pulse"],
+            sec["ppg_live"],
+            worn_by_motion,
         )
         record = summarise_minute(m, self._sleep.asleep_period, self._tz, cfg.activity)
         self.total_steps += round(float(sec["steps"].sum()))

@@ -34,13 +34,18 @@ class HeartRateConfig:
 
     window_s: int = 8
     hop_s: int = 1
-    nfft: int = 512
+    # the FFT spans this many seconds (zero-padded window): bins are fs / (fs * 20.48 s),
+    # 0.049 Hz (2.9 bpm) whatever the sample rate
+    spectrum_s: float = 20.48
+    harmonics: int = 3  # the pulse's fundamental and its harmonics are summed...
+    harmonic_cap: float = 3.0  # ...each up to this many times the fundamental's own power
+    contact_hz: float = 0.15  # half-width of the spectral lines the contact test counts
     min_bpm: float = 30.0  # a fit athlete asleep can dip to the mid-30s
     max_bpm: float = 210.0
     # a moving wrist's rate is not followed below this: its artefacts crowd the lowest bins
     # and no one walks or runs with a heart rate in the 30s
     moving_min_bpm: float = 40.0
-    min_concentration: float = 0.4  # share of band power near the peak for a pulse to exist
+    min_concentration: float = 0.4  # share of power on the pulse's lines for a pulse to exist
     concentration_windows: int = 5  # averaged over this many windows: noise peaks wander
     motion_g: float = 0.03  # acc std above which motion suppression is applied
     suppression: float = 1.0  # strength of attenuation at the wrist's motion frequencies
@@ -54,7 +59,7 @@ class HeartRateConfig:
     clean_peak_share: float = 0.08  # a picked peak this prominent earns more confidence
     gait_motion_g: float = 0.1  # acc std of walking or running
     notch_level: float = 0.3  # acc spectral peaks above this share of the largest...
-    notch_bins: int = 2  # ...are notched this many FFT bins each side...
+    notch_hz: float = 0.1  # ...are notched this far each side...
     blind_emission: float = 0.3  # ...and there the tracker's evidence is this, either way
     cancel_motion: bool = True  # regress the accelerometer out of the PPG first
     ridge: float = 1e-3  # regularisation of the motion-artefact regression
@@ -84,18 +89,33 @@ class HeartRateEstimator:
         self.acc_rate = acc_rate
         self._win = cfg.window_s * ppg_rate
         self._awin = cfg.window_s * acc_rate
-        freqs = np.fft.rfftfreq(cfg.nfft, 1.0 / ppg_rate)
+        # every length below is in Hz or seconds, so that the estimates do not depend on
+        # the sample rate: the FFT's bins, the contact lines, the notches
+        self._nfft = max(self._win, round(cfg.spectrum_s * ppg_rate))
+        freqs = np.fft.rfftfreq(self._nfft, 1.0 / ppg_rate)
+        df = float(freqs[1])
         self._band = np.flatnonzero((freqs >= cfg.min_bpm / 60) & (freqs <= cfg.max_bpm / 60))
         self._freqs_bpm = np.asarray(freqs[self._band] * 60.0, dtype=np.float64)
-        self._bin_bpm = float(freqs[1] * 60.0)
+        self._bin_bpm = df * 60.0
+        # the spectrum the harmonics need: up to the top rate's highest harmonic
+        top = min(cfg.harmonics * cfg.max_bpm / 60 + 2 * cfg.contact_hz, 0.95 * ppg_rate / 2)
+        self._full = int(np.searchsorted(freqs, top, side="right"))
+        self._lo_bin = int(self._band[0])
+        # fractional bins of each band bin's harmonics (k = 2..harmonics) for the sum
+        pos = [k * self._band.astype(np.float64) for k in range(2, cfg.harmonics + 1)]
+        self._harm_pos = [p[p <= self._full - 1] for p in pos]
+        self._contact_bins = max(1, round(cfg.contact_hz / df))
+        self._notch_bins = max(1, round(cfg.notch_hz / df))
         self._below_moving_min = self._freqs_bpm < cfg.moving_min_bpm
         self._hann = np.hanning(self._win)
 
         self._ahann = np.hanning(self._awin)
         self._step = _transition(self._freqs_bpm, cfg.max_slew_bpm_s * cfg.hop_s, cfg.jump_floor)
         self._gap_step = _transition(self._freqs_bpm, cfg.gap_slew_bpm, cfg.jump_floor)
-        # the accelerometer FFT gets the same bin spacing as the PPG one
-        self._anfft = cfg.nfft * acc_rate // ppg_rate
+        # the accelerometer's spectrum is read on the PPG's frequency grid
+        self._anfft = max(self._awin, round(cfg.spectrum_s * acc_rate))
+        afreqs = np.fft.rfftfreq(self._anfft, 1.0 / acc_rate)
+        self._acc_grid = (freqs[: self._full], afreqs)
         self.reset(0.0)
 
     def reset(self, t0: float) -> None:
@@ -152,62 +172,114 @@ class HeartRateEstimator:
 
     def _estimate(self, pw: F64, aw: F64) -> tuple[F64, F64, F64, F64]:
         cfg = self.config
-        raw_power = _power(pw, self._hann, cfg.nfft)[:, self._band]
+        full = _power(pw, self._hann, self._nfft)[:, : self._full]
         motion = aw.std(axis=2).max(axis=1)
         moving = motion > cfg.motion_g
-        # a moving wrist's band starts at moving_min_bpm: below it is only artefact
-        raw_power[moving[:, None] & self._below_moving_min[None, :]] = 0.0
-        below = self._below_moving_min
+        summed_full = self._harmonic_sum(full)
         # wrist contact: a periodic optical signal (pulse, or motion artefact on skin)
-        pulse = self._contact(raw_power / (raw_power.sum(axis=1, keepdims=True) + 1e-12))
-        clean = raw_power.copy()
-        blind = np.zeros(clean.shape, dtype=bool)
+        pulse = self._contact(full, summed_full, moving)
+        clean = full.copy()
+        blind = np.zeros((len(full), len(self._band)), dtype=bool)
         if moving.any():
-            if cfg.cancel_motion and self.acc_rate == self.ppg_rate:
-                residual = _cancel_motion(pw[moving], aw[moving], cfg.ridge)
-                cleaned = _power(residual, self._hann, cfg.nfft)[:, self._band]
-                cleaned[:, below] = 0.0
-                clean[moving] = cleaned
-            # what the regression left at the wrist's own frequencies is attenuated too
-            acc_power = _power(aw[moving], self._ahann, self._anfft).sum(axis=1)
-            acc_power = acc_power[:, self._band]
-            acc_power[:, below] = 0.0
-            acc_norm = acc_power / np.maximum(acc_power.max(axis=1, keepdims=True), 1e-12)
-            clean[moving] = clean[moving] / (1.0 + cfg.suppression * acc_norm)
+            if cfg.cancel_motion:
+                acc_on_ppg = _resample_windows(aw[moving], self._win)
+                residual = _cancel_motion(pw[moving], acc_on_ppg, cfg.ridge)
+                clean[moving] = _power(residual, self._hann, self._nfft)[:, : self._full]
+            # what the regression left at the wrist's own frequencies (and, for the
+            # pulse's harmonics, at theirs) is attenuated too
+            acc_power = self._acc_spectrum(aw[moving])
+            acc_power[:, : self._lo_bin] = 0.0
+            acc_band = acc_power[:, self._band]
+            acc_band[:, self._below_moving_min] = 0.0
+            peak = np.maximum(acc_band.max(axis=1, keepdims=True), 1e-12)
+            clean[moving] = clean[moving] / (1.0 + cfg.suppression * acc_power / peak)
             # rhythmic gait: at the arm-swing and step peaks the spectrum says nothing
             # either way (the artefact's residual and a pulse there look alike), so the
             # tracker neither follows a peak there nor leaves a rate that sits there
             gait = (motion[moving] > cfg.gait_motion_g)[:, None]
-            hot = (acc_norm > cfg.notch_level) & gait
-            notch = hot.copy()
-            for off in range(1, cfg.notch_bins + 1):  # widen by a few bins each side
-                notch[:, off:] |= hot[:, :-off]
-                notch[:, :-off] |= hot[:, off:]
-            blind[moving] = notch
-        norm = clean / (clean.sum(axis=1, keepdims=True) + 1e-12)
+            blind[moving] = self._widen((acc_band / peak > cfg.notch_level) & gait)
+        summed = summed_full
+        if moving.any():
+            summed = summed_full.copy()
+            summed[moving] = self._harmonic_sum(clean[moving])
+        # a moving wrist's band starts at moving_min_bpm: below it is only artefact
+        summed[moving[:, None] & self._below_moving_min[None, :]] = 0.0
+        norm = summed / (summed.sum(axis=1, keepdims=True) + 1e-12)
         # in a moving window nothing below moving_min_bpm, nor its edge bin, is a peak
-        no_peak = np.zeros(clean.shape, dtype=bool)
-        no_peak[moving, : int(below.sum()) + 1] = True
+        no_peak = np.zeros(norm.shape, dtype=bool)
+        no_peak[moving, : int(self._below_moving_min.sum()) + 1] = True
         bpm, strength = self._track(norm, blind | no_peak, blind, pulse, ~moving)
         conf = np.where(pulse, 1 + (strength > cfg.clean_peak_share) + (~moving), 0)
         conf = np.where(bpm > 0, conf, 0)
         return bpm, conf.astype(np.float64), pulse.astype(np.float64), motion
 
-    def _contact(self, norm: F64) -> F64:
-        """Spectral concentration around the strongest peak, averaged over recent windows:
-        a pulse (or a rhythmic artefact on skin) stands out, sensor noise does not."""
+    def _widen(self, hot: npt.NDArray[np.bool_]) -> npt.NDArray[np.bool_]:
+        """``hot`` bins and the notch width around them."""
+        out = hot.copy()
+        for off in range(1, self._notch_bins + 1):
+            out[:, off:] |= hot[:, :-off]
+            out[:, :-off] |= hot[:, off:]
+        return out
+
+    def _harmonic_sum(self, power: F64) -> F64:
+        """Each band bin's power plus that at its 2nd, 3rd... harmonic (the larger of the
+        neighbouring bins there: the harmonics of a varying rate smear), each harmonic
+        counting at most ``harmonic_cap`` times the bin's own power. The dicrotic notch
+        gives a real pulse more power at its 2nd and 3rd harmonics than at its
+        fundamental; summed, the fundamental stands above its own harmonics (their
+        harmonics fall between the pulse's lines). The cap is the subharmonic check: a
+        rate with next to no power of its own (half the pulse rate, or the arm swing
+        under a pulse at the step rate) gains next to nothing from the lines above it."""
+        widened = power.copy()
+        widened[:, 1:] = np.maximum(widened[:, 1:], power[:, :-1])
+        widened[:, :-1] = np.maximum(widened[:, :-1], power[:, 1:])
+        base = power[:, self._band]
+        cap = self.config.harmonic_cap * base
+        out = base.copy()
+        for pos in self._harm_pos:
+            lo = np.floor(pos).astype(np.int64)
+            frac = pos - lo
+            hi = np.minimum(lo + 1, power.shape[1] - 1)
+            at_harmonic = widened[:, lo] * (1 - frac) + widened[:, hi] * frac
+            out[:, : len(pos)] += np.minimum(at_harmonic, cap[:, : len(pos)])
+        return np.asarray(out)
+
+    def _acc_spectrum(self, aw: F64) -> F64:
+        """Summed power of the acceleration axes on the PPG spectrum's grid."""
+        acc = _power(aw, self._ahann, self._anfft).sum(axis=1)
+        if self._anfft * self.ppg_rate == self._nfft * self.acc_rate:
+            return np.asarray(acc[:, : self._full] * 1.0)
+        grid, afreqs = self._acc_grid
+        idx = np.clip(np.searchsorted(afreqs, grid), 1, len(afreqs) - 1)
+        w = (grid - afreqs[idx - 1]) / (afreqs[idx] - afreqs[idx - 1])
+        return np.asarray(acc[:, idx - 1] * (1 - w) + acc[:, idx] * w)
+
+    def _contact(self, power: F64, summed: F64, moving: npt.NDArray[np.bool_]) -> F64:
+        """Share of the spectrum (fundamental to the top harmonic) on the strongest
+        harmonic series, averaged over recent windows: a pulse (or a rhythmic artefact on
+        skin) puts its power on a few lines, sensor noise spreads it. Line widths and the
+        span are in Hz, so the test reads the same at any sample rate."""
         cfg = self.config
-        best = np.argmax(norm, axis=1)
-        rows = np.arange(len(norm))
-        near = np.zeros(len(norm))
-        for off in range(-3, 4):  # a handful of bins, vectorised over windows
-            near += norm[rows, np.clip(best + off, 0, norm.shape[1] - 1)]
+        summed = np.where(moving[:, None] & self._below_moving_min[None, :], 0.0, summed)
+        best = self._band[np.argmax(summed, axis=1)]
+        rows = np.arange(len(power))
+        span = power[:, self._lo_bin :].sum(axis=1) + 1e-12
+        on_lines = np.zeros(len(power))
+        c = self._contact_bins
+        offs = np.arange(-c, c + 1)
+        for k in range(1, cfg.harmonics + 1):
+            idx = k * best[:, None] + offs[None, :]
+            ok = idx < power.shape[1]
+            on_lines += np.where(
+                ok, power[rows[:, None], np.minimum(idx, power.shape[1] - 1)], 0
+            ).sum(axis=1)
+        near = on_lines / span
         k = cfg.concentration_windows
         history = np.concatenate((self._recent_conc, near))
-        c = np.concatenate(([0.0], np.cumsum(history)))
+        cs = np.concatenate(([0.0], np.cumsum(history)))
         j = np.arange(1, len(history) + 1)
         lo = np.maximum(0, j - k)
-        smoothed = ((c[j] - c[lo]) / (j - lo))[len(history) - len(near) :]
+        smoothed = ((cs[j] - cs[lo]) / (j - lo))[len(history) - len(near) :]
         self._recent_conc = history[max(0, len(history) - (k - 1)) :]
         return np.asarray(smoothed >= cfg.min_concentration)
 
@@ -293,6 +365,19 @@ def _power(windows: F64, taper: F64, nfft: int) -> F64:
     detrended = (windows - mean - slope * t) * taper
     spec = np.fft.rfft(detrended, nfft, axis=-1)
     return np.asarray(spec.real**2 + spec.imag**2)
+
+
+def _resample_windows(windows: F64, n: int) -> F64:
+    """Windows (m, 3, k) linearly interpolated onto n samples over the same span (the
+    accelerometer's windows on the PPG's sample times when their rates differ)."""
+    k = windows.shape[-1]
+    if k == n:
+        return windows
+    pos = (np.arange(n) + 0.5) * k / n - 0.5
+    lo = np.clip(np.floor(pos).astype(np.int64), 0, k - 1)
+    hi = np.minimum(lo + 1, k - 1)
+    w = np.clip(pos - lo, 0.0, 1.0)
+    return np.asarray(windows[..., lo] * (1 - w) + windows[..., hi] * w)
 
 
 def _cancel_motion(ppg: F64, acc: F64, ridge: float) -> F64:

@@ -8,6 +8,7 @@ really happened.
 
 from __future__ import annotations
 
+import dataclasses
 from dataclasses import dataclass, field
 
 import numpy as np
@@ -32,6 +33,7 @@ from protocol.kme.records import (
 BLOCK_S = 60
 ALARM_LEAD_S = 12 * 3600
 EPOCH_S = 30
+ABSENT_SKIN_TEMP_C = 33.0  # what an import without a temperature column reads
 
 
 class RecordList:
@@ -82,13 +84,18 @@ def simulate(
     seconds: int,
     alarms: list[tuple[int, int, int]] | None = None,
     config: FirmwareConfig | None = None,
+    hz: float = 25.0,
+    without_ppg: bool = False,
 ) -> Run:
     """Run a seeded person, the sensors and the firmware over ``[t0, t0 + seconds)``.
 
-    ``alarms`` are (alarm id, UTC set time, smart window minutes), set before the span.
+    ``alarms`` are (alarm id, UTC set time, smart window minutes), set before the span;
+    ``hz`` is the accelerometer's and the PPG's sample rate. ``without_ppg`` feeds the
+    firmware what an accelerometer-only recording gives it: the PPG flat at 0 and the
+    skin temperature a constant (as the CSV import fills absent columns).
     """
     person = Person.from_preset(preset, seed=seed, start_utc=t0)
-    sensors = SensorModel(seed)
+    sensors = SensorModel(seed, acc_hz=hz, ppg_hz=hz)
     sink = RecordList()
     fw = Firmware(sink, tz_offset_min=person.tz_offset_min, config=config)
     to_set = sorted(alarms or [], key=lambda a: a[1])
@@ -104,7 +111,14 @@ def simulate(
             hour, minute = divmod((local % 86_400) // 60, 60)
             fw.set_alarm(Alarm(alarm_id, hour, minute, 0, window), start)
         truth = person.truth(start, BLOCK_S)
-        fw.process(sensors.render(truth, person, gnss_allowed=False, battery_v=3.9))
+        block = sensors.render(truth, person, gnss_allowed=False, battery_v=3.9)
+        if without_ppg:
+            block = dataclasses.replace(
+                block,
+                ppg=np.zeros_like(block.ppg),
+                skin_temp_c=np.full_like(block.skin_temp_c, ABSENT_SKIN_TEMP_C),
+            )
+        fw.process(block)
         cols["hr"].append(truth.hr_bpm)
         cols["steps"].append(truth.steps)
         cols["activity"].append(truth.activity)

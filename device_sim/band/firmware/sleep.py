@@ -1,4 +1,4 @@
-"""Sleep: sleep/wake by actigraphy, sleep periods, four stages from heart rate, night summary.
+"""Sleep: sleep/wake by actigraphy, sleep periods, four stages from pulse and breathing.
 
 Per 30-second epoch the firmware gets movement, steps and heart-rate features
 (:class:`EpochFeatures`).
@@ -15,7 +15,10 @@ Per 30-second epoch the firmware gets movement, steps and heart-rate features
   night's: deep sleep has a low heart rate and the highest variability; REM a higher rate
   and the lowest variability, with no movement; wake has movement and the highest rate.
   The variability matters because the heart rate's level wanders by a few percent within
-  a stage, as much as REM and light sleep differ. The emission parameters were fitted
+  a stage, as much as REM and light sleep differ. So does the breathing's regularity (the
+  spread of the breath intervals from :mod:`breathing`, over the night's level): regular
+  in NREM sleep, irregular in REM. Without any heart rate all night (a recording without
+  PPG) a night is sleep/wake by Cole-Kripke alone. The emission parameters were fitted
   once on training seeds of the person model (never the test seeds) with
   ``bench/fit_sleep_model.py`` and are constants of the firmware, as a band's are.
 - Online: while a period is open, :meth:`SleepTracker.current_stage` gives a causal estimate
@@ -63,6 +66,11 @@ class EpochFeatures:
     worn: bool
     tilt: float = 0.0  # how far the wrist's orientation moved over the epoch, g
     rmssd: float = 0.0  # beat-to-beat variability (RMSSD) over the epoch, ms; 0 = none
+    # breaths ending in the epoch (from :mod:`breathing`): their number and the sums of
+    # their log intervals and of those squared
+    breaths: int = 0
+    breath_log_sum: float = 0.0
+    breath_log_sq: float = 0.0
 
 
 @dataclass(frozen=True)
@@ -75,21 +83,27 @@ class StageModel:
     were fitted on training seeds of the person and sensor models (see the module doc).
     """
 
-    hr_mean: tuple[float, float, float, float] = (0.072, -0.004, -0.054, 0.045)
-    hr_sd: tuple[float, float, float, float] = (0.041, 0.023, 0.026, 0.020)
+    hr_mean: tuple[float, float, float, float] = (0.069, -0.004, -0.049, 0.044)
+    hr_sd: tuple[float, float, float, float] = (0.057, 0.024, 0.032, 0.021)
     hr_outlier: float = 0.08
     hr_outlier_sd: float = 0.3
-    p_moved: tuple[float, float, float, float] = (0.35, 0.064, 0.010, 0.035)
+    p_moved: tuple[float, float, float, float] = (0.326, 0.063, 0.02, 0.038)
     # log(hr_sd + 0.2): the heart rate's spread within the epoch; awake it wanders most
-    spread_mean: tuple[float, float, float, float] = (0.116, -0.101, -0.019, -0.120)
-    spread_sd: tuple[float, float, float, float] = (0.342, 0.326, 0.338, 0.321)
+    spread_mean: tuple[float, float, float, float] = (0.123, -0.064, 0.015, -0.078)
+    spread_sd: tuple[float, float, float, float] = (0.354, 0.353, 0.344, 0.346)
     # log RMSSD over the night's median (of still epochs): beat-to-beat variability is
     # highest in deep sleep and lowest in REM (vagal tone); it does not wander with the
     # heart rate's level, so it tells REM from light sleep where the rate cannot
-    hrv_mean: tuple[float, float, float, float] = (-0.034, -0.009, 0.197, -0.116)
-    hrv_sd: tuple[float, float, float, float] = (0.116, 0.129, 0.139, 0.124)
+    hrv_mean: tuple[float, float, float, float] = (-0.022, -0.008, 0.172, -0.109)
+    hrv_sd: tuple[float, float, float, float] = (0.129, 0.127, 0.155, 0.132)
     hrv_outlier: float = 0.05
     hrv_outlier_sd: float = 0.6
+    # log spread of the breath intervals (the last two minutes) over the night's median
+    # (of still epochs): breathing is regular in NREM sleep, irregular in REM and awake
+    resp_mean: tuple[float, float, float, float] = (0.179, -0.095, -0.212, 0.766)
+    resp_sd: tuple[float, float, float, float] = (0.315, 0.319, 0.38, 0.198)
+    resp_outlier: float = 0.05
+    resp_outlier_sd: float = 1.0
     transition: tuple[tuple[float, float, float, float], ...] = (
         (0.905, 0.062, 0.019, 0.014),
         (0.015, 0.968, 0.008, 0.009),
@@ -106,10 +120,16 @@ class StageModel:
         return np.asarray(np.log(np.array(self.prior)))
 
     def log_emission(
-        self, rel: F64, moved: F64, spread: F64 | None = None, hrv: F64 | None = None
+        self,
+        rel: F64,
+        moved: F64,
+        spread: F64 | None = None,
+        hrv: F64 | None = None,
+        resp: F64 | None = None,
     ) -> F64:
         """(n,) log heart-rate ratios (nan: none), moved flags and, optionally, log heart-rate
-        spreads and log RMSSD ratios (nan: none) -> (n, 4) log likelihoods."""
+        spreads, log RMSSD ratios and log breathing-spread ratios (nan: none) -> (n, 4) log
+        likelihoods."""
         mean = np.array(self.hr_mean)[None, :]
         sd = np.array(self.hr_sd)[None, :]
         z = (rel[:, None] - mean) / sd
@@ -131,20 +151,43 @@ class StageModel:
             wide_h = self.hrv_outlier * np.exp(-0.5 * (hrv[:, None] / self.hrv_outlier_sd) ** 2)
             ll_hrv = np.log(core_h + wide_h / self.hrv_outlier_sd + 1e-300)
             out = out + np.where(np.isnan(hrv)[:, None], 0.0, ll_hrv)
+        if resp is not None:
+            out = out + _robust_gaussian(
+                resp, self.resp_mean, self.resp_sd, self.resp_outlier, self.resp_outlier_sd
+            )
         return np.asarray(out)
+
+
+def _robust_gaussian(
+    x: F64,
+    mean: tuple[float, float, float, float],
+    sd: tuple[float, float, float, float],
+    outlier: float,
+    outlier_sd: float,
+) -> F64:
+    """(n,) observations -> (n, 4) log likelihoods of a per-stage Gaussian with a broad
+    outlier component; 0 where the observation is missing (nan)."""
+    s = np.array(sd)[None, :]
+    z = (x[:, None] - np.array(mean)[None, :]) / s
+    core = (1 - outlier) * np.exp(-0.5 * z * z) / s
+    wide = outlier * np.exp(-0.5 * (x[:, None] / outlier_sd) ** 2) / outlier_sd
+    ll = np.log(core + wide + 1e-300)
+    return np.asarray(np.where(np.isnan(x)[:, None], 0.0, ll))
 
 
 # The causal filter sees the heart rate and RMSSD over their medians of the night so far,
 # not the whole night's, so its stage levels differ a little; fitted the same way
-# (``bench/fit_sleep_model.py`` on training seeds 101-110).
+# (``bench/fit_sleep_model.py --seeds 4``, the nights of training seeds 101-104).
 ONLINE_STAGE_MODEL = StageModel(
-    hr_mean=(0.060, 0.002, -0.044, 0.055),
-    hr_sd=(0.039, 0.024, 0.027, 0.019),
-    p_moved=(0.235, 0.064, 0.010, 0.035),
-    spread_mean=(0.092, -0.101, -0.018, -0.120),
-    spread_sd=(0.332, 0.326, 0.338, 0.321),
-    hrv_mean=(-0.045, -0.038, 0.146, -0.146),
-    hrv_sd=(0.118, 0.132, 0.142, 0.127),
+    hr_mean=(0.062, 0.003, -0.039, 0.054),
+    hr_sd=(0.042, 0.025, 0.032, 0.02),
+    p_moved=(0.229, 0.064, 0.02, 0.038),
+    spread_mean=(0.112, -0.064, 0.015, -0.078),
+    spread_sd=(0.347, 0.353, 0.344, 0.346),
+    hrv_mean=(-0.026, -0.036, 0.121, -0.136),
+    hrv_sd=(0.131, 0.132, 0.151, 0.134),
+    resp_mean=(0.22, -0.017, -0.098, 0.838),
+    resp_sd=(0.317, 0.324, 0.37, 0.205),
 )
 
 
@@ -175,6 +218,8 @@ class SleepConfig:
     # light sleep whose heart rate moved this much (log ratio) against the mean of the
     # ``alarm_trend_epochs`` before is on its way into deep sleep or REM: not sure of it
     alarm_max_trend: float = 0.03
+    # a still wrist's WAKE counts for the alarm only while REM is at most this likely
+    alarm_still_wake_max_rem: float = 0.15
     alarm_trend_epochs: int = 2
     model: StageModel = field(default_factory=StageModel)
     # the causal filter's own heart-rate emissions (None: ``model``'s)
@@ -207,6 +252,32 @@ def night_observations(epochs: list[EpochFeatures], cfg: SleepConfig) -> tuple[F
     base = float(np.median(ref))
     rel = np.where(hr > 0, np.log(np.maximum(hr, 1e-6) / base), np.nan)
     return rel, moved
+
+
+BREATH_EPOCHS = 4  # the breathing's spread is read over the last two minutes...
+MIN_BREATHS = 8  # ...from at least this many breath intervals
+
+
+def breath_spread(epochs: list[EpochFeatures], i: int) -> float:
+    """Standard deviation of the log breath intervals over the epochs up to ``i`` (the
+    last BREATH_EPOCHS); nan with too few breaths."""
+    window = epochs[max(0, i + 1 - BREATH_EPOCHS) : i + 1]
+    n = sum(e.breaths for e in window)
+    if n < MIN_BREATHS:
+        return float("nan")
+    mean = sum(e.breath_log_sum for e in window) / n
+    var = sum(e.breath_log_sq for e in window) / n - mean * mean
+    return float(np.sqrt(max(var, 1e-8)))
+
+
+def night_resp(epochs: list[EpochFeatures], moved: F64) -> F64:
+    """Log breathing spread over the night's median of still epochs (nan where none)."""
+    spread = np.array([breath_spread(epochs, i) for i in range(len(epochs))])
+    have = ~np.isnan(spread) & (moved == 0)
+    if have.sum() < 4:
+        return np.full(len(epochs), np.nan)
+    logs = np.log(np.where(have, spread, 1.0))
+    return np.where(have, logs - float(np.median(logs[have])), np.nan)
 
 
 def night_hrv(epochs: list[EpochFeatures], moved: F64) -> F64:
@@ -247,6 +318,7 @@ class SleepTracker:
         self._alpha: F64 | None = None  # forward log-probabilities, open period only
         self._still_hr: list[float] = []
         self._still_hrv: list[float] = []
+        self._still_resp: list[float] = []
         self._online: SleepStage | None = None
         self._sure: SleepStage | None = None
         self._last_confident: SleepStage | None = None
@@ -265,9 +337,10 @@ class SleepTracker:
     def confident_stage(self) -> SleepStage | None:
         """The causal stage when the band is sure of it (None otherwise): the same stage
         for the last ``alarm_sure_epochs`` epochs with a posterior of at least
-        ``alarm_confidence``; for WAKE a moving wrist too (a raised heart rate alone is as
-        likely REM); for LIGHT a steady heart rate too (one already falling or rising is
-        often the start of deep sleep or REM, which the filter sees a few epochs late). A
+        ``alarm_confidence``; for WAKE a moving wrist or REM unlikely (a raised heart rate
+        alone is as likely REM; the breathing's regularity tells them apart); for LIGHT a
+        steady heart rate too (one already falling or rising is often the start of deep
+        sleep or REM, which the filter sees a few epochs late). A
         smart alarm must not wake someone from deep or REM sleep on a guess."""
         return self._sure if self._in_period else None
 
@@ -276,7 +349,10 @@ class SleepTracker:
         best = int(np.argmax(self._alpha))
         confident = float(np.exp(self._alpha[best])) >= self.config.alarm_confidence
         if best == SleepStage.WAKE and not moved:
-            confident = False
+            # a raised heart rate alone is as likely REM; with the breathing's regularity
+            # the filter tells them apart, so a still wake counts once REM is unlikely
+            rem = float(np.exp(self._alpha[SleepStage.REM]))
+            confident = confident and rem <= self.config.alarm_still_wake_max_rem
         if best == SleepStage.LIGHT and confident:
             rels = np.array(self._rels)
             if len(rels) > 1 and not np.isnan(rels).any():
@@ -292,7 +368,7 @@ class SleepTracker:
         self._epochs.append(epoch)
         self._acts.append(epoch_activity(epoch, self.config))
         if self._in_period:
-            self._online_update(epoch)
+            self._online_update(epoch, len(self._epochs) - 1)
         idx = len(self._epochs) - 1 - CK_FUTURE  # the epoch that can now be scored
         if idx < 0:
             return None
@@ -318,7 +394,7 @@ class SleepTracker:
         w = self._w[max(0, -lo) : max(0, -lo) + len(acts)]
         return float(self.config.ck_scale * np.dot(w, acts))
 
-    def _online_update(self, e: EpochFeatures) -> None:
+    def _online_update(self, e: EpochFeatures, idx: int) -> None:
         """Causal stage for the smart alarm: forward filter with no look-ahead."""
         cfg = self.config
         moved = epoch_moved(e, cfg)
@@ -333,9 +409,19 @@ class SleepTracker:
             self._still_hrv.append(float(np.log(e.rmssd)))
             if len(self._still_hrv) >= 4:
                 hrv = self._still_hrv[-1] - float(np.median(self._still_hrv))
+        resp = np.nan
+        breathing = breath_spread(self._epochs, idx)
+        if not moved and not np.isnan(breathing):
+            self._still_resp.append(float(np.log(breathing)))
+            if len(self._still_resp) >= 4:
+                resp = self._still_resp[-1] - float(np.median(self._still_resp))
         model = cfg.online_model or cfg.model
         ll = model.log_emission(
-            np.array([rel]), np.array([float(moved)]), np.array([spread]), np.array([hrv])
+            np.array([rel]),
+            np.array([float(moved)]),
+            np.array([spread]),
+            np.array([hrv]),
+            np.array([resp]),
         )[0]
         if self._alpha is None:
             alpha = model.log_prior() + ll
@@ -385,11 +471,12 @@ class SleepTracker:
         self._alpha = None
         self._still_hr = []
         self._still_hrv = []
+        self._still_resp = []
         self._last_confident = None
         self._sure_run = 0
         self._rels = []
-        for e in self._epochs[first:]:
-            self._online_update(e)
+        for j in range(first, len(self._epochs)):
+            self._online_update(self._epochs[j], j)
 
     def _close(self, last_idx: int, end_idx: int, tz: int, cut: bool = False) -> SleepOutput | None:
         cfg = self.config
@@ -404,7 +491,12 @@ class SleepTracker:
         self._ck = self._ck[end_idx:]
         if ck_sleep.sum() < (cfg.min_cut_sleep_epochs if cut else cfg.min_sleep_epochs):
             return None
-        stages = self._stage(epochs)
+        if any(e.hr > 0 for e in epochs):
+            stages = self._stage(epochs)
+        else:
+            # no heart rate all night (a recording without PPG): sleep/wake by actigraphy
+            # alone, asleep epochs recorded as LIGHT (the stages need the pulse)
+            stages = np.where(ck_sleep, int(SleepStage.LIGHT), int(SleepStage.WAKE))
         asleep = stages != SleepStage.WAKE
         if not asleep.any():
             return None
@@ -451,7 +543,8 @@ class SleepTracker:
         sd = np.array([e.hr_sd for e in epochs])
         spread = np.where(hr > 0, np.log(sd + 0.2), np.nan)
         hrv = night_hrv(epochs, moved)
-        ll = self.config.model.log_emission(rel, moved, spread, hrv)
+        resp = night_resp(epochs, moved)
+        ll = self.config.model.log_emission(rel, moved, spread, hrv, resp)
         return _viterbi(ll, self._log_a, self.config.model.log_prior())
 
 

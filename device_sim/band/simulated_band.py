@@ -34,15 +34,14 @@ from device_sim.person.physiology import Person
 from device_sim.person.plan import SegmentKind
 from device_sim.person.sensors import SensorModel
 from protocol.errors import UsageError
+from protocol.kme.consent import gate_record
 from protocol.kme.control import ConsentSource
 from protocol.kme.records import (
-    STREAM_CONSENT,
     ConsentCategory,
     SleepEpoch,
     SleepStage,
     StreamId,
     TelemetryKind,
-    record_time,
 )
 
 log = logging.getLogger(__name__)
@@ -193,8 +192,10 @@ class SimulatedBand:
                 gnss_on = gnss_on or stream == StreamId.GNSS_FIXES
                 if isinstance(record, SleepEpoch):
                     stages[record.start] = record.stage
-                if self.consent.is_allowed(STREAM_CONSENT[stream], float(record_time(record))):
-                    self.flash.append(stream, record)
+                # the same gate as the firmware's own records (stream and per-field consent)
+                gated = gate_record(stream, record, self.consent.is_allowed)
+                if gated is not None:
+                    self.flash.append(stream, gated)
             # alarms see the summary model's estimated stage of each 30-second epoch
             for epoch in range(t0, t0 + duration, 30):
                 self.firmware.tick_alarms(epoch + 30, stages.get(epoch))

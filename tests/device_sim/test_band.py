@@ -107,3 +107,17 @@ def test_one_boot_event_and_flash_drops_are_logged_as_telemetry() -> None:
         if r.record.kind == TelemetryKind.RECORDS_DROPPED
     ]
     assert events and all(e.value > 0 and StreamId(e.detail) in dropped for e in events)
+
+
+@pytest.mark.parametrize("fidelity", ["summary", "signal"])
+def test_without_heart_rate_consent_no_stored_minute_keeps_its_heart_rate(fidelity: str) -> None:
+    # one consent gate for every record the band stores: the per-field rule (avg_hr needs
+    # heart-rate consent) holds for the summary model's records as for the firmware's
+    clock = ManualClock()
+    granted = tuple(c for c in ConsentCategory if c != ConsentCategory.HEART_RATE)
+    band = SimulatedBand(BandConfig(seed=3, fidelity=fidelity, granted=granted), clock)
+    band.simulate_until(clock.now() + 1800)
+    minutes = band.flash.read(StreamId.ACTIVITY_MINUTES, 0, 10_000)
+    assert minutes
+    assert all(m.record.avg_hr == 0 for m in minutes)  # type: ignore[union-attr]
+    assert band.flash.count(StreamId.HR_SAMPLES) == 0

@@ -391,7 +391,7 @@ def gate_record(
         for (s, name), category in FIELD_CONSENT.items()
         if s == stream and not is_allowed(category, t)
     }
-    return dataclasses.replace(record, **absent) if absent else record  # type: ignore[type-var]
+    return dataclasses.replace(record, **absent) if absent else record  # type: ignore[arg-type]
 
 
 def _cleared(stored: StoredRecord, names: list[str]) -> StoredRecord:

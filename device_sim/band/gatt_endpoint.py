@@ -35,16 +35,13 @@ import logging
 from collections import deque
 from collections.abc import Callable
 from dataclasses import dataclass, field
-from pathlib import Path
 from typing import Any
 
-import cbor2
 import numpy as np
 from cryptography.hazmat.primitives.asymmetric import ec
 
 from device_sim.band.firmware.alarms import Alarm as FirmwareAlarm
 from device_sim.band.simulated_band import SimulatedBand
-from device_sim.band.state_file import StateFileCorruptError, read_checked, write_checked
 from device_sim.radio.medium import (
     ATT_CID,
     SMP_CID,
@@ -73,7 +70,6 @@ from protocol.ble.smp import (
     SmpResponder,
     passkey_from_bytes,
 )
-from protocol.ble.smp_bond import Bond, BondFormatError
 from protocol.ble.smp_pdu import DeviceAddress
 from protocol.ble.smp_rate_limit import PairingRateLimiter
 from protocol.errors import KmebandError
@@ -91,8 +87,6 @@ from protocol.kme.record_sync import (
 
 log = logging.getLogger(__name__)
 
-_OWNER_MAGIC = b"KMEOWNER"
-_BONDS_MAGIC = b"KMEBONDS"
 #: Company identifier used in the manufacturer data (0xFFFF: reserved for testing).
 COMPANY_ID = 0xFFFF
 #: Chunks notified before the sender yields to the event loop (keeps other tasks alive).
@@ -139,10 +133,6 @@ class BandGattEndpoint:
         self.display: str | None = None  # what the band's screen shows (passkeys)
         self.on_display: Callable[[str], None] | None = None
         self.limiter = PairingRateLimiter()
-        self.clock_offset_s = 0.0  # the band's own clock drift from true UTC
-        self._bonds: dict[str, Bond] = {}
-        self._owner_key: bytes | None = None
-        self._account_tag: bytes | None = None
         self._connections: dict[int, _Connection] = {}
         # One record-sync sender for the life of the firmware (docs/records.md): what was
         # sent stays known across connections, so a client can acknowledge records it
@@ -151,7 +141,7 @@ class BandGattEndpoint:
         self._tasks: list[asyncio.Task[None]] = []
         self._last_battery = -1
         self.db = self._build_database()
-        self._load_persistent()
+        band.on_factory_reset(self._after_factory_reset)
 
     @property
     def address(self) -> str:
@@ -159,7 +149,7 @@ class BandGattEndpoint:
 
     @property
     def activated(self) -> bool:
-        return self._owner_key is not None
+        return self.band.owner.activated
 
     # -- radio Peripheral ------------------------------------------------------------------
     def advertising_data(self) -> AdvertisingData | None:
@@ -202,7 +192,7 @@ class BandGattEndpoint:
     def on_encryption_request(
         self, link: PeripheralLink, skd: bytes, proof: bytes
     ) -> SecurityLevel | None:
-        bond = self._bonds.get(link.central_address)
+        bond = self.band.owner.bonds.get(link.central_address)
         if bond is None or not hmac.compare_digest(proof, encryption_proof(bond.ltk, skd)):
             return None
         return bond.security_level
@@ -271,6 +261,11 @@ class BandGattEndpoint:
         self._record_sender = None  # RAM state: a power cycle forgets what was sent
         self.band.flash.flush()
 
+    def _after_factory_reset(self) -> None:
+        """The band forgot its owner and wearer: no link, cursor or passkey outlives that."""
+        self.display = None
+        self.reboot()
+
     # -- ATT -------------------------------------------------------------------------------
     def _send_att(self, conn: _Connection, pdu: bytes | None) -> None:
         if pdu is not None and conn.link.connected:
@@ -322,9 +317,8 @@ class BandGattEndpoint:
                     self.on_display(event.digits)
             elif isinstance(event, PairingComplete):
                 self.limiter.record_success()
-                self._bonds[conn.link.central_address] = event.bond
+                self.band.owner.add_bond(conn.link.central_address, event.bond)
                 self.display = None
-                self._save_bonds()
             elif isinstance(event, PairingAborted):
                 self.limiter.record_failure(self.band.clock.now())
                 self.display = None
@@ -470,7 +464,7 @@ class BandGattEndpoint:
             raise GattRejection(sig.HR_CONTROL_POINT_NOT_SUPPORTED, "unknown op") from None
 
     def _band_now(self) -> float:
-        return self.band.clock.now() + self.clock_offset_s
+        return self.band.clock.now() + self.band.clock_offset_s
 
     def _current_time(self) -> bytes:
         tz = dt.timedelta(minutes=self.band.firmware.tz_offset_min)
@@ -489,7 +483,7 @@ class BandGattEndpoint:
             raise GattRejection(AttErrorCode.VALUE_NOT_ALLOWED, "bad current time") from None
         tz = dt.timezone(dt.timedelta(minutes=self.band.firmware.tz_offset_min))
         when = ct.to_datetime().replace(tzinfo=tz).timestamp()
-        self.clock_offset_s = when - self.band.clock.now()
+        self.band.clock_offset_s = when - self.band.clock.now()
 
     def _write_local_time(self, value: bytes, conn: object) -> None:
         try:
@@ -651,12 +645,9 @@ class BandGattEndpoint:
             if not conn.owner:
                 self._result(conn, handle, message.MESSAGE_TYPE, ctl.ControlStatus.NOT_OWNER)
                 return
-            self.band.consent.factory_reset()
-            self._owner_key = self._account_tag = None
-            self._bonds.clear()
-            self._save_owner()
-            self._save_bonds()
+            # answered first: the reset drops this link with every other one
             self._result(conn, handle, message.MESSAGE_TYPE, ctl.ControlStatus.OK)
+            asyncio.get_running_loop().call_soon(self.band.factory_reset)
         elif message is not None:
             self._result(conn, handle, message.MESSAGE_TYPE, ctl.ControlStatus.UNSUPPORTED)
 
@@ -673,10 +664,8 @@ class BandGattEndpoint:
                 result = ctl.ActivationResult(
                     ctl.ControlStatus.OK, band_public, self.band.identity.sign(statement)
                 )
-                self._owner_key = message.owner_public_key
-                self._account_tag = message.account_tag
+                self.band.owner.activate(message.owner_public_key, message.account_tag)
                 conn.owner = True
-                self._save_owner()
             self._indicate(conn, handle, ctl.encode_control(result))
         elif isinstance(message, ctl.RequestOwnerChallenge):
             if not self.activated:
@@ -687,11 +676,12 @@ class BandGattEndpoint:
             self._indicate(conn, handle, ctl.encode_control(answer))
         elif isinstance(message, ctl.OwnerProof):
             nonce, conn.nonce = conn.nonce, None  # single use, whatever the outcome
+            owner_key = self.band.owner.key
             ok = (
-                self._owner_key is not None
+                owner_key is not None
                 and nonce is not None
                 and check_owner_proof(
-                    self._owner_key, self.band.identity.public_key_bytes, nonce, message
+                    owner_key, self.band.identity.public_key_bytes, nonce, message
                 )
             )
             conn.owner = ok
@@ -769,51 +759,6 @@ class BandGattEndpoint:
                 self.band.flash.free_up_to(event.stream, event.up_to_seq)
             elif isinstance(event, TransferFinished):
                 self.band.flash.flush()
-
-    # -- persistence -----------------------------------------------------------------------
-    def _state_path(self, name: str) -> Path | None:
-        state = self.band.config.state_dir
-        return None if state is None else state / name
-
-    def _load_persistent(self) -> None:
-        owner = self._state_path("owner.bin")
-        if owner is not None and owner.exists():
-            data = self._load_cbor(owner, _OWNER_MAGIC)
-            key, tag = data.get("owner"), data.get("tag")
-            if key is not None and not (isinstance(key, bytes) and len(key) == 32):
-                raise StateFileCorruptError(owner, "the owner key is not a 32-byte Ed25519 key")
-            self._owner_key = key
-            self._account_tag = tag if isinstance(tag, bytes) else None
-        bonds = self._state_path("bonds.bin")
-        if bonds is not None and bonds.exists():
-            for address, raw in self._load_cbor(bonds, _BONDS_MAGIC).items():
-                try:
-                    self._bonds[str(address)] = Bond.from_bytes(raw)
-                except (BondFormatError, TypeError):
-                    raise StateFileCorruptError(bonds, "a bond cannot be read") from None
-
-    @staticmethod
-    def _load_cbor(path: Path, magic: bytes) -> dict[Any, Any]:
-        payload = read_checked(path, magic, 1)
-        try:
-            data = cbor2.loads(payload)
-        except Exception:
-            raise StateFileCorruptError(path, "the contents are not the expected CBOR") from None
-        if not isinstance(data, dict):
-            raise StateFileCorruptError(path, "the contents are not the expected CBOR map")
-        return data
-
-    def _save_owner(self) -> None:
-        path = self._state_path("owner.bin")
-        if path is not None:
-            data = cbor2.dumps({"owner": self._owner_key, "tag": self._account_tag})
-            write_checked(path, _OWNER_MAGIC, 1, data)
-
-    def _save_bonds(self) -> None:
-        path = self._state_path("bonds.bin")
-        if path is not None:
-            data = cbor2.dumps({a: b.to_bytes() for a, b in sorted(self._bonds.items())})
-            write_checked(path, _BONDS_MAGIC, 1, data)
 
 
 def _read_hook(read: Callable[[Any], bytes]) -> Callable[[int, object], bytes]:

@@ -18,7 +18,7 @@ import asyncio
 import contextlib
 import hashlib
 import logging
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -27,6 +27,7 @@ from device_sim.band.consent_store import ConsentStore
 from device_sim.band.firmware.core import Firmware
 from device_sim.band.flash import DEFAULT_CAPACITY_BYTES, Flash
 from device_sim.band.identity import BandIdentity
+from device_sim.band.owner_store import OwnerStore
 from device_sim.band.profile_store import ProfileStore
 from device_sim.band.summary import SummaryModel
 from device_sim.clock import Clock
@@ -141,10 +142,13 @@ class SimulatedBand:
                     tz_offset_min=config.tz_offset_min,
                     at=begin,
                 )
+        #: the owner key, account tag and bonds (owner.bin, bonds.bin in the state dir)
+        self.owner = OwnerStore(state)
+        #: the band's own clock drift from true UTC (set by Current Time writes)
+        self.clock_offset_s = 0.0
+        self._reset_listeners: list[Callable[[], None]] = []
         self.battery = Battery()
-        self.firmware = Firmware(
-            self.flash, self.consent.is_allowed, tz_offset_min=config.tz_offset_min
-        )
+        self.firmware = self._new_firmware(config.tz_offset_min)
         start = int(begin) // config.block_s * config.block_s
         self.person = Person.from_preset(
             config.scenario, seed=config.seed, start_utc=start, tz_offset_min=config.tz_offset_min
@@ -261,7 +265,40 @@ class SimulatedBand:
             tz_offset_min=self.firmware.tz_offset_min,
         )
 
+    # -- owner change --------------------------------------------------------------------
+    @property
+    def activated(self) -> bool:
+        """Whether the band has an owner."""
+        return self.owner.activated
+
+    def factory_reset(self) -> None:
+        """Erase everything the band knows of its wearer and owner, as docs/protocol.md says.
+
+        Records of every stream (and their drop counts), the consent state and its change
+        log, alarms, the user profile, the owner key and account tag, every bond and the
+        firmware's running state; then every radio link drops (the listeners added with
+        :meth:`on_factory_reset` do that) and the record-sync cursors are forgotten with
+        them. Kept: the band's identity key and certificate, its clock and time zone.
+        Nothing is recorded afterwards until a new owner grants consent.
+        """
+        self.flash.erase()
+        self.consent.factory_reset()
+        self.profile.reset()
+        self.owner.clear()
+        # a new firmware: alarms and whatever it was still aggregating of the old wearer
+        self.firmware = self._new_firmware(self.firmware.tz_offset_min)
+        log.info("factory reset")
+        for listener in list(self._reset_listeners):
+            listener()
+
+    def on_factory_reset(self, listener: Callable[[], None]) -> None:
+        """Call ``listener()`` after every factory reset (the radio side drops its links)."""
+        self._reset_listeners.append(listener)
+
     # -- internals -----------------------------------------------------------------------
+    def _new_firmware(self, tz_offset_min: int) -> Firmware:
+        return Firmware(self.flash, self.consent.is_allowed, tz_offset_min=tz_offset_min)
+
     def _on_drop(self, stream: StreamId, count: int) -> None:
         # never silent: the flash counts drops per stream, and telemetry says so too (the
         # flash takes this append from inside its callback without dropping again)

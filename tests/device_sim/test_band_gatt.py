@@ -11,6 +11,7 @@ from band_central import Central
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
 
 from device_sim.band.gatt_endpoint import BandGattEndpoint
+from device_sim.band.owner_store import OwnerStore
 from device_sim.band.simulated_band import BandConfig, SimulatedBand
 from device_sim.band.state_file import StateFileCorruptError
 from device_sim.clock import ManualClock
@@ -303,12 +304,12 @@ async def test_a_damaged_bond_file_is_reported_not_loaded(tmp_path: Path) -> Non
     await central.pair(lambda: endpoint.display)
     bonds = tmp_path / "band" / "bonds.bin"
     assert stat.S_IMODE(bonds.stat().st_mode) == 0o600
-    assert len(BandGattEndpoint(band)._bonds) == 1  # reloads what it wrote
+    assert len(OwnerStore(tmp_path / "band").bonds) == 1  # reloads what it wrote
     data = bytearray(bonds.read_bytes())
     data[-1] ^= 0xFF
     bonds.write_bytes(bytes(data))
     with pytest.raises(StateFileCorruptError, match="checksum"):
-        BandGattEndpoint(band)
+        OwnerStore(tmp_path / "band")
     band.close()
 
 
@@ -341,3 +342,46 @@ async def test_the_same_seed_gives_the_same_pairing_keys_on_the_band() -> None:
         return next(p for p in capture.pdus if p[0] == 0x0C)  # Pairing Public Key
 
     assert await band_public_key_pdu() == await band_public_key_pdu()
+
+
+async def _paired_owner(
+    radio: Radio, endpoint: BandGattEndpoint, seed: int
+) -> tuple[Central, Ed25519PrivateKey]:
+    """A central that paired and activated the band (it is the owner's connection)."""
+    central = await Central(radio, endpoint.address, seed=seed).connect()
+    await central.pair(lambda: endpoint.display)
+    await central.subscribe(P.KME_ACTIVATION_CONTROL_POINT, indicate=True)
+    owner = Ed25519PrivateKey.generate()
+    request = activation_request(owner, b"\x01" * 16, b"\x02" * 16)
+    result = ctl.decode_as(
+        await central.control(P.KME_ACTIVATION_CONTROL_POINT, ctl.encode_control(request)),
+        ctl.ActivationResult,
+    )
+    assert result.status == ctl.ControlStatus.OK
+    return central, owner
+
+
+async def test_factory_reset_over_gatt_erases_the_band_and_drops_the_link() -> None:
+    _, radio, endpoint = await _setup(seed=21)
+    band = endpoint.band
+    first, _ = await _paired_owner(radio, endpoint, seed=1)
+    await first.write(P.HEIGHT, sig.encode_height(193))
+    await first.subscribe(P.KME_DEVICE_CONTROL_POINT, indicate=True)
+    assert band.flash.count(StreamId.ACTIVITY_MINUTES) > 0
+    answer = ctl.decode_as(
+        await first.control(P.KME_DEVICE_CONTROL_POINT, ctl.encode_control(ctl.FactoryReset())),
+        ctl.ControlResult,
+    )
+    assert (answer.request_type, answer.status) == (0x43, ctl.ControlStatus.OK)
+    for _ in range(100):
+        if first.disconnects:
+            break
+        await asyncio.sleep(0)
+    assert first.disconnects and not first.link.connected
+    assert not endpoint.activated and band.owner.bonds == {}
+    assert all(band.flash.count(s) == 0 for s in StreamId) and len(band.consent) == 0
+    assert band.profile.profile.height_cm != 193
+
+    # the next user pairs again (the old bond is gone) and activates with a new owner key
+    second, _ = await _paired_owner(radio, endpoint, seed=2)
+    assert sig.decode_height(await second.read(P.HEIGHT)) != 193

@@ -35,6 +35,7 @@ from protocol.kme.control import (
     BandIdentity,
     ControlResult,
     ControlStatus,
+    FactoryReset,
     OwnerChallenge,
     RequestOwnerChallenge,
     decode_as,
@@ -50,6 +51,7 @@ from protocol.kme.profile import (
     KME_ACTIVATION_CONTROL_POINT,
     KME_ACTIVATION_STATE,
     KME_BAND_IDENTITY,
+    KME_DEVICE_CONTROL_POINT,
 )
 from sync_client.ble import BandLink
 
@@ -266,6 +268,22 @@ async def ensure_owner(link: BandLink, keys: ClientKeys) -> tuple[bytes, bool]:
     return band_key, False
 
 
+async def factory_reset(link: BandLink, keys: ClientKeys) -> None:
+    """Prove ownership, then have the band erase itself (``FactoryReset``).
+
+    The band answers before it erases and drops the link; afterwards it is unowned, holds
+    no records, consent, alarms, profile or bonds, and any phone may pair and activate it.
+    What the ingest already holds stays in this client's account (``kmeband erase``).
+    """
+    await ensure_owner(link, keys)
+    answer = await link.request(KME_DEVICE_CONTROL_POINT, FactoryReset(), ControlResult)
+    if answer.status is not ControlStatus.OK:
+        raise ActivationError(
+            f"the band refused the factory reset ({answer.status.name}); only its owner "
+            "may reset it"
+        )
+
+
 __all__ = [
     "CLIENT_DIR_ENV",
     "AccountFile",
@@ -275,6 +293,7 @@ __all__ = [
     "client_dir",
     "create_account",
     "ensure_owner",
+    "factory_reset",
     "prove_owner",
     "read_activation",
     "register_band",

@@ -192,6 +192,10 @@ class BandLink:
         loop = asyncio.get_running_loop()
         deadline = loop.time() + self.timeout_s
         while True:
+            # an answer that arrived just before the link dropped still counts (a band
+            # may answer, then drop the link on purpose: factory reset, reboot)
+            if not queue.empty():
+                return queue.get_nowait()
             if not self.client.is_connected:
                 raise BleError(f"the link to the band dropped while awaiting {what}; sync again")
             remaining = deadline - loop.time()

@@ -122,6 +122,8 @@ class _Connection:
     sender: BandSyncSender | None = None
     indications: deque[tuple[int, bytes]] = field(default_factory=deque)
     pump: asyncio.Task[None] | None = None
+    #: run once the client confirmed every queued indication (or the link dropped)
+    after_answer: Callable[[], None] | None = None
 
 
 class BandGattEndpoint:
@@ -174,6 +176,7 @@ class BandGattEndpoint:
         if conn is None:
             return
         self.band.connected_centrals -= 1
+        self._run_after_answer(conn)  # the request stands even if its answer was not confirmed
         if conn.sender is not None:
             conn.sender.connection_lost()
         if conn.pump is not None:
@@ -280,10 +283,18 @@ class BandGattEndpoint:
                 self._on_write(conn, event.handle, event.value)
             elif isinstance(event, IndicationConfirmed):
                 self._next_indication(conn)
+                if not conn.indications and conn.server.indication_pending is None:
+                    self._run_after_answer(conn)
             elif isinstance(event, MtuChanged) and conn.sender is not None:
                 conn.sender.payload_size = min(event.mtu - 3, P.MAX_RECORD_CHUNK)
             elif isinstance(event, SubscriptionChanged):
                 pass  # live values check subscriptions when they push
+
+    @staticmethod
+    def _run_after_answer(conn: _Connection) -> None:
+        action, conn.after_answer = conn.after_answer, None
+        if action is not None:
+            action()
 
     def _indicate(self, conn: _Connection, handle: int, value: bytes) -> None:
         conn.indications.append((handle, value))
@@ -645,9 +656,10 @@ class BandGattEndpoint:
             if not conn.owner:
                 self._result(conn, handle, message.MESSAGE_TYPE, ctl.ControlStatus.NOT_OWNER)
                 return
-            # answered first: the reset drops this link with every other one
+            # answered first, reset once the client confirmed the answer: the reset drops
+            # this link with every other one
+            conn.after_answer = self.band.factory_reset
             self._result(conn, handle, message.MESSAGE_TYPE, ctl.ControlStatus.OK)
-            asyncio.get_running_loop().call_soon(self.band.factory_reset)
         elif message is not None:
             self._result(conn, handle, message.MESSAGE_TYPE, ctl.ControlStatus.UNSUPPORTED)
 

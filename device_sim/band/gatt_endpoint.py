@@ -75,6 +75,7 @@ from protocol.ble.smp_rate_limit import PairingRateLimiter
 from protocol.errors import KmebandError
 from protocol.kme import control as ctl
 from protocol.kme import profile as P
+from protocol.kme.access import READ_ACCESS, WRITE_ACCESS, Access, refusal, request_access
 from protocol.kme.consent import ConsentChange, ConsentError, ConsentLog, ConsentRecord
 from protocol.kme.ownership import activation_statement, check_owner_proof
 from protocol.kme.record_sync import (
@@ -92,20 +93,7 @@ COMPANY_ID = 0xFFFF
 #: Chunks notified before the sender yields to the event loop (keeps other tasks alive).
 CHUNKS_PER_YIELD = 64
 _P256_ORDER = 0xFFFFFFFF00000000FFFFFFFFFFFFFFFFBCE6FAADA7179E84F3B9CAC2FC632551
-#: Personal data only the owner's client may read or write once the band is activated.
-OWNER_ONLY = frozenset(
-    {
-        P.AGE,
-        P.DATE_OF_BIRTH,
-        P.GENDER,
-        P.HEIGHT,
-        P.WEIGHT,
-        P.KME_CONSENT_STATE,
-        P.KME_CONSENT_CHANGE_LOG,
-        P.KME_CONSENT_RECORD,
-        P.KME_ALARM_LIST,
-    }
-)
+_RequestHandler = Callable[["_Connection", int, ctl.ControlMessage, bytes], None]
 
 
 @dataclass
@@ -395,65 +383,86 @@ class BandGattEndpoint:
             P.KME_RECORD_SYNC_STATUS: self._sync_status,
         }
         for char_uuid, read in reads.items():
-            if char_uuid in OWNER_ONLY:
-                read = self._owner_only_read(read)
-            db.set_read_hook(h(char_uuid), _read_hook(read))
+            db.set_read_hook(
+                h(char_uuid), _read_hook(self._guarded_read(READ_ACCESS[char_uuid], read))
+            )
+        # a rule above the link needs a hook to enforce it: static values are LINK only
+        unguarded = [u for u, a in READ_ACCESS.items() if a is not Access.LINK and u not in reads]
+        assert not unguarded, f"owner-only reads without a read hook: {unguarded}"
         writes: dict[Any, Callable[[bytes, object], None]] = {
             P.AGE: lambda v, c: self._profile_update(age=sig.decode_age(v)),
             P.HEIGHT: lambda v, c: self._profile_update(height_cm=sig.decode_height(v)),
             P.WEIGHT: lambda v, c: self._profile_update(weight_kg=sig.decode_weight(v) * 0.005),
             P.GENDER: lambda v, c: self._profile_update(gender=int(sig.decode_gender(v))),
             P.DATE_OF_BIRTH: self._write_dob,
+            P.DATABASE_CHANGE_INCREMENT: self._write_change_increment,
             P.CURRENT_TIME: self._write_current_time,
             P.LOCAL_TIME_INFORMATION: self._write_local_time,
             P.HEART_RATE_CONTROL_POINT: self._write_hr_control,
         }
         for char_uuid, write in writes.items():
-            if char_uuid in OWNER_ONLY:
-                write = self._owner_only_write(write)
-            db.set_write_hook(h(char_uuid), _write_hook(write))
-        self._control_points = {
-            h(P.KME_CONSENT_CONTROL_POINT): self._consent_control,
-            h(P.KME_ALARM_CONTROL_POINT): self._alarm_control,
-            h(P.KME_DEVICE_CONTROL_POINT): self._device_control,
-            h(P.KME_ACTIVATION_CONTROL_POINT): self._activation_control,
-            h(P.KME_RECORD_SYNC_CONTROL_POINT): self._record_sync_control,
-            h(P.USER_CONTROL_POINT): self._user_control,
+            guarded = self._guarded_write(WRITE_ACCESS[char_uuid], write)
+            db.set_write_hook(h(char_uuid), _write_hook(guarded))
+        handlers: dict[Any, _RequestHandler] = {
+            P.KME_CONSENT_CONTROL_POINT: self._consent_control,
+            P.KME_ALARM_CONTROL_POINT: self._alarm_control,
+            P.KME_DEVICE_CONTROL_POINT: self._device_control,
+            P.KME_ACTIVATION_CONTROL_POINT: self._activation_control,
+            P.KME_RECORD_SYNC_CONTROL_POINT: self._record_sync_control,
         }
+        self._control_points = {h(u): (u, handler) for u, handler in handlers.items()}
+        self._user_control_point = h(P.USER_CONTROL_POINT)
         return db
 
-    # -- ownership -------------------------------------------------------------------------
-    def _check_owner(self, connection: object) -> None:
-        """Once the band has an owner, personal data is the owner's client's alone."""
-        if not self.activated:
-            return  # unowned: the user is setting it up on an authenticated link
+    # -- ownership: protocol.kme.access is the rule table ---------------------------------
+    def _allowed(self, access: Access, connection: object) -> bool:
         conn = self._connections.get(connection)  # type: ignore[call-overload]
-        if conn is None or not conn.owner:
-            raise GattRejection(
-                AttErrorCode.INSUFFICIENT_AUTHORIZATION, "prove ownership (owner challenge) first"
-            )
+        return access.allows(activated=self.activated, owner=conn is not None and conn.owner)
 
-    def _owner_only_read(self, read: Callable[[Any], bytes]) -> Callable[[Any], bytes]:
+    def _guarded_read(self, access: Access, read: Callable[[Any], bytes]) -> Callable[[Any], bytes]:
         def guarded(connection: Any) -> bytes:
-            self._check_owner(connection)
+            if not self._allowed(access, connection):
+                raise GattRejection(
+                    AttErrorCode.INSUFFICIENT_AUTHORIZATION,
+                    "prove ownership (owner challenge) first",
+                )
             return read(connection)
 
         return guarded
 
-    def _owner_only_write(
-        self, write: Callable[[bytes, object], None]
+    def _guarded_write(
+        self, access: Access, write: Callable[[bytes, object], None]
     ) -> Callable[[bytes, object], None]:
         def guarded(value: bytes, connection: object) -> None:
-            self._check_owner(connection)
+            if not self._allowed(access, connection):
+                raise GattRejection(
+                    AttErrorCode.INSUFFICIENT_AUTHORIZATION,
+                    "prove ownership (owner challenge) first",
+                )
             write(value, connection)
 
         return guarded
 
     # -- writes ----------------------------------------------------------------------------
     def _on_write(self, conn: _Connection, handle: int, value: bytes) -> None:
-        handler = self._control_points.get(handle)
-        if handler is not None:
-            handler(conn, handle, value)
+        if handle == self._user_control_point:
+            self._user_control(conn, handle, value)
+            return
+        entry = self._control_points.get(handle)
+        if entry is None:
+            return
+        control_point, handler = entry
+        message = self._decode(conn, handle, value)
+        if message is None:
+            return
+        access = request_access(control_point, type(message))
+        if access is None:
+            self._result(conn, handle, message.MESSAGE_TYPE, ctl.ControlStatus.UNSUPPORTED)
+        elif not access.allows(activated=self.activated, owner=conn.owner):
+            answer = refusal(message, ctl.ControlStatus.NOT_OWNER)
+            self._indicate(conn, handle, ctl.encode_control(answer))
+        else:
+            handler(conn, handle, message, value)
 
     def _profile_update(self, **changes: Any) -> None:
         try:
@@ -467,6 +476,12 @@ class BandGattEndpoint:
             self._profile_update(date_of_birth=dt.date(dob.year, dob.month, dob.day))
         except sig.SigCodecError:
             raise GattRejection(AttErrorCode.VALUE_NOT_ALLOWED, "bad date") from None
+
+    def _write_change_increment(self, value: bytes, conn: object) -> None:
+        try:
+            self.band.profile.set_change_increment(sig.decode_database_change_increment(value))
+        except sig.SigCodecError:
+            raise GattRejection(AttErrorCode.VALUE_NOT_ALLOWED, "bad change increment") from None
 
     def _write_hr_control(self, value: bytes, conn: object) -> None:
         try:
@@ -551,8 +566,9 @@ class BandGattEndpoint:
         signature = self.band.identity.sign(ctl.unsigned_encoding(page))
         return ctl.encode_control(ctl.ConsentLogPage(first, page.total, entries, signature))
 
-    def _consent_control(self, conn: _Connection, handle: int, value: bytes) -> None:
-        message = self._decode(conn, handle, value)
+    def _consent_control(
+        self, conn: _Connection, handle: int, message: ctl.ControlMessage, value: bytes
+    ) -> None:
         if isinstance(message, ctl.SelectConsentLogPage):
             conn.log_page = message.first_index
             self._result(conn, handle, message.MESSAGE_TYPE, ctl.ControlStatus.OK)
@@ -560,11 +576,6 @@ class BandGattEndpoint:
             status = self._sign_consent_record(conn, message)
             self._result(conn, handle, message.MESSAGE_TYPE, status)
         elif isinstance(message, ctl.SetConsent):
-            if not conn.owner:
-                self._indicate(
-                    conn, handle, ctl.encode_control(ctl.ConsentResult(ctl.ControlStatus.NOT_OWNER))
-                )
-                return
             try:
                 entry = self.band.consent.set(
                     message.category,
@@ -589,8 +600,6 @@ class BandGattEndpoint:
         self, conn: _Connection, request: ctl.RequestConsentRecord
     ) -> ctl.ControlStatus:
         """Sign the record of the consent governing the requested range (owner only)."""
-        if not conn.owner:
-            return ctl.ControlStatus.NOT_OWNER
         now = int(self.band.clock.now())
         covers_to = min(request.covers_to, now)  # a record never speaks of the future
         if covers_to < request.covers_from:
@@ -618,8 +627,9 @@ class BandGattEndpoint:
             )
         )
 
-    def _alarm_control(self, conn: _Connection, handle: int, value: bytes) -> None:
-        message = self._decode(conn, handle, value)
+    def _alarm_control(
+        self, conn: _Connection, handle: int, message: ctl.ControlMessage, value: bytes
+    ) -> None:
         now = self.band.clock.now()
         if isinstance(message, ctl.ListAlarms):
             self._indicate(conn, handle, ctl.encode_control(self._alarm_list()))
@@ -641,8 +651,9 @@ class BandGattEndpoint:
         elif message is not None:
             self._result(conn, handle, message.MESSAGE_TYPE, ctl.ControlStatus.UNSUPPORTED)
 
-    def _device_control(self, conn: _Connection, handle: int, value: bytes) -> None:
-        message = self._decode(conn, handle, value)
+    def _device_control(
+        self, conn: _Connection, handle: int, message: ctl.ControlMessage, value: bytes
+    ) -> None:
         if isinstance(message, ctl.SetTimeZone):
             offset = message.utc_offset_min + message.dst_offset_min
             self.band.firmware.set_tz_offset(offset, self.band.clock.now())
@@ -653,9 +664,6 @@ class BandGattEndpoint:
             self._result(conn, handle, message.MESSAGE_TYPE, ctl.ControlStatus.OK)
             asyncio.get_running_loop().call_soon(self.reboot)
         elif isinstance(message, ctl.FactoryReset):
-            if not conn.owner:
-                self._result(conn, handle, message.MESSAGE_TYPE, ctl.ControlStatus.NOT_OWNER)
-                return
             # answered first, reset once the client confirmed the answer: the reset drops
             # this link with every other one
             conn.after_answer = self.band.factory_reset
@@ -663,8 +671,9 @@ class BandGattEndpoint:
         elif message is not None:
             self._result(conn, handle, message.MESSAGE_TYPE, ctl.ControlStatus.UNSUPPORTED)
 
-    def _activation_control(self, conn: _Connection, handle: int, value: bytes) -> None:
-        message = self._decode(conn, handle, value)
+    def _activation_control(
+        self, conn: _Connection, handle: int, message: ctl.ControlMessage, value: bytes
+    ) -> None:
         if isinstance(message, ctl.ActivationRequest):
             if self.activated:
                 result = ctl.ActivationResult(ctl.ControlStatus.ALREADY_ACTIVATED)
@@ -714,15 +723,12 @@ class BandGattEndpoint:
         return conn.sender
 
     def _sync_status(self, connection: object) -> bytes:
-        conn = self._connections.get(connection)  # type: ignore[call-overload]
-        if conn is None or not conn.owner:
-            raise GattRejection(AttErrorCode.INSUFFICIENT_AUTHORIZATION, "owner only")
+        conn = self._connections[connection]  # type: ignore[index]
         return ctl.encode_control(self._sender(conn).status())
 
-    def _record_sync_control(self, conn: _Connection, handle: int, value: bytes) -> None:
-        if not conn.owner:
-            self._result(conn, handle, 0, ctl.ControlStatus.NOT_OWNER)
-            return
+    def _record_sync_control(
+        self, conn: _Connection, handle: int, message: ctl.ControlMessage, value: bytes
+    ) -> None:
         sender = self._sender(conn)
         sender.receive_control(value)
         self._drain_sender(conn)

@@ -19,6 +19,7 @@ from device_sim.radio import Radio
 from protocol.ble import sig_codecs as sig
 from protocol.ble.att import AttErrorCode
 from protocol.ble.gatt import GattProcedureError
+from protocol.ble.smp_bond import Bond
 from protocol.kme import control as ctl
 from protocol.kme import profile as P
 from protocol.kme.consent import ConsentRecord
@@ -26,6 +27,7 @@ from protocol.kme.ownership import activation_request, prove_ownership, verify_a
 from protocol.kme.record_sync import (
     ClientSyncReceiver,
     RecordsReceived,
+    StartTransfer,
     StreamList,
     TransferComplete,
 )
@@ -80,12 +82,22 @@ async def test_pairing_with_the_displayed_passkey_then_activation_and_record_syn
         await central.subscribe(cp, indicate=True)
     await central.subscribe(P.KME_RECORD_SYNC_DATA)
 
-    # record sync is the owner's: refused before activation
-    refused = ctl.decode_as(
+    # a never-activated band lists its streams to the paired phone setting it up, but
+    # transfers are the owner's: refused with the request's own type
+    listed = ctl.decode_as(
         await central.control(P.KME_RECORD_SYNC_CONTROL_POINT, b"\xa2\x00\x01\x01\x10"),
+        StreamList,
+    )
+    assert any(s.stream == StreamId.ACTIVITY_MINUTES for s in listed.streams)
+    assert ctl.decode_as(await central.read(P.KME_RECORD_SYNC_STATUS), StreamList) == listed
+    refused = ctl.decode_as(
+        await central.control(
+            P.KME_RECORD_SYNC_CONTROL_POINT,
+            ctl.encode_control(StartTransfer(StreamId.ACTIVITY_MINUTES, 1)),
+        ),
         ctl.ControlResult,
     )
-    assert refused.status == ctl.ControlStatus.NOT_OWNER
+    assert (refused.request_type, refused.status) == (0x12, ctl.ControlStatus.NOT_OWNER)
 
     owner = Ed25519PrivateKey.generate()
     request = activation_request(owner, b"\x01" * 16, b"\x02" * 16)
@@ -346,10 +358,10 @@ async def test_the_same_seed_gives_the_same_pairing_keys_on_the_band() -> None:
 
 async def _paired_owner(
     radio: Radio, endpoint: BandGattEndpoint, seed: int
-) -> tuple[Central, Ed25519PrivateKey]:
+) -> tuple[Central, Bond]:
     """A central that paired and activated the band (it is the owner's connection)."""
     central = await Central(radio, endpoint.address, seed=seed).connect()
-    await central.pair(lambda: endpoint.display)
+    bond = await central.pair(lambda: endpoint.display)
     await central.subscribe(P.KME_ACTIVATION_CONTROL_POINT, indicate=True)
     owner = Ed25519PrivateKey.generate()
     request = activation_request(owner, b"\x01" * 16, b"\x02" * 16)
@@ -358,7 +370,7 @@ async def _paired_owner(
         ctl.ActivationResult,
     )
     assert result.status == ctl.ControlStatus.OK
-    return central, owner
+    return central, bond
 
 
 async def test_factory_reset_over_gatt_erases_the_band_and_drops_the_link() -> None:
@@ -385,3 +397,42 @@ async def test_factory_reset_over_gatt_erases_the_band_and_drops_the_link() -> N
     # the next user pairs again (the old bond is gone) and activates with a new owner key
     second, _ = await _paired_owner(radio, endpoint, seed=2)
     assert sig.decode_height(await second.read(P.HEIGHT)) != 193
+
+
+async def test_a_paired_non_owner_can_neither_read_nor_change_the_alarms() -> None:
+    _, radio, endpoint = await _setup(seed=22)
+    first, bond = await _paired_owner(radio, endpoint, seed=3)
+    await first.subscribe(P.KME_ALARM_CONTROL_POINT, indicate=True)
+    alarm = ctl.Alarm(1, 7, 30, 0x1F, 0, True)
+    ok = ctl.decode_as(
+        await first.control(P.KME_ALARM_CONTROL_POINT, ctl.encode_control(ctl.SetAlarm(alarm))),
+        ctl.ControlResult,
+    )
+    assert ok.status == ctl.ControlStatus.OK
+    await first.link.disconnect()
+
+    other = await Central(radio, endpoint.address, seed=4).connect()
+    await other.link.start_encryption(bond.ltk)  # paired and encrypted, never proved ownership
+    await other.subscribe(P.KME_ALARM_CONTROL_POINT, indicate=True)
+    requests = (ctl.ListAlarms(), ctl.SetAlarm(ctl.Alarm(2, 3, 0, 0, 0, True)), ctl.DeleteAlarm(1))
+    for request in requests:
+        answer = ctl.decode_as(
+            await other.control(P.KME_ALARM_CONTROL_POINT, ctl.encode_control(request)),
+            ctl.ControlResult,
+        )
+        assert (answer.request_type, answer.status) == (
+            request.MESSAGE_TYPE,
+            ctl.ControlStatus.NOT_OWNER,
+        )
+    assert [(a.id, a.hour) for a in endpoint.band.firmware.alarms] == [(1, 7)]
+    # an undecodable request is the only one answered with request type 0
+    garbage = ctl.decode_as(
+        await other.control(P.KME_ALARM_CONTROL_POINT, b"\xff\x00"), ctl.ControlResult
+    )
+    assert (garbage.request_type, garbage.status) == (0, ctl.ControlStatus.INVALID_REQUEST)
+    # a well-formed request on the wrong control point: unsupported, with its own type
+    wrong = ctl.decode_as(
+        await other.control(P.KME_ALARM_CONTROL_POINT, ctl.encode_control(ctl.Reboot())),
+        ctl.ControlResult,
+    )
+    assert (wrong.request_type, wrong.status) == (0x41, ctl.ControlStatus.UNSUPPORTED)

@@ -32,6 +32,7 @@ from sync_client.activation import (
     ensure_owner,
     factory_reset,
     fetch_ingest_key,
+    read_certificate,
     register_band,
 )
 from sync_client.alarms import (
@@ -158,7 +159,9 @@ async def _pair(args: argparse.Namespace) -> int:
                 if account is None:
                     account = await create_account(args.ingest)
                     account.save(directory)
-                await register_band(account, keys.band_pseudonym(info.serial), band_key)
+                certificate = await read_certificate(link)
+                pseudonym = keys.band_pseudonym(info.serial)
+                await register_band(account, pseudonym, band_key, certificate)
                 data["registered"] = True
         _emit(args, data, f"paired: {info.describe()}")
     finally:

@@ -380,6 +380,7 @@ class BandGattEndpoint:
             P.KME_BAND_IDENTITY: lambda c: ctl.encode_control(
                 ctl.BandIdentity(ctl.KeyAlgorithm.ED25519, band.identity.public_key_bytes)
             ),
+            P.KME_BAND_CERTIFICATE: lambda c: band.certificate.encode(),
             P.KME_RECORD_SYNC_STATUS: self._sync_status,
         }
         for char_uuid, read in reads.items():

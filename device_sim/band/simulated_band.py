@@ -24,6 +24,7 @@ from pathlib import Path
 
 from device_sim.band.battery import Battery, BatteryLoad
 from device_sim.band.consent_store import ConsentStore
+from device_sim.band.factory import certify
 from device_sim.band.firmware.core import Firmware
 from device_sim.band.flash import DEFAULT_CAPACITY_BYTES, Flash
 from device_sim.band.identity import BandIdentity
@@ -131,6 +132,8 @@ class SimulatedBand:
             self.consent = ConsentStore(clock)
             self.profile = ProfileStore()
             first_boot = True
+        #: the factory's certificate of the identity key (protocol.kme.attestation)
+        self.certificate = certify(self.identity)
         begin = clock.now() if start is None else start
         if first_boot:
             for category in config.granted:

@@ -97,6 +97,7 @@ READ_ACCESS: Final[Mapping[uuid.UUID, Access]] = {
     kme_profile.KME_ALARM_LIST: _OWNER_ONCE,
     kme_profile.KME_ACTIVATION_STATE: _LINK,
     kme_profile.KME_BAND_IDENTITY: _LINK,
+    kme_profile.KME_BAND_CERTIFICATE: _LINK,
 }
 
 #: Characteristic writes that are not control-point requests. The band's clock and time

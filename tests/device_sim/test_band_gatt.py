@@ -22,6 +22,11 @@ from protocol.ble.gatt import GattProcedureError
 from protocol.ble.smp_bond import Bond
 from protocol.kme import control as ctl
 from protocol.kme import profile as P
+from protocol.kme.attestation import (
+    SIMULATED_FACTORY_ROOT,
+    band_id_from_serial,
+    verify_certificate,
+)
 from protocol.kme.consent import ConsentRecord
 from protocol.kme.ownership import activation_request, prove_ownership, verify_activation
 from protocol.kme.record_sync import (
@@ -436,3 +441,19 @@ async def test_a_paired_non_owner_can_neither_read_nor_change_the_alarms() -> No
         ctl.ControlResult,
     )
     assert (wrong.request_type, wrong.status) == (0x41, ctl.ControlStatus.UNSUPPORTED)
+
+
+async def test_the_band_shows_its_factory_certificate_to_a_paired_phone() -> None:
+    _, radio, endpoint = await _setup(seed=23, hours=0)
+    central = await Central(radio, endpoint.address, seed=5).connect()
+    with pytest.raises(GattProcedureError) as info:
+        await central.read(P.KME_BAND_CERTIFICATE)  # protected, like Band Identity
+    assert info.value.error_code == AttErrorCode.INSUFFICIENT_ENCRYPTION
+    await central.pair(lambda: endpoint.display)
+    identity = endpoint.band.identity
+    certificate = verify_certificate(
+        await central.read(P.KME_BAND_CERTIFICATE),
+        SIMULATED_FACTORY_ROOT,
+        identity.public_key_bytes,
+    )
+    assert certificate.band_id == band_id_from_serial(identity.serial)

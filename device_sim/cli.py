@@ -103,6 +103,10 @@ async def _serve(options: HubOptions, duration: float | None, as_json: bool) -> 
             for endpoint in hub.endpoints:
                 print(f"  {endpoint.address}  {endpoint.band.config.scenario}")
             print(f"use it from bleak programs with: export KMEBAND_HUB={address}")
+            print(
+                "pair without typing the passkey with: export KMEBAND_PAIRING_AGENT=auto "
+                "(see docs/bleak-backend.md)"
+            )
             print("Ctrl-C stops the hub", flush=True)
         await hub.serve_until(stop, duration)
     finally:

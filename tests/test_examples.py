@@ -36,6 +36,8 @@ def test_the_pytest_fixtures_example_passes_under_pytest(tmp_path: Path) -> None
             "-m",
             "pytest",
             "-q",
+            "-n",
+            "0",
             "-p",
             "no:cacheprovider",
             "--junitxml",

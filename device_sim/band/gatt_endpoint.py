@@ -41,6 +41,7 @@ import numpy as np
 from cryptography.hazmat.primitives.asymmetric import ec
 
 from device_sim.band.firmware.alarms import Alarm as FirmwareAlarm
+from device_sim.band.live import LiveHeartRate
 from device_sim.band.simulated_band import SimulatedBand
 from device_sim.radio.medium import (
     ATT_CID,
@@ -130,6 +131,7 @@ class BandGattEndpoint:
         self._record_sender: BandSyncSender | None = None
         self._tasks: list[asyncio.Task[None]] = []
         self._last_battery = -1
+        self._live_hr = LiveHeartRate(band.person, band.config.seed)
         self.db = self._build_database()
         band.on_factory_reset(self._after_factory_reset)
 
@@ -208,23 +210,22 @@ class BandGattEndpoint:
             self.push_live_values()
 
     def push_live_values(self) -> None:
-        """Notify subscribers of the current heart rate and (if changed) battery level."""
-        bpm, _confidence = self.band.firmware.current_hr
-        hrm = sig.encode_heart_rate_measurement(
-            sig.HeartRateMeasurement(
-                bpm=bpm,
-                sensor_contact=sig.SensorContact.DETECTED
-                if bpm
-                else sig.SensorContact.NOT_DETECTED,
-            )
-        )
+        """Notify subscribers of this second's heart rate (with its RR intervals) and, when it
+        changed, the battery level (:mod:`device_sim.band.live`)."""
+        measurement = self._live_hr.measurement(self.band.clock.now())
         hr_handle = self.db.value_handle(P.HEART_RATE_MEASUREMENT)
         battery = self.band.battery.percent
         battery_changed = battery != self._last_battery
         self._last_battery = battery
         for conn in list(self._connections.values()):
-            if bpm:
-                self._send_att(conn, conn.server.notify(hr_handle, hrm))
+            # The newest intervals that fit this link's payload (HRS 3.1.1.5: drop the oldest).
+            room = measurement.max_rr_intervals(conn.server.mtu - 3)
+            fitted = dataclasses.replace(
+                measurement, rr_intervals=measurement.rr_intervals[-room:] if room else ()
+            )
+            self._send_att(
+                conn, conn.server.notify(hr_handle, sig.encode_heart_rate_measurement(fitted))
+            )
             if battery_changed:
                 self._send_att(
                     conn,
@@ -489,6 +490,7 @@ class BandGattEndpoint:
             sig.decode_heart_rate_control_point(value)
         except sig.SigCodecError:
             raise GattRejection(sig.HR_CONTROL_POINT_NOT_SUPPORTED, "unknown op") from None
+        self._live_hr.reset_energy_expended()  # the one op code: Reset Energy Expended
 
     def _band_now(self) -> float:
         return self.band.clock.now() + self.band.clock_offset_s

@@ -18,6 +18,12 @@ from __future__ import annotations
 
 from typing import Any
 
+from device_sim.bleak_backend.agent import (
+    AGENT_ENV,
+    PairingAgentError,
+    PasskeyRequest,
+    set_pairing_agent,
+)
 from device_sim.bleak_backend.att_bearer import SimLinkLostError
 from device_sim.bleak_backend.bonds import BondStore, central_address, default_bond_store
 from device_sim.bleak_backend.client import BandUnreachableError, SimBleakClient
@@ -26,11 +32,14 @@ from device_sim.bleak_backend.port import HUB_ENV, current_port, set_default_rad
 from device_sim.bleak_backend.scanner import SimBleakScanner
 
 __all__ = [
+    "AGENT_ENV",
     "HUB_ENV",
     "BandUnreachableError",
     "BondStore",
+    "PairingAgentError",
     "PairingFailedError",
     "PasskeyMissingError",
+    "PasskeyRequest",
     "SimBleakClient",
     "SimBleakScanner",
     "SimLinkLostError",
@@ -40,6 +49,7 @@ __all__ = [
     "install",
     "installed",
     "set_default_radio",
+    "set_pairing_agent",
     "uninstall",
     "use_radio",
 ]

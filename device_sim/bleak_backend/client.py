@@ -31,6 +31,7 @@ from bleak.backends.device import BLEDevice
 from bleak.backends.service import BleakGATTService, BleakGATTServiceCollection
 from bleak.exc import BleakDeviceNotFoundError, BleakError
 
+from device_sim.bleak_backend.agent import PasskeyRequest
 from device_sim.bleak_backend.att_bearer import AttBearer, SimLinkLostError
 from device_sim.bleak_backend.bonds import BondStore, central_address, default_bond_store
 from device_sim.bleak_backend.pairing import PairingSession, PasskeyCallback
@@ -39,6 +40,7 @@ from device_sim.radio.medium import (
     ATT_CID,
     SMP_CID,
     CentralLink,
+    CentralPort,
     DisconnectReason,
     EncryptionRefusedError,
     UnknownAddressError,
@@ -126,6 +128,7 @@ class SimBleakClient(BaseBleakClient):
         self._link: CentralLink | None = None
         self._bearer: AttBearer | None = None
         self._pairing: PairingSession | None = None
+        self._port: CentralPort | None = None
         self._callbacks: dict[int, NotifyCallback] = {}
         self._closing = False
 
@@ -187,6 +190,7 @@ class SimBleakClient(BaseBleakClient):
             port = await current_port()
         except KmebandError as exc:
             raise BandUnreachableError(str(exc)) from None
+        self._port = port
         self._closing = False
         self._callbacks = {}
         rx_mtu = max(23, min(self._mtu_offer, 517))
@@ -316,7 +320,8 @@ class SimBleakClient(BaseBleakClient):
 
         The passkey comes from ``passkey``, else ``passkey_callback`` (here or given to the
         BleakClient constructor; sync or async, returning the six digits the band shows),
-        else the ``KMEBAND_PASSKEY`` environment variable.
+        else the ``KMEBAND_PASSKEY`` environment variable, else the phone's pairing agent
+        (:mod:`device_sim.bleak_backend.agent`: ``KMEBAND_PAIRING_AGENT``).
         """
         link = self._link
         if link is None or not self.is_connected:
@@ -327,8 +332,14 @@ class SimBleakClient(BaseBleakClient):
             lambda pdu: link.send(SMP_CID, pdu), central=central_address(), band=self.address
         )
         self._pairing = session
+        port, address = self._port, self.address
+
+        async def read_display() -> str | None:
+            return None if port is None else await port.read_display(address)
+
+        request = PasskeyRequest(address=address, name=self.name, read_display=read_display)
         try:
-            bond = await session.run(passkey, passkey_callback or self._passkey_callback)
+            bond = await session.run(passkey, passkey_callback or self._passkey_callback, request)
         finally:
             self._pairing = None
         try:

@@ -2,8 +2,9 @@
 
 Where the passkey comes from, in order: the ``passkey`` argument, a ``passkey_callback``
 (sync or async, called once the band displays its passkey, returning the six digits as an
-int or a string), then the ``KMEBAND_PASSKEY`` environment variable. The Security
-Manager's 30-second timeout bounds the whole pairing.
+int or a string), the ``KMEBAND_PASSKEY`` environment variable, then the phone's pairing
+agent (:mod:`device_sim.bleak_backend.agent`), which unchanged bleak programs rely on. The
+Security Manager's 30-second timeout bounds the whole pairing.
 
 The addresses enter the f5/f6 key derivation, so both ends must type them alike: the
 central's (:func:`~device_sim.bleak_backend.bonds.central_address`) counts as public, the
@@ -21,6 +22,13 @@ from collections.abc import Awaitable, Callable
 from bleak.exc import BleakError
 from cryptography.hazmat.primitives.asymmetric import ec
 
+from device_sim.bleak_backend.agent import (
+    AGENT_ENV,
+    PairingAgentError,
+    PasskeyRequest,
+    ask_agent,
+    current_agent,
+)
 from protocol.ble.smp import (
     SMP_TIMEOUT_S,
     Bond,
@@ -135,7 +143,10 @@ class PairingSession:
                 )
 
     async def run(
-        self, passkey: int | str | None, passkey_callback: PasskeyCallback | None
+        self,
+        passkey: int | str | None,
+        passkey_callback: PasskeyCallback | None,
+        request: PasskeyRequest | None = None,
     ) -> Bond:
         """Pair; returns the bond, or raises PairingFailedError / PasskeyMissingError."""
         try:
@@ -148,7 +159,7 @@ class PairingSession:
                     waiter.cancel()
                 if not self._result.done() and self._machine.awaiting_passkey:
                     try:
-                        key = await _obtain_passkey(passkey, passkey_callback)
+                        key = await _obtain_passkey(passkey, passkey_callback, request)
                     except PasskeyMissingError:
                         self._handle(self._machine.cancel_passkey())
                         if self._result.done():
@@ -163,7 +174,11 @@ class PairingSession:
             ) from None
 
 
-async def _obtain_passkey(passkey: int | str | None, callback: PasskeyCallback | None) -> int:
+async def _obtain_passkey(
+    passkey: int | str | None,
+    callback: PasskeyCallback | None,
+    request: PasskeyRequest | None,
+) -> int:
     if passkey is not None:
         return parse_passkey(passkey)
     if callback is not None:
@@ -174,8 +189,15 @@ async def _obtain_passkey(passkey: int | str | None, callback: PasskeyCallback |
     env = os.environ.get(PASSKEY_ENV)
     if env:
         return parse_passkey(env)
+    try:
+        agent = current_agent()
+        if agent is not None and request is not None:
+            return parse_passkey(await ask_agent(agent, request))
+    except PairingAgentError as exc:
+        raise PasskeyMissingError(str(exc)) from None
     raise PasskeyMissingError(
-        "pairing needs the passkey the band displays: pass pair(passkey=...), give "
-        "passkey_callback=... to pair() or BleakClient(...), or set "
+        "pairing needs the passkey the band displays: set the pairing agent "
+        f"({AGENT_ENV}=auto reads it off a simulated band, {AGENT_ENV}=ask asks on the "
+        "terminal), pass pair(passkey=...) or passkey_callback=..., or set "
         f"{PASSKEY_ENV}=<six digits>"
     )

@@ -32,10 +32,12 @@ CENTRAL_ADDRESS = "C0:11:22:33:44:55"
 class Central:
     """One connection from a test to a band."""
 
-    def __init__(self, radio: Radio, address: str, *, seed: int = 0) -> None:
+    def __init__(
+        self, radio: Radio, address: str, *, seed: int = 0, mtu: int | None = None
+    ) -> None:
         self.radio = radio
         self.address = address
-        self.client = GattClient()
+        self.client = GattClient() if mtu is None else GattClient(rx_mtu=mtu)
         self.results: dict[int, Any] = {}
         self.notifications: list[tuple[int, bytes]] = []
         self.indications: list[tuple[int, bytes]] = []

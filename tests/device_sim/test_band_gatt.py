@@ -243,20 +243,56 @@ async def test_wrong_passkey_fails_and_repeated_failures_are_rate_limited() -> N
         await central.pair(lambda: endpoint.display)
 
 
-async def test_live_heart_rate_notifications_follow_the_firmware() -> None:
+@pytest.mark.parametrize("fidelity", ["signal", "summary"])
+async def test_live_heart_rate_streams_each_second_like_a_band(fidelity: str) -> None:
     _, radio, endpoint = await _setup(hours=0)
     clock = endpoint.band.clock
-    signal_band = SimulatedBand(BandConfig(seed=9), clock)
-    endpoint = BandGattEndpoint(signal_band)
+    band = SimulatedBand(BandConfig(seed=9, fidelity=fidelity), clock)
+    endpoint = BandGattEndpoint(band)
     radio.attach(endpoint)
-    signal_band.simulate_until(clock.now() + 600)
-    central = await Central(radio, endpoint.address, seed=5).connect()
+    band.simulate_until(clock.now() + 600)
+    await clock.advance(17.3)  # subscribe at an arbitrary moment, not on a block edge
+    endpoint.start()
+    try:
+        central = await Central(radio, endpoint.address, seed=5).connect()
+        await central.pair(lambda: endpoint.display)
+        await central.subscribe(P.HEART_RATE_MEASUREMENT)
+        subscribed_at = clock.now()
+        handle = central.handle(P.HEART_RATE_MEASUREMENT)
+        arrivals: list[tuple[float, bytes]] = []
+        for _ in range(60):
+            await clock.advance(1.0)
+            arrivals += [(clock.now(), v) for h, v in central.notifications if h == handle]
+            central.notifications.clear()
+    finally:
+        await endpoint.stop()
+    assert arrivals[0][0] - subscribed_at <= 2.0
+    assert 58 <= len(arrivals) <= 61  # about one a second
+    values = [sig.decode_heart_rate_measurement(v) for _t, v in arrivals]
+    assert all(v.sensor_contact is sig.SensorContact.DETECTED for v in values)
+    assert sum(1 for v in values if v.rr_intervals) >= 0.95 * len(values)
+    assert len({v for _t, v in arrivals}) >= 20
+    assert any(v.energy_expended_kj is not None for v in values)
+    # beat-to-beat intervals agree with the displayed rate
+    rr_s = [r / 1024 for v in values for r in v.rr_intervals]
+    mean_bpm = sum(v.bpm for v in values) / len(values)
+    assert abs(60 / (sum(rr_s) / len(rr_s)) - mean_bpm) < 5
+
+
+async def test_live_heart_rate_fits_the_smallest_mtu() -> None:
+    _, radio, endpoint = await _setup(hours=0)
+    clock = endpoint.band.clock
+    band = SimulatedBand(BandConfig(seed=9, fidelity="summary"), clock)
+    endpoint = BandGattEndpoint(band)
+    radio.attach(endpoint)
+    central = await Central(radio, endpoint.address, seed=5, mtu=23).connect()
     await central.pair(lambda: endpoint.display)
     await central.subscribe(P.HEART_RATE_MEASUREMENT)
+    await clock.advance(1.0)
     endpoint.push_live_values()
     handle = central.handle(P.HEART_RATE_MEASUREMENT)
-    values = [sig.decode_heart_rate_measurement(v) for h, v in central.notifications if h == handle]
-    assert values and values[-1].bpm == signal_band.firmware.current_hr[0]
+    values = [v for h, v in central.notifications if h == handle]
+    assert values and all(len(v) <= 20 for v in values)
 
 
 async def test_a_dead_battery_drops_the_link_and_keeps_the_flash() -> None:
@@ -457,3 +493,28 @@ async def test_the_band_shows_its_factory_certificate_to_a_paired_phone() -> Non
         identity.public_key_bytes,
     )
     assert certificate.band_id == band_id_from_serial(identity.serial)
+
+
+async def test_heart_rate_control_point_resets_energy_expended() -> None:
+    _, radio, endpoint = await _setup(hours=0)
+    clock = endpoint.band.clock
+    central = await Central(radio, endpoint.address, seed=5).connect()
+    await central.pair(lambda: endpoint.display)
+    await central.subscribe(P.HEART_RATE_MEASUREMENT)
+    handle = central.handle(P.HEART_RATE_MEASUREMENT)
+
+    async def energies(seconds: int) -> list[int]:
+        central.notifications.clear()
+        for _ in range(seconds):
+            await clock.advance(1.0)
+            endpoint.push_live_values()
+        values = [
+            sig.decode_heart_rate_measurement(v) for h, v in central.notifications if h == handle
+        ]
+        return [v.energy_expended_kj for v in values if v.energy_expended_kj is not None]
+
+    before = await energies(100)
+    assert before == sorted(before) and before[-1] > 0
+    await central.write(P.HEART_RATE_CONTROL_POINT, b"\x01")
+    after = await energies(10)
+    assert after and after[0] < before[-1]

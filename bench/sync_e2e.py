@@ -97,7 +97,7 @@ async def week(days: float, fidelity: str, work: Path) -> dict[str, float]:
     from device_sim.bleak_backend import BondStore, use_radio
     from device_sim.clock import ManualClock
     from device_sim.radio import Radio
-    from protocol.kme import profile as P
+    from protocol.kme.profile import KME_RECORD_SYNC_DATA
     from protocol.kme.records import StreamId
     from sync_client.activation import ClientKeys, create_account
     from sync_client.outbox import Outbox
@@ -122,7 +122,7 @@ async def week(days: float, fidelity: str, work: Path) -> dict[str, float]:
     counter = SyncDataCounter()
     radio = Radio(clock, seed=3, capture=counter)
     endpoint = BandGattEndpoint(band)
-    counter.data_handle = endpoint.db.value_handle(P.KME_RECORD_SYNC_DATA)
+    counter.data_handle = endpoint.db.value_handle(KME_RECORD_SYNC_DATA)
     radio.attach(endpoint)
     bonds = BondStore()
     try:

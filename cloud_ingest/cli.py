@@ -6,11 +6,14 @@ import argparse
 import asyncio
 import base64
 import logging
+import signal
 from pathlib import Path
 from typing import Any
 
 from cloud_ingest.server import IngestConfig, IngestServer
 from protocol.errors import UsageError
+
+log = logging.getLogger("cloud_ingest")
 
 DEFAULT_DB = Path("kmeband-data/ingest.sqlite3")
 
@@ -109,6 +112,19 @@ def load_attestation_root(path: Path) -> bytes:
 
 
 async def _serve(db: Path, key_dir: Path, host: str, port: int, config: IngestConfig) -> None:
-    async with IngestServer(db, key_dir, host=host, port=port, config=config) as server:
-        print(f"kmeband ingest serving on {server.url} (Ctrl-C to stop)", flush=True)
-        await asyncio.Event().wait()
+    stop = asyncio.Event()
+    loop = asyncio.get_running_loop()
+    # Explicit handlers: a job started in the background by a script inherits SIGINT
+    # ignored (so Python installs no KeyboardInterrupt handler), and SIGTERM would kill
+    # the process without closing the store. Both now end the loop below cleanly.
+    for signum in (signal.SIGINT, signal.SIGTERM):
+        loop.add_signal_handler(signum, stop.set)
+    try:
+        async with IngestServer(db, key_dir, host=host, port=port, config=config) as server:
+            print(f"kmeband ingest serving on {server.url} (Ctrl-C to stop)", flush=True)
+            await stop.wait()
+            log.info("stopping: signal received")
+    finally:
+        for signum in (signal.SIGINT, signal.SIGTERM):
+            loop.remove_signal_handler(signum)
+    print("kmeband ingest stopped", flush=True)

@@ -21,6 +21,8 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+import numpy as np
+
 from protocol.errors import KmebandError
 from protocol.kme.batch import (
     BatchBody,
@@ -186,6 +188,7 @@ class IngestStore:
         checkpoint_interval_s: float = 0.25,
     ) -> None:
         self._checkpointer: _Checkpointer | None = None
+        self._path = Path(path)
         # The store holds health records in the clear (they were sealed only for transit):
         # create it, and SQLite's -wal and -shm files, readable by this user only.
         previous_umask = os.umask(0o077)
@@ -223,6 +226,20 @@ class IngestStore:
         for suffix in ("", "-wal", "-shm"):  # a file made earlier under a looser umask
             with contextlib.suppress(FileNotFoundError):
                 os.chmod(f"{path}{suffix}", 0o600)
+
+    def read_view(self) -> IngestStore:
+        """A second, read-only store on the same file for a long read (an export) on
+        another thread: it reads one consistent snapshot (WAL) and never blocks writers.
+        Close it when done."""
+        view = IngestStore.__new__(IngestStore)
+        view._checkpointer = None
+        view._erased, view._known_consent = set(), set()
+        view._db = sqlite3.connect(
+            f"file:{self._path}?mode=ro", uri=True, isolation_level=None, check_same_thread=False
+        )
+        view._path = self._path
+        view._db.execute("BEGIN")  # one snapshot for the whole read
+        return view
 
     def close(self) -> None:
         if self._checkpointer is not None:
@@ -306,8 +323,12 @@ class IngestStore:
         new_consent = consent_digest not in self._known_consent
         try:
             with self.transaction() as db:
-                held = self._held_seqs(db, header)
-                kept = [r for r in body.records() if r.seq not in held] if held else None
+                held = self._held_mask(db, header, body)
+                kept = (
+                    None
+                    if held is None
+                    else [r for r, h in zip(body.records(), held.tolist(), strict=True) if not h]
+                )
                 stored = header.count if kept is None else len(kept)
                 # The batch row goes first: a replayed id fails here, before anything else.
                 db.execute(
@@ -358,25 +379,40 @@ class IngestStore:
             self._known_consent.add(consent_digest)
         return StoreOutcome(stored, header.count - stored, replay=False)
 
-    def _held_seqs(self, db: sqlite3.Connection, header: BatchHeader) -> set[int]:
-        """The sequence numbers in the batch's range that are already stored (or erased)."""
-        held: set[int] = set()
+    def _held_mask(self, db: sqlite3.Connection, header: BatchHeader, body: BatchBody) -> Any:
+        """Per record of the batch, whether its sequence number is already stored or erased
+        (a numpy bool array), or None when none is.
+
+        O(records), never O(sequence span): the batch's own sequence numbers are compared
+        with the erased bound and with the sequence numbers of the stored segments that
+        hold any of them. Nothing enumerates the numbers between first and last, which an
+        uploader chooses freely (0 and 2**40 in one batch of two records).
+        """
+        incoming = np.frombuffer(body.seqs, dtype=np.int64)
+        held = np.zeros(len(incoming), dtype=bool)
         if (header.band, int(header.stream)) in self._erased:
             row = db.execute(
                 "SELECT last_seq FROM erased_through WHERE band = ? AND stream = ?",
                 (header.band, int(header.stream)),
             ).fetchone()
             if row is not None and row[0] >= header.first_seq:
-                held.update(range(header.first_seq, min(int(row[0]), header.last_seq) + 1))
+                held |= incoming <= int(row[0])
         overlapping = db.execute(
             "SELECT first_seq, last_seq, count, body FROM segments "
             "WHERE band = ? AND stream = ? AND last_seq >= ? AND first_seq <= ?",
             (header.band, int(header.stream), header.first_seq, header.last_seq),
-        ).fetchall()
+        )
         for first, last, count, blob in overlapping:
+            # decode a stored segment only if one of the incoming numbers falls in its range
+            lo = int(np.searchsorted(incoming, first, side="left"))
+            hi = int(np.searchsorted(incoming, last, side="right"))
+            if lo >= hi:
+                continue
             stored = decode_body(header.stream, blob, count=count, first_seq=first, last_seq=last)
-            held.update(stored.seqs)
-        return held
+            held[lo:hi] |= np.isin(
+                incoming[lo:hi], np.frombuffer(stored.seqs, dtype=np.int64), assume_unique=True
+            )
+        return held if held.any() else None
 
     def _insert_segment(
         self,
@@ -403,11 +439,13 @@ class IngestStore:
     # -- reading for the data subject ------------------------------------------------------
 
     def segments_of(self, account_id: int) -> Iterator[Segment]:
+        """The account's segments, stream by stream (then band, then sequence), decoded
+        one at a time as they are iterated."""
         rows = self._db.execute(
             "SELECT band, stream, first_seq, last_seq, count, body FROM segments "
-            "WHERE account_id = ? ORDER BY band, stream, first_seq",
+            "WHERE account_id = ? ORDER BY stream, band, first_seq",
             (account_id,),
-        ).fetchall()
+        )
         for band, stream, first, last, count, blob in rows:
             sid = StreamId(stream)
             body = decode_body(sid, blob, count=count, first_seq=first, last_seq=last)

@@ -14,9 +14,16 @@ from device_sim.band.flash import DEFAULT_CAPACITY_BYTES
 from device_sim.hub_runner import BandHub, HubOptions, default_hub_address
 from device_sim.person.physiology import PRESETS
 from device_sim.radio import LinkModel
+from device_sim.validate import cli as validate_cli
+from protocol.errors import UsageError
 
 
 def register(subparsers: Any) -> None:
+    _register_sim(subparsers)
+    validate_cli.register(subparsers)
+
+
+def _register_sim(subparsers: Any) -> None:
     parser = subparsers.add_parser(
         "sim",
         help="run simulated bands on a hub (until Ctrl-C)",
@@ -51,6 +58,32 @@ def register(subparsers: Any) -> None:
         help=f"bytes of record flash per band (default {DEFAULT_CAPACITY_BYTES})",
     )
     parser.add_argument("--link-model", action="store_true", help="model LE link timing")
+    parser.add_argument(
+        "--auth-timeout",
+        type=float,
+        default=30.0,
+        help="real seconds a central may hold a band without pairing or encrypting "
+        "(default 30; 0: no bound)",
+    )
+    parser.add_argument(
+        "--clone",
+        type=Path,
+        help="also serve this device.json (from 'kmeband clone'); --bands may then be 0",
+    )
+    parser.add_argument(
+        "--jitter-ms",
+        type=float,
+        default=0.0,
+        help="replay jitter, ms (each note moves up to this)",
+    )
+    parser.add_argument(
+        "--transport",
+        help=(
+            "also serve the first band (or the clone) as a real BLE peripheral through bumble "
+            "on this bumble transport, e.g. usb:0, serial:/dev/ttyACM0, android-netsim "
+            "(needs kmeband[bumble]; see docs/real-radio.md)"
+        ),
+    )
     parser.add_argument("--duration", type=float, help="stop after this many real seconds")
     parser.add_argument("--json", action="store_true", help="print machine-readable lines")
     parser.set_defaults(handler=run_sim)
@@ -69,15 +102,20 @@ def run_sim(args: argparse.Namespace) -> int:
         link_model=LinkModel() if args.link_model else None,
         backlog_days=args.backlog_days,
         flash_capacity=args.flash_capacity,
+        auth_timeout_s=args.auth_timeout,
+        clone=args.clone,
+        jitter_s=args.jitter_ms / 1000.0,
     )
-    return asyncio.run(_serve(options, args.duration, args.json))
+    return asyncio.run(_serve(options, args.duration, args.json, args.transport))
 
 
 def _emit(as_json: bool, text: str, **fields: Any) -> None:
     print(json.dumps(fields) if as_json else text, flush=True)
 
 
-async def _serve(options: HubOptions, duration: float | None, as_json: bool) -> int:
+async def _serve(
+    options: HubOptions, duration: float | None, as_json: bool, transport: str | None = None
+) -> int:
     def on_display(address: str, text: str) -> None:
         _emit(
             as_json,
@@ -88,6 +126,7 @@ async def _serve(options: HubOptions, duration: float | None, as_json: bool) -> 
         )
 
     hub = BandHub(options, on_display=on_display)
+    radio_bridge: Any = None
     stop = asyncio.Event()
     loop = asyncio.get_running_loop()
     for sig in (signal.SIGINT, signal.SIGTERM):
@@ -96,6 +135,23 @@ async def _serve(options: HubOptions, duration: float | None, as_json: bool) -> 
     try:
         address = await hub.start()
         bands = [e.address for e in hub.endpoints]
+        if transport is not None:
+            radio_bridge = await _bridge(hub, transport)
+            _emit(
+                as_json,
+                f"serving {radio_bridge.bridge.peripheral.address} as a BLE peripheral on "
+                f"{transport}",
+                event="bridge",
+                transport=transport,
+                address=radio_bridge.bridge.peripheral.address,
+            )
+        if hub.clone is not None:
+            _emit(
+                as_json,
+                f"clone of {options.clone} at {hub.clone.address}",
+                event="clone",
+                address=hub.clone.address,
+            )
         if as_json:
             _emit(True, "", event="ready", hub=str(address), bands=bands, speed=options.speed)
         else:
@@ -110,6 +166,8 @@ async def _serve(options: HubOptions, duration: float | None, as_json: bool) -> 
             print("Ctrl-C stops the hub", flush=True)
         await hub.serve_until(stop, duration)
     finally:
+        if radio_bridge is not None:
+            await radio_bridge.close()
         await hub.close()
         where = (
             f"band state kept in {options.state_dir}"
@@ -118,3 +176,21 @@ async def _serve(options: HubOptions, duration: float | None, as_json: bool) -> 
         )
         _emit(as_json, f"hub stopped; {where}", event="stopped")
     return 0
+
+
+async def _bridge(hub: BandHub, transport: str) -> Any:
+    """Serve the first band (or the clone) through bumble on ``transport``."""
+    try:
+        from device_sim.bumble_bridge import BandPasskeyDisplay
+        from device_sim.bumble_bridge.transport import open_bridge
+    except ImportError:
+        raise UsageError(
+            "--transport needs bumble: pip install 'kmeband[bumble]' (docs/real-radio.md)"
+        ) from None
+    if hub.endpoints:
+        endpoint = hub.endpoints[0]
+        return await open_bridge(
+            transport, endpoint, endpoint.db, passkey_display=BandPasskeyDisplay(endpoint)
+        )
+    assert hub.clone is not None
+    return await open_bridge(transport, hub.clone, hub.clone.db)

@@ -21,6 +21,7 @@ from device_sim.band.flash import DEFAULT_CAPACITY_BYTES
 from device_sim.band.gatt_endpoint import BandGattEndpoint
 from device_sim.band.simulated_band import BandConfig, SimulatedBand
 from device_sim.clock import AcceleratedClock, Clock
+from device_sim.clone import ClonePeripheral, load_snapshot
 from device_sim.radio import LinkModel, Radio
 from device_sim.radio.capture import BtsnoopCapture
 from device_sim.radio.hub_server import HubServer
@@ -51,16 +52,26 @@ class HubOptions:
     backlog_days: float = 0.0
     start: float | None = None
     flash_capacity: int = DEFAULT_CAPACITY_BYTES
+    #: Real seconds a central may hold a band without authenticating (0: no bound). The
+    #: bands count it on their accelerated clock, so it is ``speed`` times as many band
+    #: seconds: a person typing a passkey gets the same time at any --speed.
+    auth_timeout_s: float = 30.0
+    clone: Path | None = None  # a device.json to serve beside the bands
+    jitter_s: float = 0.0  # the clone's replay jitter
 
     def __post_init__(self) -> None:
-        if not 1 <= self.bands <= 1000:
-            raise UsageError("--bands must be 1..1000")
+        if not (0 if self.clone else 1) <= self.bands <= 1000:
+            raise UsageError("--bands must be 1..1000 (0 only with --clone)")
+        if self.jitter_s < 0:
+            raise UsageError("--jitter-ms cannot be negative")
         if not self.speed > 0:
             raise UsageError("--speed must be > 0 (1 = real time, 3600 = an hour a second)")
         if self.backlog_days < 0:
             raise UsageError("--backlog-days cannot be negative")
         if self.flash_capacity < 4096:
             raise UsageError("--flash-capacity must be at least 4096 bytes")
+        if not self.auth_timeout_s >= 0:
+            raise UsageError("--auth-timeout must be 0 (no bound) or more seconds")
 
 
 class BandHub:
@@ -76,6 +87,7 @@ class BandHub:
             self.clock, seed=options.seed, link_model=options.link_model, capture=self.capture
         )
         self.endpoints: list[BandGattEndpoint] = []
+        self.clone: ClonePeripheral | None = None
         self.server: HubServer | None = None
         self._on_display = on_display
 
@@ -96,7 +108,8 @@ class BandHub:
                 start=backlog_start,
             )
             band.simulate_until(self.clock.now())
-            endpoint = BandGattEndpoint(band)
+            auth_timeout = o.auth_timeout_s * o.speed if o.auth_timeout_s > 0 else None
+            endpoint = BandGattEndpoint(band, auth_timeout_s=auth_timeout)
             if self._on_display is not None:
                 address, notify = band.address, self._on_display
                 endpoint.on_display = lambda text, a=address, n=notify: n(a, text)
@@ -104,12 +117,19 @@ class BandHub:
             band.start()
             endpoint.start()
             self.endpoints.append(endpoint)
+        if o.clone is not None:
+            snapshot = load_snapshot(o.clone)
+            self.clone = ClonePeripheral(snapshot, self.clock, jitter_s=o.jitter_s, seed=o.seed)
+            self.radio.attach(self.clone)
+            self.clone.start()
         self.server = HubServer(self.radio, HubAddress.parse(o.address))
         return await self.server.start()
 
     async def close(self) -> None:
         if self.server is not None:
             await self.server.close()
+        if self.clone is not None:
+            await self.clone.stop()
         for endpoint in self.endpoints:
             await endpoint.stop()
             await endpoint.band.stop()

@@ -71,7 +71,9 @@ async def _with_in_process_band(count: int, seed: int) -> list[int]:
     clock = AcceleratedClock(60.0, start=1_767_258_000.0)  # 2026-01-01T09:00:00Z
     band = SimulatedBand(BandConfig(seed=seed, fidelity="signal"), clock)
     band.simulate_until(clock.now() + 600)  # ten minutes of wear: the pulse is locked on
-    endpoint = BandGattEndpoint(band)
+    # the band drops a link not paired within 30 s of its clock: 0.5 s at 60x, so give
+    # the person typing the passkey 30 real seconds, as `kmeband sim` does
+    endpoint = BandGattEndpoint(band, auth_timeout_s=30.0 * clock.factor)
     radio = Radio(clock, seed=seed)
     radio.attach(endpoint)
     endpoint.start()

@@ -17,9 +17,11 @@ ingest under its pseudonym (``POST /v1/bands``).
 from __future__ import annotations
 
 import base64
+import binascii
 import hashlib
 import hmac
 import json
+import logging
 import os
 import secrets
 from dataclasses import dataclass
@@ -29,17 +31,16 @@ from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
 
 from protocol.errors import KmebandError
 from protocol.kme.batch import band_pseudonym
-from protocol.kme.control import (
+from protocol.kme.control.activation import (
     ActivationResult,
     ActivationState,
-    BandIdentity,
-    ControlResult,
-    ControlStatus,
-    FactoryReset,
+    BandPublicKey,
     OwnerChallenge,
     RequestOwnerChallenge,
-    decode_as,
 )
+from protocol.kme.control.common import ControlResult, ControlStatus
+from protocol.kme.control.device_control import FactoryReset
+from protocol.kme.control.schema import decode_as
 from protocol.kme.ownership import (
     activation_request,
     private_key_from_seed,
@@ -55,6 +56,8 @@ from protocol.kme.profile import (
     KME_DEVICE_CONTROL_POINT,
 )
 from sync_client.ble import BandLink
+
+log = logging.getLogger(__name__)
 
 CLIENT_DIR_ENV = "KMEBAND_CLIENT_DIR"
 
@@ -169,7 +172,7 @@ async def fetch_ingest_key(ingest_url: str) -> bytes:
                     f"the ingest did not publish its key (HTTP {response.status})"
                 )
             document = await response.json()
-    except (aiohttp.ClientError, TimeoutError, ValueError) as exc:
+    except (aiohttp.ClientError, TimeoutError, ValueError, RecursionError) as exc:
         raise ActivationError(
             f"the ingest's key could not be fetched ({exc.__class__.__name__}); "
             "pass it with --ingest-key"
@@ -180,6 +183,64 @@ async def fetch_ingest_key(ingest_url: str) -> bytes:
             if len(raw) == 32:
                 return raw
     raise ActivationError("the ingest publishes no default X25519 key; pass it with --ingest-key")
+
+
+#: The last key fetched from the account's ingest, so a sync can seal without reaching it.
+INGEST_KEY_FILE = "ingest-key.json"
+
+
+class IngestKeyUnavailableError(ActivationError):
+    """The ingest cannot be reached and no key of it was ever fetched: nothing can be sealed."""
+
+
+def cache_ingest_key(directory: Path, ingest_url: str, raw: bytes) -> None:
+    """Remember the ingest's public key (mode 0600, written atomically)."""
+    directory.mkdir(parents=True, exist_ok=True, mode=0o700)
+    path = directory / INGEST_KEY_FILE
+    tmp = path.with_suffix(".tmp")
+    document = {"ingest_url": ingest_url, "public_key": base64.urlsafe_b64encode(raw).decode()}
+    fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
+    with os.fdopen(fd, "w") as f:
+        json.dump(document, f)
+    os.replace(tmp, path)
+
+
+def cached_ingest_key(directory: Path, ingest_url: str) -> bytes | None:
+    """The key last fetched from ``ingest_url``, or None (never fetched, or another URL)."""
+    path = directory / INGEST_KEY_FILE
+    if not path.exists():
+        return None
+    if path.stat().st_mode & 0o022:
+        # anyone who can write it could make the client seal batches to their own key
+        raise ActivationError(f"{INGEST_KEY_FILE} is writable by others; run chmod 600 on it")
+    try:
+        document = json.loads(path.read_text())
+        raw = base64.urlsafe_b64decode(document["public_key"])
+        same = document["ingest_url"] == ingest_url
+    except (ValueError, KeyError, TypeError, binascii.Error):
+        return None  # a damaged cache is no cache: the next reachable sync rewrites it
+    return raw if same and len(raw) == 32 else None
+
+
+async def ingest_key_for(directory: Path, account: AccountFile) -> bytes:
+    """The key to seal batches for ``account``'s ingest: fetched (and cached) when the
+    ingest answers, else the cached one, so a sync pulls and seals into the outbox while
+    the ingest is unreachable and the outbox uploads later."""
+    try:
+        raw = await fetch_ingest_key(account.ingest_url)
+    except ActivationError as exc:
+        cached = cached_ingest_key(directory, account.ingest_url)
+        if cached is not None:
+            log.info("the ingest's key could not be fetched; sealing with the cached key")
+            return cached
+        raise IngestKeyUnavailableError(
+            f"the ingest's key could not be fetched from {account.ingest_url} and this "
+            "client never fetched it before, so nothing can be sealed for it: run the sync "
+            "again once the ingest is reachable (the band keeps its records meanwhile), "
+            "or pass the key with --ingest-key"
+        ) from exc
+    cache_ingest_key(directory, account.ingest_url, raw)
+    return raw
 
 
 async def create_account(ingest_url: str) -> AccountFile:
@@ -241,7 +302,7 @@ async def register_band(
 async def read_activation(link: BandLink) -> tuple[bool, bytes]:
     """Whether the band has an owner, and its signing public key."""
     state = decode_as(await link.read(KME_ACTIVATION_STATE), ActivationState)
-    identity = decode_as(await link.read(KME_BAND_IDENTITY), BandIdentity)
+    identity = decode_as(await link.read(KME_BAND_IDENTITY), BandPublicKey)
     return state.activated, identity.public_key
 
 
@@ -265,17 +326,27 @@ async def activate(link: BandLink, keys: ClientKeys) -> bytes:
         raise ActivationError(str(exc)) from None
 
 
+_RATE_LIMITED = (
+    "the band refuses ownership proofs for a while after wrong ones (up to 10 minutes): "
+    "wait, then sync again"
+)
+
+
 async def prove_owner(link: BandLink, keys: ClientKeys, band_public_key: bytes) -> None:
     """Answer the band's challenge with the owner key; this connection is then the owner's."""
     challenge = await link.request(
         KME_ACTIVATION_CONTROL_POINT, RequestOwnerChallenge(), OwnerChallenge
     )
+    if challenge.status is ControlStatus.RATE_LIMITED:
+        raise ActivationError(_RATE_LIMITED)
     if challenge.status is not ControlStatus.OK or challenge.nonce is None:
         raise ActivationError(
             f"the band gave no ownership challenge ({challenge.status.name}); activate it first"
         )
     proof = prove_ownership(keys.owner_key, band_public_key, challenge.nonce)
     answer = await link.request(KME_ACTIVATION_CONTROL_POINT, proof, ControlResult)
+    if answer.status is ControlStatus.RATE_LIMITED:
+        raise ActivationError(_RATE_LIMITED)
     if answer.status is not ControlStatus.OK:
         raise ActivationError(
             "the band did not accept this client as its owner; it is bound to another "

@@ -13,18 +13,17 @@ from collections.abc import Iterable
 from typing import cast
 
 from protocol.errors import KmebandError, UsageError
-from protocol.kme.control import (
+from protocol.kme.control.alarms import (
     MAX_ALARMS,
     MAX_SMART_WINDOW_MIN,
     WEEKDAY_BITS,
     Alarm,
     AlarmList,
-    ControlResult,
-    ControlStatus,
     DeleteAlarm,
     ListAlarms,
     SetAlarm,
 )
+from protocol.kme.control.common import ControlResult, ControlStatus
 from protocol.kme.profile import KME_ALARM_CONTROL_POINT
 from sync_client.ble import BandLink
 

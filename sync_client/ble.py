@@ -25,10 +25,35 @@ from bleak import BleakClient, BleakScanner
 from bleak.backends.device import BLEDevice
 from bleak.backends.scanner import AdvertisementData
 
-from protocol.ble import sig_codecs as sig
+from protocol.ble.sig_codecs import (
+    AdjustReason,
+    CurrentTime,
+    LocalTimeInformation,
+    decode_current_time,
+    decode_local_time_information,
+    encode_current_time,
+    encode_local_time_information,
+)
 from protocol.errors import KmebandError
-from protocol.kme import profile as P
-from protocol.kme.control import ControlDecodeError, ControlMessage, decode_as, encode_control
+from protocol.kme.control.schema import (
+    ControlDecodeError,
+    ControlMessage,
+    decode_as,
+    encode_control,
+)
+from protocol.kme.profile import (
+    BATTERY_LEVEL,
+    CURRENT_TIME,
+    FIRMWARE_REVISION,
+    HEART_RATE_SERVICE,
+    KME_ACTIVATION_SERVICE,
+    KME_CONSENT_SERVICE,
+    KME_RECORD_SYNC_SERVICE,
+    LOCAL_TIME_INFORMATION,
+    MODEL_NUMBER,
+    SERIAL_NUMBER,
+)
+from sync_client.link_activity import LinkActivity
 
 _M = TypeVar("_M", bound=ControlMessage)
 
@@ -36,11 +61,11 @@ BACKEND_ENV = "KMEBAND_BLEAK_BACKEND"
 
 #: Services a scan filters on: every KME service, plus Heart Rate for SIG-only bands.
 KME_SERVICE_UUIDS = (
-    str(P.KME_RECORD_SYNC_SERVICE),
-    str(P.KME_CONSENT_SERVICE),
-    str(P.KME_ACTIVATION_SERVICE),
+    str(KME_RECORD_SYNC_SERVICE),
+    str(KME_CONSENT_SERVICE),
+    str(KME_ACTIVATION_SERVICE),
 )
-SCAN_SERVICE_UUIDS = (*KME_SERVICE_UUIDS, str(P.HEART_RATE_SERVICE))
+SCAN_SERVICE_UUIDS = (*KME_SERVICE_UUIDS, str(HEART_RATE_SERVICE))
 
 #: A band clock further off than this is set (and any time-zone change is written).
 MAX_CLOCK_DRIFT_S = 2.0
@@ -128,11 +153,19 @@ class BandInfo:
 
 
 class BandLink:
-    """One connected band: GATT helpers with a timeout on every operation."""
+    """One connected band: GATT helpers with a timeout on every operation.
 
-    def __init__(self, client: BleakClient, timeout_s: float = 10.0) -> None:
+    A timeout follows progress (:class:`~sync_client.link_activity.LinkActivity`): an
+    operation fails when nothing moved on the link for ``timeout_s``, not when it took
+    that long; share one ``activity`` between everything that uses the same connection.
+    """
+
+    def __init__(
+        self, client: BleakClient, timeout_s: float = 10.0, activity: LinkActivity | None = None
+    ) -> None:
         self.client = client
         self.timeout_s = timeout_s
+        self.activity = activity if activity is not None else LinkActivity(timeout_s)
         self._indications: dict[str, asyncio.Queue[bytes]] = {}
 
     def has_service(self, uuid: object) -> bool:
@@ -143,7 +176,7 @@ class BandLink:
 
     async def _timed(self, op: Awaitable[Any], what: str) -> Any:
         try:
-            return await asyncio.wait_for(op, self.timeout_s)
+            return await self.activity.wait(op)
         except TimeoutError:
             raise BleError(f"the band did not answer {what} in time; move closer") from None
         except KmebandError:
@@ -164,10 +197,12 @@ class BandLink:
             return
         queue: asyncio.Queue[bytes] = asyncio.Queue()
         self._indications[key] = queue
-        await self._timed(
-            self.client.start_notify(key, lambda _c, data: queue.put_nowait(bytes(data))),
-            "a subscription",
-        )
+
+        def on_value(_characteristic: object, data: bytearray) -> None:
+            self.activity.touch()
+            queue.put_nowait(bytes(data))
+
+        await self._timed(self.client.start_notify(key, on_value), "a subscription")
 
     async def request(self, uuid: object, message: ControlMessage, *answers: type[_M]) -> _M:
         """Write a CBOR request to a control point and await its indicated answer."""
@@ -188,9 +223,8 @@ class BandLink:
         return await self._answer(queue, "an indication")
 
     async def _answer(self, queue: asyncio.Queue[bytes], what: str) -> bytes:
-        """Await an indication, but give up at once when the link drops (not at the timeout)."""
-        loop = asyncio.get_running_loop()
-        deadline = loop.time() + self.timeout_s
+        """Await an indication, but give up at once when the link drops (not at the timeout),
+        and at the timeout only when nothing has moved on the link for that long."""
         while True:
             # an answer that arrived just before the link dropped still counts (a band
             # may answer, then drop the link on purpose: factory reset, reboot)
@@ -198,13 +232,15 @@ class BandLink:
                 return queue.get_nowait()
             if not self.client.is_connected:
                 raise BleError(f"the link to the band dropped while awaiting {what}; sync again")
-            remaining = deadline - loop.time()
+            remaining = self.timeout_s - self.activity.idle_for()
             if remaining <= 0:
                 raise BleError(f"the band did not answer {what} in time; move closer")
             try:
-                return await asyncio.wait_for(queue.get(), min(LINK_POLL_S, remaining))
+                value = await asyncio.wait_for(queue.get(), min(LINK_POLL_S, remaining))
             except TimeoutError:
                 continue
+            self.activity.touch()
+            return value
 
     async def read_info(self) -> BandInfo:
         """Device Information and battery; works on SIG-only bands too."""
@@ -215,14 +251,14 @@ class BandLink:
             return (await self.read(uuid)).decode("utf-8", "replace").rstrip("\x00")
 
         battery = None
-        if self.has_char(P.BATTERY_LEVEL):
-            raw = await self.read(P.BATTERY_LEVEL)
+        if self.has_char(BATTERY_LEVEL):
+            raw = await self.read(BATTERY_LEVEL)
             battery = raw[0] if raw else None
         return BandInfo(
-            kme=self.has_service(P.KME_RECORD_SYNC_SERVICE),
-            model=await text(P.MODEL_NUMBER),
-            firmware_version=await text(P.FIRMWARE_REVISION),
-            serial=await text(P.SERIAL_NUMBER),
+            kme=self.has_service(KME_RECORD_SYNC_SERVICE),
+            model=await text(MODEL_NUMBER),
+            firmware_version=await text(FIRMWARE_REVISION),
+            serial=await text(SERIAL_NUMBER),
             battery_pct=battery,
         )
 
@@ -231,30 +267,30 @@ class BandLink:
 
         ``now`` is the phone's aware local time. Returns whether the band was written.
         """
-        if not self.has_char(P.CURRENT_TIME):
+        if not self.has_char(CURRENT_TIME):
             return False
         offset_min = int((now.utcoffset() or dt.timedelta(0)).total_seconds() // 60)
-        reason = sig.AdjustReason.NONE
-        if self.has_char(P.LOCAL_TIME_INFORMATION):
+        reason = AdjustReason.NONE
+        if self.has_char(LOCAL_TIME_INFORMATION):
             try:
-                local = sig.decode_local_time_information(await self.read(P.LOCAL_TIME_INFORMATION))
+                local = decode_local_time_information(await self.read(LOCAL_TIME_INFORMATION))
                 tz_changed = local.total_offset_min != offset_min
             except KmebandError:
                 tz_changed = True
             if tz_changed and offset_min % 15 == 0:
-                info = sig.LocalTimeInformation.from_offsets(offset_min, 0)
-                await self.write(P.LOCAL_TIME_INFORMATION, sig.encode_local_time_information(info))
-                reason |= sig.AdjustReason.CHANGE_OF_TIME_ZONE
+                info = LocalTimeInformation.from_offsets(offset_min, 0)
+                await self.write(LOCAL_TIME_INFORMATION, encode_local_time_information(info))
+                reason |= AdjustReason.CHANGE_OF_TIME_ZONE
         try:
-            band_dt = sig.decode_current_time(await self.read(P.CURRENT_TIME)).to_datetime()
+            band_dt = decode_current_time(await self.read(CURRENT_TIME)).to_datetime()
             drift = abs((band_dt - now.replace(tzinfo=None)).total_seconds())
         except KmebandError:
             drift = float("inf")  # an unknown or invalid band time: set it
         if drift > max_drift_s or reason:
             if drift > max_drift_s:
-                reason |= sig.AdjustReason.MANUAL_TIME_UPDATE
-            value = sig.CurrentTime.from_datetime(now.replace(tzinfo=None), reason)
-            await self.write(P.CURRENT_TIME, sig.encode_current_time(value))
+                reason |= AdjustReason.MANUAL_TIME_UPDATE
+            value = CurrentTime.from_datetime(now.replace(tzinfo=None), reason)
+            await self.write(CURRENT_TIME, encode_current_time(value))
             return True
         return False
 
@@ -272,7 +308,13 @@ async def connect(
     disconnected_callback: Callable[[BleakClient], None] | None = None,
     backend_options: dict[str, Any] | None = None,
 ) -> BleakClient:
-    """Connect with retries and a timeout per attempt; pair when a passkey callback is given."""
+    """Connect with retries; pair when a passkey callback is given.
+
+    ``timeout_s`` goes to the bleak client, whose backend bounds each attempt with it (the
+    simulated one bounds making the link by it and every later step by progress, so a slow
+    link's long discovery is not cut off); pairing is bounded by the Security Manager's
+    30-second timer, which restarts with every SMP PDU.
+    """
     backend = backend or backend_from_env()
     kwargs: dict[str, Any] = dict(backend_options or {})
     if backend.client is not None:
@@ -285,9 +327,9 @@ async def connect(
             address, disconnected_callback=disconnected_callback, timeout=timeout_s, **kwargs
         )
         try:
-            await asyncio.wait_for(client.connect(), timeout_s)
+            await client.connect()
             if passkey_callback is not None:
-                await asyncio.wait_for(client.pair(), timeout_s * 3)
+                await client.pair()
             return client
         except Exception as exc:  # bleak raises BleakError, OSError and TimeoutError
             last = exc.__class__.__name__

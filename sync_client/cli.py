@@ -21,7 +21,8 @@ from pathlib import Path
 from typing import Any, TextIO
 
 from protocol.errors import KmebandError, UsageError
-from protocol.kme.control import ConsentState, decode_as
+from protocol.kme.control.consent import ConsentState
+from protocol.kme.control.schema import decode_as
 from protocol.kme.profile import KME_CONSENT_STATE
 from protocol.kme.records import ConsentCategory
 from sync_client.activation import (
@@ -31,7 +32,7 @@ from sync_client.activation import (
     create_account,
     ensure_owner,
     factory_reset,
-    fetch_ingest_key,
+    ingest_key_for,
     read_certificate,
     register_band,
 )
@@ -44,8 +45,9 @@ from sync_client.alarms import (
     set_alarm,
 )
 from sync_client.ble import BandLink, BandNotFoundError, connect, scan
+from sync_client.clone import clone_device
 from sync_client.consent import read_band_consent, set_consent
-from sync_client.outbox import Outbox
+from sync_client.outbox import Outbox, OutboxError
 from sync_client.puller import Progress
 from sync_client.rights import (
     EXPORT_FORMATS,
@@ -163,9 +165,46 @@ async def _pair(args: argparse.Namespace) -> int:
                 pseudonym = keys.band_pseudonym(info.serial)
                 await register_band(account, pseudonym, band_key, certificate)
                 data["registered"] = True
+                # fetched (and cached) now, so a later sync can seal while it is unreachable
+                await ingest_key_for(directory, account)
         _emit(args, data, f"paired: {info.describe()}")
     finally:
         await client.disconnect()
+    return EXIT_OK
+
+
+async def _clone(args: argparse.Namespace) -> int:
+    if args.seconds < 0:
+        raise UsageError("--seconds cannot be negative")
+    snapshot = await clone_device(
+        args.address,
+        record_s=args.seconds,
+        scan_s=args.scan_seconds,
+        passkey_callback=_passkey if args.pair else None,
+    )
+    out: Path = args.out
+    partial = out.with_name(out.name + ".partial")
+    try:  # a file is replaced only by a complete recording
+        partial.write_text(json.dumps(snapshot.to_json(), indent=1) + "\n", encoding="utf-8")
+        partial.replace(out)
+    except OSError as exc:
+        raise UsageError(
+            f"{out} cannot be written ({exc.strerror}); choose another --out"
+        ) from None
+    chars = sum(len(s.characteristics) for s in snapshot.services)
+    data = {
+        "out": str(out),
+        "services": len(snapshot.services),
+        "characteristics": chars,
+        "notifications": len(snapshot.notifications),
+    }
+    _emit(
+        args,
+        data,
+        f"recorded {len(snapshot.services)} services, {chars} characteristics and "
+        f"{len(snapshot.notifications)} notifications to {out}; serve it with "
+        f"'kmeband sim --clone {out}'",
+    )
     return EXIT_OK
 
 
@@ -176,7 +215,7 @@ async def _sync(args: argparse.Namespace) -> int:
     if args.ingest_key:
         raw_key = base64.urlsafe_b64decode(args.ingest_key + "==")
     elif account is not None:
-        raw_key = await fetch_ingest_key(account.ingest_url)
+        raw_key = await ingest_key_for(directory, account)
     else:
         raise UsageError(
             "no account yet: pair with --ingest URL first (or give --ingest-key to only "
@@ -312,20 +351,60 @@ async def _export(args: argparse.Namespace) -> int:
     return EXIT_OK
 
 
+#: Written once the ingest has deleted the account and until the local steps are done, so
+#: an erase that stopped half way can be run again to finish.
+ERASE_PENDING = "erase-pending.json"
+
+
+class EraseIncompleteError(KmebandError):
+    """The account was deleted at the ingest but a local step failed; run the erase again."""
+
+
 async def _erase(args: argparse.Namespace) -> int:
-    account = load_account(args.client_dir)
+    directory = client_dir(args.client_dir)
+    pending_path = directory / ERASE_PENDING
+    outbox_path = directory / "outbox.db"
     if not args.account:
-        erased = await erase_data(account)
+        erased = await erase_data(load_account(args.client_dir))
         _emit(args, {"erased_records": erased}, f"erased {erased} records from the ingest")
         return EXIT_OK
-    erased, bands = await delete_account(account)
-    # the account is gone at the ingest: forget it here, with what was queued for it
-    directory = client_dir(args.client_dir)
-    (directory / "account.json").unlink(missing_ok=True)
+    pending = _pending_erase(pending_path) if not (directory / "account.json").exists() else None
+    if pending is None:
+        account = load_account(args.client_dir)
+        if outbox_path.exists():
+            # Before anything is erased: an outbox that cannot be cleared would leave the
+            # erase half done (the account gone at the ingest, its batches still here).
+            try:
+                with Outbox(outbox_path) as outbox:
+                    outbox.check()
+            except OutboxError as exc:
+                raise EraseIncompleteError(
+                    f"nothing was erased (the ingest account and this client's files are as "
+                    f"they were): {exc}; then run 'kmeband erase --account --yes' again"
+                ) from None
+        erased, bands = await delete_account(account)
+        pending = {"erased_records": erased, "deleted_bands": bands}
+        tmp = pending_path.with_suffix(".tmp")
+        fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
+        with os.fdopen(fd, "w") as f:
+            json.dump(pending, f)
+        os.replace(tmp, pending_path)  # whole or absent, never half written
+        # the account is gone at the ingest: forget it here, with what was queued for it
+        (directory / "account.json").unlink(missing_ok=True)
+    erased, bands = pending["erased_records"], pending["deleted_bands"]
     dropped = 0
-    if (directory / "outbox.db").exists():
-        with Outbox(directory / "outbox.db") as outbox:
-            dropped = outbox.drop_all()
+    try:
+        if outbox_path.exists():
+            with Outbox(outbox_path) as outbox:
+                dropped = outbox.drop_all()
+    except OutboxError as exc:
+        raise EraseIncompleteError(
+            f"the account was deleted at the ingest ({erased} records erased, {bands} band(s) "
+            "unregistered) and its token removed from this client, but the batches queued "
+            f"for it here were not dropped: {exc}; then run 'kmeband erase --account --yes' "
+            "again to finish"
+        ) from None
+    pending_path.unlink(missing_ok=True)
     data = {
         "erased_records": erased,
         "deleted_bands": bands,
@@ -338,6 +417,19 @@ async def _erase(args: argparse.Namespace) -> int:
     )
     _emit(args, data, text)
     return EXIT_OK
+
+
+def _pending_erase(path: Path) -> dict[str, int] | None:
+    """What an earlier, unfinished erase did at the ingest; None when there is none."""
+    try:
+        document = json.loads(path.read_text())
+        return {k: int(document[k]) for k in ("erased_records", "deleted_bands")}
+    except FileNotFoundError:
+        return None
+    except (ValueError, KeyError, TypeError):
+        # Unreadable: the ingest step is known done (the marker exists) and was reported
+        # by the run that did it; this run erases nothing more there.
+        return {"erased_records": 0, "deleted_bands": 0}
 
 
 def _erase_confirmed(args: argparse.Namespace) -> int:
@@ -356,7 +448,7 @@ def _common(p: argparse.ArgumentParser) -> None:
 
 
 def register(subparsers: Any) -> None:
-    """Add ``scan``, ``pair``, ``sync`` and ``consent`` to the project's CLI."""
+    """Add ``scan``, ``pair``, ``clone``, ``sync`` and ``consent`` to the project's CLI."""
     p = subparsers.add_parser("scan", help="find bands nearby")
     _common(p)
     p.set_defaults(handler=lambda a: _run(a, _scan(a)))
@@ -370,6 +462,19 @@ def register(subparsers: Any) -> None:
     )
     _common(p)
     p.set_defaults(handler=lambda a: _run(a, _pair(a)))
+
+    p = subparsers.add_parser(
+        "clone", help="record any BLE device's GATT table, values and notifications"
+    )
+    p.add_argument("address")
+    p.add_argument("--out", type=Path, required=True, help="where to write device.json")
+    p.add_argument(
+        "--seconds", type=float, default=10.0, help="how long to record notifications (10)"
+    )
+    p.add_argument("--scan-seconds", type=float, default=2.0, help="scan for its advertisement (2)")
+    p.add_argument("--pair", action="store_true", help="pair first (asks for the passkey)")
+    _common(p)
+    p.set_defaults(handler=lambda a: _run(a, _clone(a)))
 
     p = subparsers.add_parser("sync", help="pull a band's records, seal, queue, upload")
     p.add_argument("address")

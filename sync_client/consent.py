@@ -31,20 +31,17 @@ from typing import Any, Protocol, cast
 
 from protocol.errors import KmebandError
 from protocol.kme.consent import ConsentRecord, ConsentRecordError
-from protocol.kme.control import (
+from protocol.kme.control.common import ControlResult, ControlStatus
+from protocol.kme.control.consent import (
     ConsentLogEntry,
     ConsentLogPage,
     ConsentResult,
     ConsentState,
-    ControlDecodeError,
-    ControlResult,
-    ControlStatus,
     RequestConsentRecord,
     SelectConsentLogPage,
     SetConsent,
-    decode_as,
-    encode_control,
 )
+from protocol.kme.control.schema import ControlDecodeError, decode_as, encode_control
 from protocol.kme.profile import (
     KME_CONSENT_CHANGE_LOG,
     KME_CONSENT_CONTROL_POINT,
@@ -59,6 +56,7 @@ from protocol.kme.records import (
     StreamId,
     record_time,
 )
+from sync_client.link_activity import LinkActivity
 from sync_client.outbox import Outbox
 
 #: ``[start, end)`` in UTC seconds; ``end`` None while the grant still holds.
@@ -215,13 +213,22 @@ class ConsentGattPort(Protocol):
 
 
 async def read_band_consent(
-    client: ConsentGattPort, *, min_policy_version: int = 0, timeout_s: float = 10.0
+    client: ConsentGattPort,
+    *,
+    min_policy_version: int = 0,
+    timeout_s: float = 10.0,
+    activity: LinkActivity | None = None,
 ) -> BandConsent:
-    """Read Consent State and every Consent Change Log page; compute the intervals."""
+    """Read Consent State and every Consent Change Log page; compute the intervals.
+
+    Each wait fails when nothing moved on the link for ``timeout_s`` (``activity``, shared
+    with the rest of the connection, says when something last did).
+    """
+    activity = activity if activity is not None else LinkActivity(timeout_s)
 
     async def read(uuid: object) -> bytes:
         try:
-            return bytes(await asyncio.wait_for(client.read_gatt_char(str(uuid)), timeout_s))
+            return bytes(await activity.wait(client.read_gatt_char(str(uuid))))
         except TimeoutError:
             raise ConsentClientError(
                 "the band did not answer a consent read in time; move closer and sync again"
@@ -239,9 +246,8 @@ async def read_band_consent(
             raise ConsentClientError("the band's consent log is too long to read")
         select = encode_control(SelectConsentLogPage(next_index))
         try:
-            await asyncio.wait_for(
-                client.write_gatt_char(str(KME_CONSENT_CONTROL_POINT), select, response=True),
-                timeout_s,
+            await activity.wait(
+                client.write_gatt_char(str(KME_CONSENT_CONTROL_POINT), select, response=True)
             )
         except TimeoutError:
             raise ConsentClientError(
@@ -268,13 +274,13 @@ async def read_band_consent(
         raise ConsentClientError(
             "the band has no consent log: nothing may be synced until consent is granted"
         )
-    record = await _request_consent_record(client, entries[0].time, timeout_s)
+    record = await _request_consent_record(client, entries[0].time, activity)
     allowed = allowed_intervals(entries, min_policy_version=min_policy_version)
     return BandConsent(state, tuple(entries), record, allowed)
 
 
 async def _request_consent_record(
-    client: ConsentGattPort, covers_from: int, timeout_s: float
+    client: ConsentGattPort, covers_from: int, activity: LinkActivity
 ) -> bytes:
     """Have the band sign the record of the consent since ``covers_from`` (to its now).
 
@@ -284,13 +290,10 @@ async def _request_consent_record(
     """
     request = encode_control(RequestConsentRecord(covers_from, _UNTIL_NOW))
     try:
-        await asyncio.wait_for(
-            client.write_gatt_char(str(KME_CONSENT_CONTROL_POINT), request, response=True),
-            timeout_s,
+        await activity.wait(
+            client.write_gatt_char(str(KME_CONSENT_CONTROL_POINT), request, response=True)
         )
-        raw = bytes(
-            await asyncio.wait_for(client.read_gatt_char(str(KME_CONSENT_RECORD)), timeout_s)
-        )
+        raw = bytes(await activity.wait(client.read_gatt_char(str(KME_CONSENT_RECORD))))
     except TimeoutError:
         raise ConsentClientError(
             "the band did not answer the consent record request in time; sync again"

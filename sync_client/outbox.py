@@ -30,12 +30,14 @@ Nothing in here is plaintext health data: the envelopes are sealed before they a
 from __future__ import annotations
 
 import contextlib
+import functools
 import os
 import sqlite3
 import time
-from collections.abc import Iterable, Iterator, Mapping
+from collections.abc import Callable, Iterable, Iterator, Mapping
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any, TypeVar, cast
 
 from protocol.errors import KmebandError
 
@@ -108,6 +110,41 @@ class OutboxError(KmebandError):
     """The outbox file cannot be used; the message says why and what to do."""
 
 
+class OutboxDamagedError(OutboxError):
+    """The outbox file is damaged (a corrupt page, not a database): it cannot be used."""
+
+
+def _damaged(path: Path, exc: sqlite3.DatabaseError) -> OutboxError:
+    if isinstance(exc, sqlite3.OperationalError):
+        return OutboxError(
+            f"the outbox at {path} could not be used ({exc.__class__.__name__}: busy, or the "
+            "disk failed): make sure no other kmeband runs on this client directory, check "
+            "the disk, and try again"
+        )
+    return OutboxDamagedError(
+        f"the outbox at {path} is damaged ({exc.__class__.__name__}): move the file away "
+        "(with its -wal and -shm files); the next sync starts a fresh outbox and pulls again "
+        "what the band still holds (the ingest drops what it already has), but batches "
+        "queued only in the damaged file are lost"
+    )
+
+
+_F = TypeVar("_F", bound=Callable[..., Any])
+
+
+def _typed_errors(method: _F) -> _F:
+    """SQLite errors of the outbox's file leave as an OutboxError that says what to do."""
+
+    @functools.wraps(method)
+    def guarded(self: Outbox, *args: Any, **kwargs: Any) -> Any:
+        try:
+            return method(self, *args, **kwargs)
+        except sqlite3.DatabaseError as exc:
+            raise _damaged(self.path, exc) from None
+
+    return cast(_F, guarded)
+
+
 class CursorRegressionError(OutboxError):
     """A cursor would move backwards: that would re-upload stored data."""
 
@@ -156,10 +193,7 @@ class Outbox:
             self._db.executescript(SCHEMA)
             self._upgrade()
         except sqlite3.DatabaseError as exc:
-            raise OutboxError(
-                f"the outbox at {self.path} cannot be opened ({exc.__class__.__name__}): "
-                "move the file away to start a fresh outbox (queued batches in it are lost)"
-            ) from None
+            raise _damaged(self.path, exc) from None
         self._make_private()
 
     def _make_private(self) -> None:
@@ -189,6 +223,13 @@ class Outbox:
             )
         self._db.execute("CREATE INDEX IF NOT EXISTS batches_fallback ON batches (fallback_of)")
 
+    @_typed_errors
+    def check(self) -> None:
+        """Read every page (SQLite's quick_check): raise OutboxDamagedError if one is bad."""
+        rows = self._db.execute("PRAGMA quick_check").fetchall()
+        if rows != [("ok",)]:
+            raise _damaged(self.path, sqlite3.DatabaseError("quick_check"))
+
     def close(self) -> None:
         self._db.close()
 
@@ -216,6 +257,7 @@ class Outbox:
         self.close()
 
     # -- cursors -------------------------------------------------------------------------
+    @_typed_errors
     def stored_up_to(self, band: bytes, stream: int) -> int:
         """The last sequence number of ``stream`` durably handled (0 when none)."""
         row = self._db.execute(
@@ -223,6 +265,7 @@ class Outbox:
         ).fetchone()
         return int(row[0]) if row else 0
 
+    @_typed_errors
     def commit(
         self,
         band: bytes,
@@ -279,6 +322,7 @@ class Outbox:
                 )
 
     # -- upload side ---------------------------------------------------------------------
+    @_typed_errors
     def due(
         self, limit: int = 64, now: float | None = None, *, band: bytes | None = None
     ) -> list[QueuedBatch]:
@@ -300,12 +344,14 @@ class Outbox:
     def _band_filter(band: bytes | None) -> tuple[str, tuple[bytes, ...]]:
         return ("", ()) if band is None else (" AND band=?", (band,))
 
+    @_typed_errors
     def pending_count(self, band: bytes | None = None) -> int:
         """Live batches queued (a fallback counts only once its primary is gone)."""
         where, args = self._band_filter(band)
         sql = f"SELECT COUNT(*) FROM batches WHERE {_LIVE}{where}"
         return int(self._db.execute(sql, args).fetchone()[0])
 
+    @_typed_errors
     def next_attempt_at(self, band: bytes | None = None) -> float | None:
         """When the next live batch (of ``band``) is due; None when none is queued."""
         where, args = self._band_filter(band)
@@ -313,6 +359,7 @@ class Outbox:
         row = self._db.execute(sql, args).fetchone()
         return None if row[0] is None else float(row[0])
 
+    @_typed_errors
     def delivered(self, batch: QueuedBatch) -> None:
         """The ingest stored ``batch``: remove it (and its fallback) and count it."""
         with self._transaction() as db:
@@ -326,6 +373,7 @@ class Outbox:
                     (batch.band, batch.stream, batch.records),
                 )
 
+    @_typed_errors
     def retry_later(self, batch_id: bytes, at: float) -> None:
         """Record a failed attempt; the batch stays queued until ``at``."""
         self._db.execute(
@@ -333,6 +381,7 @@ class Outbox:
             (at, batch_id),
         )
 
+    @_typed_errors
     def park(self, batch_id: bytes, until: float) -> None:
         """The ingest refused the batch: keep it (never silent loss), out of the way."""
         self._db.execute(
@@ -340,6 +389,7 @@ class Outbox:
             (until, batch_id),
         )
 
+    @_typed_errors
     def unpark(self, band: bytes | None = None) -> int:
         """Make every parked batch (of ``band``) due again; return how many.
 
@@ -354,14 +404,17 @@ class Outbox:
         )
 
     # -- registration with the ingest ------------------------------------------------------
+    @_typed_errors
     def is_registered(self, band: bytes) -> bool:
         row = self._db.execute("SELECT 1 FROM registrations WHERE band=?", (band,)).fetchone()
         return row is not None
 
+    @_typed_errors
     def mark_registered(self, band: bytes) -> None:
         self._db.execute("INSERT OR IGNORE INTO registrations (band) VALUES (?)", (band,))
 
     # -- consent ---------------------------------------------------------------------------
+    @_typed_errors
     def purge_category(self, band: bytes, category: int) -> int:
         """Delete every queued batch of ``band`` that needs the withdrawn ``category``.
 
@@ -391,6 +444,7 @@ class Outbox:
             )
         return len(live)
 
+    @_typed_errors
     def drop_all(self) -> int:
         """Delete every queued batch and every band's registration mark (the account they
         were for is gone); cursors stay, so nothing already pulled is pulled twice.
@@ -402,6 +456,7 @@ class Outbox:
         return dropped
 
     # -- reporting -------------------------------------------------------------------------
+    @_typed_errors
     def stats(self, band: bytes) -> Mapping[int, dict[str, int]]:
         """Per stream: stored cursor, queued batches/records, delivered, withheld."""
         out: dict[int, dict[str, int]] = {}

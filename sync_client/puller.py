@@ -7,11 +7,13 @@ new records by consent (withheld ones are only counted), seal them into batches,
 batches and cursor in ONE outbox transaction, and only then acknowledge the range so the
 band may free it. With ``keep_on_band`` nothing is acknowledged.
 
-Every wait has a timeout. A band that sends bad data stops only that stream, with a
-:class:`StreamSyncError` in its result; the records that arrived valid before the fault
-are stored and acknowledged, nothing after them. A dropped link ends the pull with
-:class:`PullLinkLostError`; the next pull resumes from the stored cursor, so nothing is
-fetched twice once stored and nothing is lost.
+Every wait has a timeout that follows progress (:mod:`sync_client.link_activity`): it fails
+only when nothing has moved on the link for ``timeout_s``, so a slow link that keeps
+delivering chunks is never cut off however long the transfer takes. A band that sends bad
+data stops only that stream, with a :class:`StreamSyncError` in its result; the records
+that arrived valid before the fault are stored and acknowledged, nothing after them. A
+dropped link ends the pull with :class:`PullLinkLostError`; the next pull resumes from the
+stored cursor, so nothing is fetched twice once stored and nothing is lost.
 
 The puller needs only ``write_gatt_char``, ``start_notify``, ``stop_notify`` and
 ``mtu_size`` of a bleak ``BleakClient``; the session calls :meth:`Puller.connection_lost`
@@ -29,8 +31,8 @@ from dataclasses import dataclass, field
 from typing import Any, Protocol
 
 from protocol.errors import KmebandError
+from protocol.kme.chunk_framing import MAX_PAYLOAD_SIZE, MIN_PAYLOAD_SIZE
 from protocol.kme.profile import KME_RECORD_SYNC_CONTROL_POINT, KME_RECORD_SYNC_DATA
-from protocol.kme.record_codec import MAX_PAYLOAD_SIZE, MIN_PAYLOAD_SIZE
 from protocol.kme.record_sync import (
     ClientSyncReceiver,
     ReceiverState,
@@ -42,6 +44,7 @@ from protocol.kme.record_sync import (
 from protocol.kme.records import StoredRecord, StreamId, record_time
 from sync_client.batcher import Batcher
 from sync_client.consent import AllowedIntervals, all_may_upload, filter_record
+from sync_client.link_activity import LinkActivity
 from sync_client.outbox import Outbox
 
 _CONTROL = str(KME_RECORD_SYNC_CONTROL_POINT)
@@ -143,6 +146,7 @@ class Puller:
         max_records_per_transfer: int | None = None,
         on_progress: Callable[[Progress], None] | None = None,
         clock: Callable[[], float] = time.monotonic,
+        activity: LinkActivity | None = None,
     ) -> None:
         self.client = client
         self.outbox = outbox
@@ -154,6 +158,8 @@ class Puller:
         self.max_records_per_transfer = max_records_per_transfer
         self.on_progress = on_progress
         self._clock = clock
+        #: progress on the link: every wait here fails only after timeout_s without any
+        self.activity = activity if activity is not None else LinkActivity(timeout_s)
         self._inbox: asyncio.Queue[tuple[str, bytes] | object] = asyncio.Queue()
         self._subscribed = False
         self._lost = False
@@ -166,9 +172,11 @@ class Puller:
         self._inbox.put_nowait(_LINK_LOST)
 
     def _on_data(self, _characteristic: Any, data: bytearray) -> None:
+        self.activity.touch()
         self._inbox.put_nowait(("data", bytes(data)))
 
     def _on_control(self, _characteristic: Any, data: bytearray) -> None:
+        self.activity.touch()
         self._inbox.put_nowait(("control", bytes(data)))
 
     async def _subscribe(self) -> None:
@@ -182,19 +190,21 @@ class Puller:
         if self._subscribed and not self._lost:
             for uuid in (_DATA, _CONTROL):
                 try:
-                    await asyncio.wait_for(self.client.stop_notify(uuid), self.timeout_s)
+                    await self.activity.wait(self.client.stop_notify(uuid))
                 except Exception:  # the link is closing anyway
                     break
         self._subscribed = False
 
     async def _guard(self, op: Any) -> Any:
-        """Run one GATT operation with the timeout; any link failure is PullLinkLostError."""
+        """Run one GATT operation until it completes or the link stops moving for the
+        timeout (chunks still arriving ahead of its answer keep it alive); any link
+        failure is PullLinkLostError."""
         if self._lost:
             if inspect.iscoroutine(op):
                 op.close()  # never started: close it so it is not reported as forgotten
             raise PullLinkLostError("the link to the band dropped; sync again to resume")
         try:
-            return await asyncio.wait_for(op, self.timeout_s)
+            return await self.activity.wait(op)
         except TimeoutError:
             raise PullLinkLostError(
                 "the band did not answer in time; move closer and sync again to resume"
@@ -279,7 +289,7 @@ class Puller:
 
     async def _next_item(self) -> tuple[str, bytes]:
         try:
-            item = await asyncio.wait_for(self._inbox.get(), self.timeout_s)
+            item = await self.activity.wait(self._inbox.get())
         except TimeoutError:
             if self._lost:
                 raise PullLinkLostError("the link to the band dropped; sync again") from None

@@ -31,6 +31,7 @@ from sync_client.activation import (
 from sync_client.batcher import Batcher, BatchLimits, ServiceData
 from sync_client.ble import Backend, BandInfo, BandLink, connect
 from sync_client.consent import BandConsent, purge_withdrawn, read_band_consent
+from sync_client.link_activity import LinkActivity
 from sync_client.outbox import Outbox
 from sync_client.puller import Progress, Puller, StreamResult
 from sync_client.sealing import RecipientPublicKey
@@ -116,8 +117,11 @@ class SyncSession:
             backend_options=dict(self.backend_options or {}),
         )
         registered = False
+        # one progress clock for the connection: every wait below fails only when nothing
+        # has moved on the link for timeout_s, so a slow link is never cut off mid-sync
+        activity = LinkActivity(opts.timeout_s)
         try:
-            link = BandLink(client, opts.timeout_s)
+            link = BandLink(client, opts.timeout_s, activity)
             info = await link.read_info()
             report.band_info = info
             if opts.set_clock:
@@ -129,10 +133,13 @@ class SyncSession:
             band_key, report.newly_activated = await ensure_owner(link, self.keys)
             registered = await self._register(link, band, band_key, report)
             consent = await read_band_consent(
-                client, min_policy_version=opts.min_policy_version, timeout_s=opts.timeout_s
+                client,
+                min_policy_version=opts.min_policy_version,
+                timeout_s=opts.timeout_s,
+                activity=activity,
             )
             report.purged_batches = purge_withdrawn(self.outbox, band, consent)
-            report.streams = await self._pull(client, band, info, consent)
+            report.streams = await self._pull(client, band, info, consent, activity)
         finally:
             if self._puller is not None:
                 await self._puller.unsubscribe()
@@ -172,7 +179,12 @@ class SyncSession:
         return True
 
     async def _pull(
-        self, client: object, band: bytes, info: BandInfo, consent: BandConsent
+        self,
+        client: object,
+        band: bytes,
+        info: BandInfo,
+        consent: BandConsent,
+        activity: LinkActivity,
     ) -> list[StreamResult]:
         opts = self.options
         batcher = Batcher(
@@ -197,6 +209,7 @@ class SyncSession:
             keep_on_band=opts.keep_on_band,
             timeout_s=opts.timeout_s,
             on_progress=opts.on_progress,
+            activity=activity,
         )
         return await self._puller.pull_all(opts.streams)
 

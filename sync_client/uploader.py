@@ -1,7 +1,13 @@
 """Uploads sealed batches from the outbox to the ingest, and keeps them until it has them.
 
-- A batch leaves the outbox only when the ingest answers 200/201 (stored, or already
-  stored: the ingest deduplicates by batch id, so a retried batch is never stored twice).
+- A batch leaves the outbox only when the ingest's answer names it: 200/201 with a JSON
+  object whose ``batch_id`` is this batch's and whose ``status`` is ``stored`` or
+  ``duplicate`` (the ingest deduplicates by batch id, so a retried batch is never stored
+  twice). Any other 200 (an HTML page from a proxy, an empty body, another batch's id) is
+  no proof of delivery: the batch stays queued and is retried.
+- Every answer, however malformed (a ``Retry-After: ²``, a JSON error nested 100,000 deep,
+  a body of any size), is classified by :func:`classify_answer` into an
+  :class:`IngestAnswer`; nothing it holds escapes as an exception.
 - 429 and 503 honour ``Retry-After``; other 5xx, timeouts, connection errors and garbage
   answers back off exponentially with full jitter; the batch stays queued.
 - 401, and 403 other than ``unknown_band``, refuse the account, not the batch (a revoked
@@ -22,6 +28,7 @@ from __future__ import annotations
 
 import asyncio
 import email.utils
+import enum
 import ipaddress
 import json
 import logging
@@ -40,6 +47,8 @@ log = logging.getLogger(__name__)
 
 #: A refused batch is parked this long before it is offered again (it needs a human).
 PARKED_S = 365 * 24 * 3600.0
+#: The most of an answer's body the uploader reads: the ingest's answers are tiny.
+MAX_ANSWER_BYTES = 64 * 1024
 
 
 class UploadError(KmebandError):
@@ -80,17 +89,75 @@ def check_ingest_url(url: str) -> str:
 
 
 def retry_after_seconds(value: str | None, now: float) -> float | None:
-    """Parse a Retry-After header: delta seconds or an HTTP date."""
+    """Parse a Retry-After header: delta seconds or an HTTP date; None when it is neither.
+
+    Only ASCII digits count as seconds (``"²".isdigit()`` is true, ``float("²")`` fails).
+    """
     if not value:
         return None
     value = value.strip()
-    if value.isdigit():
-        return float(value)
+    if value.isascii() and value.isdigit():
+        return float(value) if len(value) <= 12 else float("inf")
     try:
         when = email.utils.parsedate_to_datetime(value)
-    except (TypeError, ValueError):
+        return max(0.0, when.timestamp() - now)
+    except (TypeError, ValueError, IndexError, OverflowError):
         return None
-    return max(0.0, when.timestamp() - now)
+
+
+class AnswerKind(enum.Enum):
+    """What an ingest answer means for the batch it answers."""
+
+    DELIVERED = "delivered"  # the answer names this batch as stored or duplicate
+    RETRY = "retry"  # not delivered for now: keep it, try again after a delay
+    REJECTED = "rejected"  # the ingest refuses this batch for good: park it
+    ACCOUNT_REFUSED = "account_refused"  # the account is refused: stop the drain
+
+
+@dataclass(frozen=True)
+class IngestAnswer:
+    """One answer of the ingest to one batch, classified.
+
+    ``detail`` is the ingest's error code or a short description of what came back
+    (never anything echoed from the body but a well-formed error code).
+    """
+
+    kind: AnswerKind
+    status: int | None
+    detail: str = ""
+    retry_after: float | None = None
+
+
+def classify_answer(
+    status: int | None,
+    retry_after: str | None,
+    body: bytes,
+    batch_id: bytes,
+    now: float,
+    *,
+    failure: str = "",
+) -> IngestAnswer:
+    """What the ingest's answer (``status``, its Retry-After, ``body``) means for the batch
+    ``batch_id``; ``status`` None is no answer at all (``failure`` says why). Never raises.
+    """
+    if status is None:
+        return IngestAnswer(AnswerKind.RETRY, None, failure or "no answer")
+    document = _json_object(body)
+    if status in (200, 201):
+        if (
+            document is not None
+            and document.get("batch_id") == batch_id.hex()
+            and document.get("status") in ("stored", "duplicate")
+        ):
+            return IngestAnswer(AnswerKind.DELIVERED, status, str(document["status"]))
+        return IngestAnswer(AnswerKind.RETRY, status, "an answer that does not name the batch")
+    code = _error_code(document)
+    if status == 401 or (status == 403 and code != "unknown_band"):
+        return IngestAnswer(AnswerKind.ACCOUNT_REFUSED, status, code)
+    # 403 unknown_band: the band's registration is still to come; wait for it.
+    if 400 <= status < 500 and status not in (403, 408, 429):
+        return IngestAnswer(AnswerKind.REJECTED, status, code)
+    return IngestAnswer(AnswerKind.RETRY, status, code, retry_after_seconds(retry_after, now))
 
 
 class Uploader:
@@ -174,62 +241,84 @@ class Uploader:
         self, session: aiohttp.ClientSession, batch: QueuedBatch, report: UploadReport
     ) -> None:
         status: int | None = None
-        retry_after: float | None = None
-        detail = ""
+        retry_after: str | None = None
+        body = b""
+        failure = ""
         try:
             async with session.post(self.url, data=batch.envelope) as response:
                 status = response.status
-                retry_after = retry_after_seconds(response.headers.get("Retry-After"), self._now())
-                body = await response.read()
-                if status in (200, 201):
-                    self.outbox.delivered(batch)
-                    report.delivered_batches += 1
-                    report.delivered_records += batch.records
-                    if self.on_delivered is not None:
-                        self.on_delivered(report)
-                    return
-                detail = _error_code(body)
-        except (aiohttp.ClientError, TimeoutError) as exc:
-            detail = exc.__class__.__name__
-        # An unknown band is registered by the next sync: wait for it, do not give up.
-        pending_registration = status == 403 and detail == "unknown_band"
-        if status == 401 or (status == 403 and not pending_registration):
+                retry_after = response.headers.get("Retry-After")
+                body = await _read_answer(response)
+        except (aiohttp.ClientError, TimeoutError, ValueError) as exc:
+            failure = exc.__class__.__name__
+        answer = classify_answer(
+            status, retry_after, body, batch.batch_id, self._now(), failure=failure
+        )
+        self._apply(answer, batch, report)
+
+    def _apply(self, answer: IngestAnswer, batch: QueuedBatch, report: UploadReport) -> None:
+        status, detail = answer.status, answer.detail
+        if answer.kind is AnswerKind.DELIVERED:
+            self.outbox.delivered(batch)
+            report.delivered_batches += 1
+            report.delivered_records += batch.records
+            if self.on_delivered is not None:
+                self.on_delivered(report)
+            return
+        if answer.kind is AnswerKind.ACCOUNT_REFUSED:
             # The account is refused, not this batch: stop, park nothing, say what to do.
-            answer = f"HTTP {status} {detail}".strip()
+            text = f"HTTP {status} {detail}".strip()
             report.account_error = (
-                f"the ingest refused this account ({answer}): pair with --ingest to renew "
+                f"the ingest refused this account ({text}): pair with --ingest to renew "
                 "the account; queued batches are kept and upload once it is fixed"
             )
             log.warning("ingest refused the account: HTTP %s %s", status, detail)
             return
-        if (
-            status is not None
-            and 400 <= status < 500
-            and status not in (408, 429)
-            and not pending_registration
-        ):
+        if answer.kind is AnswerKind.REJECTED:
             # The ingest refuses this batch for good; keep it (never silent loss) but park it.
             self.outbox.park(batch.batch_id, self._now() + PARKED_S)
             report.rejected += 1
             report.rejections.append(f"HTTP {status} {detail}".strip())
             log.warning("ingest refused a batch: HTTP %s %s", status, detail)
             return
-        # A floor on every delay: Retry-After: 0 must not turn the drain into a busy loop.
-        delay = max(
-            self.base_backoff_s,
-            retry_after if retry_after is not None else self.backoff(batch.attempts),
-        )
+        # A floor on every delay (Retry-After: 0 must not turn the drain into a busy loop),
+        # and a ceiling (Retry-After: 10**30 must not park the batch for ever).
+        wanted = answer.retry_after
+        if wanted is None:
+            wanted = self.backoff(batch.attempts)
+        delay = min(self.max_backoff_s, max(self.base_backoff_s, wanted))
         self.outbox.retry_later(batch.batch_id, self._now() + delay)
         report.retried += 1
         log.info("upload will be retried in %.1f s (%s)", delay, status or detail)
 
 
-def _error_code(body: bytes) -> str:
-    """The ingest's JSON error code, if the body is one (never echo anything else)."""
+async def _read_answer(response: aiohttp.ClientResponse) -> bytes:
+    """The answer's body up to MAX_ANSWER_BYTES (a longer one is cut there: no answer of
+    the ingest is that long, and a cut body reads as malformed). ``read(n)`` returns what
+    has arrived so far, so read until the end or the limit."""
+    body = b""
+    while len(body) < MAX_ANSWER_BYTES:
+        piece = await response.content.read(MAX_ANSWER_BYTES - len(body))
+        if not piece:
+            break
+        body += piece
+    return body
+
+
+def _json_object(body: bytes) -> dict[str, object] | None:
+    """The body as a JSON object, or None: malformed, nested too deep, or not an object."""
     try:
         value = json.loads(body)
-    except ValueError:
-        return "(not JSON)"
-    if isinstance(value, dict) and isinstance(value.get("error"), str):
-        return str(value["error"])[:64]
+    except (ValueError, RecursionError):
+        return None
+    return value if isinstance(value, dict) else None
+
+
+def _error_code(document: dict[str, object] | None) -> str:
+    """The ingest's JSON error code, if the body is one (never echo anything else)."""
+    if document is None:
+        return "(not a JSON error)"
+    code = document.get("error")
+    if isinstance(code, str) and code.isascii() and code.isprintable():
+        return code[:64]
     return ""

@@ -8,7 +8,7 @@ from pathlib import Path
 import pytest
 from cli_band_support import bands_on_hub, pair, run_cli
 
-from protocol.kme.control import Alarm
+from protocol.kme.control.alarms import Alarm
 from sync_client.alarms import AlarmSpecError, make_alarm, parse_weekdays
 
 

@@ -30,7 +30,7 @@ import cbor2
 from device_sim.band.state_file import StateFileCorruptError, read_checked, write_checked
 from device_sim.clock import Clock
 from protocol.errors import UsageError
-from protocol.kme.control import ConsentFlag, ConsentLogEntry, ConsentSource
+from protocol.kme.control.consent import ConsentFlag, ConsentLogEntry, ConsentSource
 from protocol.kme.records import ConsentCategory
 
 _MAGIC = b"KMECONST"

@@ -15,6 +15,7 @@ from typing import TypeVar
 
 from protocol.errors import UsageError
 from protocol.kme.records import (
+    STREAM_RECORD_TYPE,
     ActivityClass,
     ActivityMinute,
     AlarmEvent,
@@ -109,20 +110,9 @@ def _fields(stream: StreamId, r: Record) -> tuple[object, ...]:
     return (r.timestamp, r.tz_offset_min, _telemetry_kind(r.kind), r.value, r.detail)
 
 
-_RECORD_TYPE: dict[StreamId, type] = {
-    StreamId.ACTIVITY_MINUTES: ActivityMinute,
-    StreamId.HR_SAMPLES: HeartRateSample,
-    StreamId.SLEEP_EPOCHS: SleepEpoch,
-    StreamId.SLEEP_SUMMARIES: SleepSummary,
-    StreamId.ALARM_EVENTS: AlarmEvent,
-    StreamId.GNSS_FIXES: GnssFix,
-    StreamId.TELEMETRY: TelemetryEvent,
-}
-
-
 def encode_record(stream: StreamId, record: Record) -> bytes:
     """The flash bytes of ``record``; raises FlashRecordError if it does not fit."""
-    expected = _RECORD_TYPE[stream]
+    expected = STREAM_RECORD_TYPE[stream]
     if type(record) is not expected:
         raise FlashRecordError(
             f"stream {stream.name} holds {expected.__name__} records, not "

@@ -14,7 +14,12 @@ from typing import Any
 
 import cbor2
 
-from device_sim.band.state_file import StateFileCorruptError, read_checked, write_checked
+from device_sim.band.state_file import (
+    StateFileCorruptError,
+    read_checked,
+    refuse_if_shared,
+    write_checked,
+)
 from protocol.ble.smp_bond import Bond, BondFormatError
 
 _OWNER_MAGIC = b"KMEOWNER"
@@ -68,6 +73,7 @@ class OwnerStore:
             self.account_tag = tag if isinstance(tag, bytes) else None
         bonds = self._path("bonds.bin")
         if bonds is not None and bonds.exists():
+            refuse_if_shared(bonds, "the band's bonds (their long-term keys)")
             for address, raw in _load_cbor(bonds, _BONDS_MAGIC).items():
                 try:
                     self.bonds[str(address)] = Bond.from_bytes(raw)

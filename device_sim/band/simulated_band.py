@@ -21,6 +21,7 @@ import logging
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import Protocol
 
 from device_sim.band.battery import Battery, BatteryLoad
 from device_sim.band.consent_store import ConsentStore
@@ -37,7 +38,7 @@ from device_sim.person.plan import SegmentKind
 from device_sim.person.sensors import SensorModel
 from protocol.errors import UsageError
 from protocol.kme.consent import gate_record
-from protocol.kme.control import ConsentSource
+from protocol.kme.control.consent import ConsentSource
 from protocol.kme.records import (
     ConsentCategory,
     SleepEpoch,
@@ -90,6 +91,19 @@ class BandConfig:
             raise UsageError("block_s must be a positive whole number of minutes (60, 120, ...)")
         if not -720 <= self.tz_offset_min <= 840 or self.tz_offset_min % 15:
             raise UsageError("tz_offset_min must be -720..840 in steps of 15 minutes")
+
+
+class RadioActivity(Protocol):
+    """What the band's battery model asks of its radio side (the GATT endpoint) per block."""
+
+    @property
+    def connected(self) -> bool:
+        """Whether a central is connected now."""
+        ...
+
+    def take_bytes_sent(self) -> int:
+        """Bytes sent on the air since the last call."""
+        ...
 
 
 def band_address(seed: int) -> str:
@@ -159,8 +173,8 @@ class SimulatedBand:
         self.sensors = SensorModel(config.seed, acc_hz=config.acc_hz, ppg_hz=config.ppg_hz)
         self.summary = SummaryModel(config.seed)
         self.simulated_until = float(start)
-        self.connected_centrals = 0
-        self._bytes_sent = 0
+        #: the radio side, asked each block what it did (for the battery's drain)
+        self.radio: RadioActivity | None = None
         self._task: asyncio.Task[None] | None = None
 
     def __repr__(self) -> str:
@@ -216,19 +230,14 @@ class SimulatedBand:
         load = BatteryLoad(
             acc_hz=self.config.acc_hz,
             gnss_on=gnss_on,
-            radio_connected=self.connected_centrals > 0,
-            bytes_sent=self._bytes_sent,
+            radio_connected=self.radio is not None and self.radio.connected,
+            bytes_sent=0 if self.radio is None else self.radio.take_bytes_sent(),
         )
-        self._bytes_sent = 0
         # the part of the block spent on the charger charges, the rest drains
         if charging_s:
             self.battery.advance(charging_s, BatteryLoad(acc_hz=0.0, ppg_duty=0.0, on_charger=True))
         if duration - charging_s:
             self.battery.advance(duration - charging_s, load)
-
-    def count_sent(self, nbytes: int) -> None:
-        """The radio side reports what it sent, for the battery's drain."""
-        self._bytes_sent += nbytes
 
     async def run(self) -> None:
         """Keep the simulation up with the clock until cancelled."""

@@ -14,7 +14,17 @@ import struct
 import zlib
 from pathlib import Path
 
+from device_sim.private_files import PrivateFilePermissionError, refuse_if_shared
 from protocol.errors import KmebandError
+
+__all__ = [
+    "PrivateFilePermissionError",
+    "StateFileCorruptError",
+    "fsync_directory",
+    "read_checked",
+    "refuse_if_shared",
+    "write_checked",
+]
 
 _HEADER = struct.Struct("<8sHHII")  # magic, version, reserved, payload length, payload crc32
 

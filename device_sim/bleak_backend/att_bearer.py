@@ -6,6 +6,11 @@ machine), and times out the outstanding request: after ``timeout_s`` without an 
 ATT bearer is dead (Core Spec Vol 3 Part F 3.3.3), every procedure fails and the owner is
 told so it can drop the link.
 
+The timeout follows progress, not the request's age: it runs from the later of the request
+and the last PDU received from the band. On a slow link a band's queued notifications can
+fill the air for longer than the timeout ahead of its response; a link that keeps
+delivering is alive, and only one that stopped delivering anything times out.
+
 In the radio's fast mode frames cross synchronously: a request's response arrives while
 ``send`` is still on the stack. Incoming PDUs are queued and drained iteratively so that
 long procedures (discovery) never recurse, and a request answered before ``send`` returns
@@ -61,12 +66,18 @@ class AttBearer:
         self._draining = False
         self._timer: asyncio.TimerHandle | None = None
         self._last_request = 0.0
+        self._last_received = 0.0  # when a PDU last arrived: progress restarts the timer
+        self._loop: asyncio.AbstractEventLoop | None = None
         self._closed: SimLinkLostError | None = None
 
     # -- incoming ----------------------------------------------------------------------
 
     def feed(self, pdu: bytes) -> None:
         """Handle one ATT PDU from the band (the link's frame handler calls this)."""
+        if self._futures:  # only a waiting request needs to know the link moves
+            if self._loop is None:
+                self._loop = asyncio.get_running_loop()
+            self._last_received = self._loop.time()
         if self._draining:
             self._inbox.append(pdu)
             return
@@ -151,14 +162,17 @@ class AttBearer:
     def _arm_timer(self) -> None:
         if self._timer is None and self._closed is None:
             loop = asyncio.get_running_loop()
-            self._timer = loop.call_at(self._last_request + self.timeout_s, self._check_timeout)
+            self._timer = loop.call_at(self._deadline(), self._check_timeout)
+
+    def _deadline(self) -> float:
+        return max(self._last_request, self._last_received) + self.timeout_s
 
     def _check_timeout(self) -> None:
         self._timer = None
         if not self._futures or self._closed is not None:
             return
         loop = asyncio.get_running_loop()
-        deadline = self._last_request + self.timeout_s
+        deadline = self._deadline()
         if loop.time() < deadline:
             self._timer = loop.call_at(deadline, self._check_timeout)
             return
@@ -167,8 +181,8 @@ class AttBearer:
             if future is not None and not future.done():
                 future.set_exception(
                     SimLinkLostError(
-                        f"the band did not answer within {self.timeout_s:g} s (ATT transaction "
-                        "timeout): the link was closed, reconnect"
+                        f"nothing came from the band for {self.timeout_s:g} s while a request "
+                        "waited (ATT transaction timeout): the link was closed, reconnect"
                     )
                 )
         self.close(SimLinkLostError("the ATT transaction timed out: reconnect"))

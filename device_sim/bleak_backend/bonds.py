@@ -17,6 +17,7 @@ import hashlib
 import os
 from pathlib import Path
 
+from device_sim.private_files import refuse_if_shared
 from protocol.ble.smp import Bond, BondFormatError
 from protocol.errors import KmebandError
 
@@ -62,11 +63,14 @@ class BondStore:
         return self.directory / f"{digest}.bond"
 
     def get(self, central: str, band: str) -> Bond | None:
-        """The bond between ``central`` and ``band``, or None (a damaged file counts as none)."""
+        """The bond between ``central`` and ``band``, or None (a damaged file counts as
+        none). A bond file others can read is refused (PrivateFilePermissionError)."""
         if self.directory is None:
             return self._memory.get(_key(central, band))
+        path = self._path(central, band)
         try:
-            return Bond.from_bytes(self._path(central, band).read_bytes())
+            refuse_if_shared(path, "a bond's long-term key")
+            return Bond.from_bytes(path.read_bytes())
         except (FileNotFoundError, BondFormatError):
             return None
 

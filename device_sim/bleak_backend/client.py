@@ -165,10 +165,13 @@ class SimBleakClient(BaseBleakClient):
         if self.is_connected:
             return
         try:
+            # The timeout bounds making the link. What follows (MTU exchange, discovery,
+            # encryption) is bounded by progress: the ATT bearer's transaction timer, which
+            # restarts whenever a PDU arrives, so a slow link's long discovery completes.
             async with asyncio.timeout(self._timeout):
                 await self._open_link()
-                await self._set_up_gatt()
-                await self._restore_security()
+            await self._set_up_gatt()
+            await self._restore_security()
         except TimeoutError:
             await self._drop_quietly()
             raise BandUnreachableError(

@@ -4,7 +4,8 @@ Where the passkey comes from, in order: the ``passkey`` argument, a ``passkey_ca
 (sync or async, called once the band displays its passkey, returning the six digits as an
 int or a string), the ``KMEBAND_PASSKEY`` environment variable, then the phone's pairing
 agent (:mod:`device_sim.bleak_backend.agent`), which unchanged bleak programs rely on. The
-Security Manager's 30-second timeout bounds the whole pairing.
+Security Manager's 30-second timer bounds it, restarted by every SMP PDU sent or received
+(Vol 3 Part H 3.4), so a slow link is not cut off while the pairing moves.
 
 The addresses enter the f5/f6 key derivation, so both ends must type them alike: the
 central's (:func:`~device_sim.bleak_backend.bonds.central_address`) counts as public, the
@@ -110,10 +111,18 @@ class PairingSession:
         )
         self._passkey_needed = asyncio.Event()
         self._result: asyncio.Future[Bond] = asyncio.get_running_loop().create_future()
+        self._timer: asyncio.Timeout | None = None
 
     def feed(self, pdu: bytes) -> None:
         """One SMP PDU from the band."""
+        self._restart_timer()
         self._handle(self._machine.receive(pdu))
+
+    def _restart_timer(self) -> None:
+        """SMP's timer restarts with every PDU (3.4): it bounds silence, not the pairing."""
+        timer = self._timer
+        if timer is not None and not timer.expired():
+            timer.reschedule(asyncio.get_running_loop().time() + SMP_TIMEOUT_S)
 
     def link_lost(self) -> None:
         if not self._result.done():
@@ -124,6 +133,7 @@ class PairingSession:
     def _handle(self, events: list[SmpEvent]) -> None:
         for event in events:
             if isinstance(event, SendPdu):
+                self._restart_timer()
                 try:
                     self._send(event.data)
                 except KmebandError:
@@ -150,7 +160,8 @@ class PairingSession:
     ) -> Bond:
         """Pair; returns the bond, or raises PairingFailedError / PasskeyMissingError."""
         try:
-            async with asyncio.timeout(SMP_TIMEOUT_S):
+            async with asyncio.timeout(SMP_TIMEOUT_S) as timer:
+                self._timer = timer
                 self._handle(self._machine.start())
                 waiter = asyncio.ensure_future(self._passkey_needed.wait())
                 try:
@@ -170,8 +181,11 @@ class PairingSession:
         except TimeoutError:
             self._handle(self._machine.timeout())
             raise PairingFailedError(
-                f"pairing did not finish within {SMP_TIMEOUT_S:g} s: pair again"
+                f"pairing stalled for {SMP_TIMEOUT_S:g} s (no SMP PDU, or no passkey typed): "
+                "pair again"
             ) from None
+        finally:
+            self._timer = None
 
 
 async def _obtain_passkey(

@@ -1,5 +1,7 @@
 """Captures every ATT and SMP PDU a radio carries to a btsnoop file Wireshark can read.
 
+The file is created with mode 0600: it holds health data and the pairing exchange.
+
 The capture is written from the central's side, as a phone's HCI snoop log would be:
 frames the central sends are "sent", the band's are "received". Link events appear as
 LE Connection Complete, Encryption Change and Disconnection Complete HCI events.
@@ -7,6 +9,7 @@ LE Connection Complete, Encryption Change and Disconnection Complete HCI events.
 
 from __future__ import annotations
 
+import os
 from pathlib import Path
 from typing import BinaryIO
 
@@ -19,7 +22,15 @@ class BtsnoopCapture:
 
     def __init__(self, path: str | Path) -> None:
         self.path = Path(path)
-        self._file: BinaryIO = open(self.path, "wb")  # noqa: SIM115 - closed in close()
+        # Captures hold health data and the pairing exchange (enough to recover a passkey):
+        # created 0600, never readable by others even for a moment, like every other file.
+        fd = os.open(self.path, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
+        try:
+            os.fchmod(fd, 0o600)  # an existing file keeps its old mode through O_CREAT
+            self._file: BinaryIO = os.fdopen(fd, "wb")
+        except BaseException:
+            os.close(fd)
+            raise
         self._writer = BtsnoopWriter(self._file)
         self.frames = 0
 

@@ -68,7 +68,7 @@ class _RemoteLink:
         answer = await self._radio._request(
             {"op": "encrypt_start", "link": self._handle}, timeout_s
         )
-        skd = bytes_field(expect(answer, "encrypt_skd"), "skd")
+        skd = bytes_field(expect(answer, "encrypt_skd"), "skd", exact=16)
         answer = await self._radio._request(
             {
                 "op": "encrypt_proof",
@@ -78,7 +78,11 @@ class _RemoteLink:
             },
             timeout_s,
         )
-        self._security = SecurityLevel(int_field(expect(answer, "encrypted"), "level"))
+        level = int_field(expect(answer, "encrypted"), "level")
+        try:
+            self._security = SecurityLevel(level)
+        except ValueError:
+            raise HubProtocolError(f"the hub answered an unknown security level {level}") from None
         return self._security
 
     @property
@@ -210,9 +214,16 @@ class RemoteRadio:
         if op == "disconnected":
             link = self._links.get(int_field(message, "link"))
             if link is not None:
-                link._closed(DisconnectReason(int_field(message, "reason")))
+                code = int_field(message, "reason")
+                try:
+                    reason = DisconnectReason(code)
+                except ValueError:  # a reason unknown here: the link is gone all the same
+                    reason = DisconnectReason.CONNECTION_TIMEOUT
+                link._closed(reason)
             return
-        rid = message.get("id", -1)
+        rid = message.get("id")
+        if isinstance(rid, bool) or not isinstance(rid, int):
+            return  # an answer to nothing this client asked
         if op == "connected" and rid in self._connecting:
             # Create the link now, not when the connect() caller resumes: frames the band
             # sends straight after connecting are already behind this message.
@@ -239,8 +250,10 @@ class RemoteRadio:
 
     async def scan(self, duration_s: float = 0.0) -> list[AdvertisementReport]:
         answer = await self._request({"op": "scan", "duration": duration_s}, duration_s + 10.0)
-        expect(answer, "scan")
-        return [report_from_wire(item) for item in answer["reports"]]
+        reports = expect(answer, "scan").get("reports")
+        if not isinstance(reports, list):
+            raise HubProtocolError("the hub's scan answer has no list of reports")
+        return [report_from_wire(item) for item in reports]
 
     async def connect(
         self,

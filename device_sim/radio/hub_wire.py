@@ -28,6 +28,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import enum
+import math
 import struct
 from dataclasses import dataclass
 from typing import Any
@@ -161,41 +162,92 @@ def encode_frame(message: Message) -> bytes:
 
 
 # -- fields ----------------------------------------------------------------------------
+#
+# Every field a peer sends is checked for its type and its size before anything uses it: a
+# value that is wrong in either way is a HubProtocolError naming the field, never a
+# TypeError, a huge allocation or a crash in the band behind the hub.
+
+#: The largest request ``id`` (a 64-bit counter) and link handle or CID (16-bit) accepted.
+MAX_REQUEST_ID = 2**63 - 1
+MAX_U16 = 0xFFFF
+#: The longest scan a request may ask for, in seconds of the hub's clock.
+MAX_SCAN_S = 60.0
+#: The length of a Bluetooth address as text, "AA:BB:CC:DD:EE:FF".
+_ADDRESS_LEN = 17
+_HEX = frozenset("0123456789abcdefABCDEF")
 
 
 def _malformed(message: Message, name: str, what: str) -> HubProtocolError:
     return HubProtocolError(f"malformed {message['op']!r} frame: {name!r} {what}")
 
 
-def int_field(message: Message, name: str) -> int:
-    """The integer field ``name``; HubProtocolError when it is missing or not an integer."""
-    value = message.get(name)
-    if isinstance(value, bool) or not isinstance(value, int):
-        raise _malformed(message, name, "must be an integer")
+def request_id(message: Message) -> int | None:
+    """The request's ``id`` (None when absent); HubProtocolError unless a 64-bit counter."""
+    value = message.get("id")
+    if value is None:
+        return None
+    if isinstance(value, bool) or not isinstance(value, int) or not 0 <= value <= MAX_REQUEST_ID:
+        raise _malformed(message, "id", f"must be an integer 0..{MAX_REQUEST_ID}")
     return value
 
 
-def float_field(message: Message, name: str, default: float) -> float:
-    """The number field ``name`` (``default`` when absent)."""
+def int_field(message: Message, name: str, *, maximum: int = MAX_U16) -> int:
+    """The integer field ``name`` in 0..``maximum``; HubProtocolError otherwise."""
+    value = message.get(name)
+    if isinstance(value, bool) or not isinstance(value, int) or not 0 <= value <= maximum:
+        raise _malformed(message, name, f"must be an integer 0..{maximum}")
+    return value
+
+
+def float_field(message: Message, name: str, default: float, *, maximum: float) -> float:
+    """The finite number field ``name`` in 0..``maximum`` (``default`` when absent)."""
     value = message.get(name, default)
     if isinstance(value, bool) or not isinstance(value, int | float):
         raise _malformed(message, name, "must be a number")
-    return float(value)
+    number = float(value) if isinstance(value, float) or abs(value) <= 2**53 else math.inf
+    if not 0.0 <= number <= maximum:  # also refuses NaN and infinities
+        raise _malformed(message, name, f"must be a number 0..{maximum:g}")
+    return number
 
 
-def str_field(message: Message, name: str) -> str:
-    """The text field ``name``; HubProtocolError when it is missing or not text."""
+def str_field(message: Message, name: str, *, max_len: int = 256) -> str:
+    """The text field ``name`` of at most ``max_len`` characters."""
     value = message.get(name)
     if not isinstance(value, str):
         raise _malformed(message, name, "must be text")
+    if len(value) > max_len:
+        raise _malformed(message, name, f"must be at most {max_len} characters")
     return value
 
 
-def bytes_field(message: Message, name: str) -> bytes:
-    """The byte-string field ``name``; HubProtocolError when it is missing or not bytes."""
+def address_field(message: Message, name: str) -> str:
+    """The Bluetooth address field ``name``: text like "AA:BB:CC:DD:EE:FF"."""
+    value = message.get(name)
+    if (
+        not isinstance(value, str)
+        or len(value) != _ADDRESS_LEN
+        or any(value[i] != ":" for i in range(2, _ADDRESS_LEN, 3))
+        or any(c not in _HEX for i, c in enumerate(value) if i % 3 != 2)
+    ):
+        raise _malformed(message, name, "must be a Bluetooth address like AA:BB:CC:DD:EE:FF")
+    return value
+
+
+def bytes_field(
+    message: Message, name: str, *, max_len: int = MAX_FRAME, exact: int | None = None
+) -> bytes:
+    """The byte-string field ``name``: at most ``max_len`` bytes, or exactly ``exact``.
+
+    Only a byte string is accepted: an integer (which ``bytes()`` would turn into that many
+    zero bytes) or a list is malformed.
+    """
     value = message.get(name)
     if not isinstance(value, bytes | bytearray):
         raise _malformed(message, name, "must be a byte string")
+    if exact is not None and len(value) != exact:
+        raise _malformed(message, name, f"must be {exact} bytes")
+    if len(value) > max_len:
+        raise _malformed(message, name, f"must be at most {max_len} bytes")
     return bytes(value)
 
 
@@ -215,12 +267,20 @@ def report_to_wire(report: AdvertisementReport) -> Message:
     }
 
 
-def report_from_wire(item: Message) -> AdvertisementReport:
-    data = AdvertisingData(
-        local_name=item["name"],
-        service_uuids=tuple(item["uuids"]),
-        manufacturer_data={int(k): bytes(v) for k, v in item["mfr"].items()},
-        tx_power=int(item["tx"]),
-        connectable=bool(item["connectable"]),
-    )
-    return AdvertisementReport(address=item["address"], data=data, rssi=int(item["rssi"]))
+def report_from_wire(item: Any) -> AdvertisementReport:
+    """An advertisement report from a ``scan`` answer; HubProtocolError if malformed."""
+    try:
+        data = AdvertisingData(
+            local_name=item["name"] if isinstance(item["name"], str) else None,
+            service_uuids=tuple(str(u) for u in item["uuids"]),
+            manufacturer_data={int(k): bytes(v) for k, v in item["mfr"].items()},
+            tx_power=int(item["tx"]),
+            connectable=bool(item["connectable"]),
+        )
+        if not isinstance(item["address"], str) or any(
+            not isinstance(v, bytes) for v in item["mfr"].values()
+        ):
+            raise TypeError
+        return AdvertisementReport(address=item["address"], data=data, rssi=int(item["rssi"]))
+    except (KeyError, TypeError, ValueError, AttributeError):
+        raise HubProtocolError("the hub sent a malformed advertisement report") from None

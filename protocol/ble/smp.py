@@ -581,7 +581,18 @@ class SmpResponder(_SmpMachine):
         )
         self._passkey = _check_passkey(passkey)
         self._repeated_attempts = repeated_attempts
+        self._passkey_shown = False
         self._state = SmpState.WAIT_PAIRING_REQUEST
+
+    @property
+    def passkey_shown(self) -> bool:
+        """True once this pairing displayed its passkey: from then on it can test a guess.
+
+        A pairing aborted before (refused for Repeated Attempts, legacy or Just Works, OOB,
+        a short key) tested nothing and is no failure for a rate limiter; one aborted after,
+        by either side or by a timeout, is.
+        """
+        return self._passkey_shown
 
     def security_request(self) -> list[SmpEvent]:
         """Ask the central to pair (Security Request with bonding, MITM and SC)."""
@@ -638,6 +649,7 @@ class SmpResponder(_SmpMachine):
         self._request = request
         self._response = response
         assert self._passkey is not None
+        self._passkey_shown = True
         return [SendPdu(response), DisplayPasskey(self._passkey)]
 
     def _on_commitment(self, ca: bytes) -> list[SmpEvent]:

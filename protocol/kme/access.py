@@ -28,26 +28,18 @@ from dataclasses import dataclass
 from typing import Final
 
 from protocol.kme import profile as kme_profile
-from protocol.kme.control import (
-    ActivationRequest,
+from protocol.kme.control.activation import ActivationRequest, OwnerProof, RequestOwnerChallenge
+from protocol.kme.control.alarms import DeleteAlarm, ListAlarms, SetAlarm
+from protocol.kme.control.common import ControlResult, ControlStatus
+from protocol.kme.control.consent import (
     ConsentResult,
-    ControlMessage,
-    ControlResult,
-    ControlStatus,
-    DeleteAlarm,
-    FactoryReset,
-    FindBand,
-    ListAlarms,
-    OwnerProof,
-    Reboot,
     RequestConsentRecord,
-    RequestOwnerChallenge,
     SelectConsentLogPage,
-    SetAlarm,
     SetConsent,
-    SetTimeZone,
 )
-from protocol.kme.record_sync import AbortTransfer, AckRecords, ListStreams, StartTransfer
+from protocol.kme.control.device_control import FactoryReset, FindBand, Reboot, SetTimeZone
+from protocol.kme.control.record_sync import AbortTransfer, AckRecords, ListStreams, StartTransfer
+from protocol.kme.control.schema import ControlMessage
 
 
 class Access(enum.Enum):

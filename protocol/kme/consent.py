@@ -35,12 +35,9 @@ from cryptography.hazmat.primitives.asymmetric.ed25519 import (
 )
 
 from protocol.errors import KmebandError, UsageError
-from protocol.kme.control import (
+from protocol.kme.control.consent import ConsentFlag, ConsentLogEntry, ConsentSource, ConsentState
+from protocol.kme.control.schema import (
     Bytes,
-    ConsentFlag,
-    ConsentLogEntry,
-    ConsentSource,
-    ConsentState,
     ControlDecodeError,
     ControlEncodeError,
     ControlRecord,
@@ -59,6 +56,7 @@ from protocol.kme.records import (
     StreamId,
     record_time,
 )
+from protocol.kme.strict_cbor import StrictCborError, loads_strict
 
 #: Prefix of the bytes a band signs for a consent record (domain separation).
 CONSENT_RECORD_CONTEXT: Final = b"KME-consent-record-v1\x00"
@@ -404,9 +402,9 @@ def _cleared(stored: StoredRecord, names: list[str]) -> StoredRecord:
 
 def _load_canonical(data: bytes, what: str) -> object:
     try:
-        raw = cbor2.loads(bytes(data))
-    except Exception:
-        # cbor2 raises several types; to the caller all mean "not this structure"
+        # untrusted (the ingest decodes records it receives): only the types records use
+        raw = loads_strict(bytes(data))
+    except StrictCborError:
         raise ConsentRecordError(f"{what}: not a well-formed CBOR item") from None
     try:
         canonical = cbor2.dumps(raw, canonical=True)

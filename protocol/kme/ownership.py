@@ -30,14 +30,15 @@ from __future__ import annotations
 from cryptography.exceptions import InvalidSignature
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey, Ed25519PublicKey
 
+from protocol.ble.smp_rate_limit import FailureBackoff
 from protocol.errors import KmebandError, UsageError
-from protocol.kme.control import (
+from protocol.kme.control.activation import (
     ActivationRequest,
     ActivationResult,
-    ControlStatus,
     KeyAlgorithm,
     OwnerProof,
 )
+from protocol.kme.control.common import ControlStatus
 
 ACTIVATION_CONTEXT = b"KME-activation-v1\x00"
 OWNER_PROOF_CONTEXT = b"KME-owner-proof-v1\x00"
@@ -161,3 +162,16 @@ def check_owner_proof(
     """The band's check of an OwnerProof against the nonce it issued on this connection."""
     statement = owner_proof_statement(band_public_key, owner_public_key, nonce)
     return verify_signature(owner_public_key, statement, proof.signature)
+
+
+#: Wrong owner proofs in a row that cost nothing (another account's phone may try once or
+#: twice); after them the band answers ``RATE_LIMITED`` for 2 s, then 4 s, 8 s, ... up to
+#: 10 minutes after the last wrong proof, until a right one resets the count.
+OWNER_PROOF_FREE_FAILURES = 2
+
+
+def owner_proof_limiter() -> FailureBackoff:
+    """The back-off a band applies to ownership proofs (docs/protocol.md, Ownership)."""
+    return FailureBackoff(
+        base_delay_s=2.0, max_delay_s=600.0, free_failures=OWNER_PROOF_FREE_FAILURES
+    )

@@ -376,7 +376,7 @@ KME_ACTIVATION = ServiceDefinition(
               "CBOR ActivationState (0x50)", max_length=MAX_CONTROL_VALUE,
               description="Whether the band has an owner"),
         _char(KME_BAND_IDENTITY, "Band Identity", _R, PROTECTED_READ,
-              "CBOR BandIdentity (0x51)", max_length=MAX_CONTROL_VALUE,
+              "CBOR BandPublicKey (0x51)", max_length=MAX_CONTROL_VALUE,
               description="The band's Ed25519 signing public key"),
         _char(KME_ACTIVATION_CONTROL_POINT, "Activation Control Point", _W | _I,
               PROTECTED_CONTROL_POINT,

@@ -16,26 +16,70 @@ from device_sim.band.simulated_band import BandConfig, SimulatedBand
 from device_sim.band.state_file import StateFileCorruptError
 from device_sim.clock import ManualClock
 from device_sim.radio import Radio
-from protocol.ble import sig_codecs as sig
 from protocol.ble.att import AttErrorCode
 from protocol.ble.gatt import GattProcedureError
+from protocol.ble.sig_codecs import (
+    SensorContact,
+    decode_age,
+    decode_battery_level,
+    decode_heart_rate_measurement,
+    decode_height,
+    decode_utf8s,
+    encode_height,
+)
 from protocol.ble.smp_bond import Bond
-from protocol.kme import control as ctl
-from protocol.kme import profile as P
 from protocol.kme.attestation import (
     SIMULATED_FACTORY_ROOT,
     band_id_from_serial,
     verify_certificate,
 )
 from protocol.kme.consent import ConsentRecord
-from protocol.kme.ownership import activation_request, prove_ownership, verify_activation
-from protocol.kme.record_sync import (
-    ClientSyncReceiver,
-    RecordsReceived,
-    StartTransfer,
-    StreamList,
-    TransferComplete,
+from protocol.kme.control.activation import (
+    ActivationResult,
+    ActivationState,
+    OwnerChallenge,
+    RequestOwnerChallenge,
 )
+from protocol.kme.control.alarms import Alarm, DeleteAlarm, ListAlarms, SetAlarm
+from protocol.kme.control.common import ControlResult, ControlStatus
+from protocol.kme.control.consent import (
+    ConsentLogPage,
+    ConsentResult,
+    ConsentSource,
+    RequestConsentRecord,
+    SetConsent,
+)
+from protocol.kme.control.device_control import FactoryReset, Reboot
+from protocol.kme.control.record_sync import StartTransfer, StreamList
+from protocol.kme.control.schema import decode_as, encode_control
+from protocol.kme.ownership import activation_request, prove_ownership, verify_activation
+from protocol.kme.profile import (
+    AGE,
+    BATTERY_LEVEL,
+    HEART_RATE_CONTROL_POINT,
+    HEART_RATE_MEASUREMENT,
+    HEART_RATE_SERVICE,
+    HEIGHT,
+    KME_ACTIVATION_CONTROL_POINT,
+    KME_ACTIVATION_STATE,
+    KME_ALARM_CONTROL_POINT,
+    KME_ALARM_LIST,
+    KME_BAND_CERTIFICATE,
+    KME_CONSENT_CHANGE_LOG,
+    KME_CONSENT_CONTROL_POINT,
+    KME_CONSENT_RECORD,
+    KME_CONSENT_STATE,
+    KME_DEVICE_CONTROL_POINT,
+    KME_RECORD_SYNC_CONTROL_POINT,
+    KME_RECORD_SYNC_DATA,
+    KME_RECORD_SYNC_STATUS,
+    MANUFACTURER_NAME,
+    MAX_RECORD_CHUNK,
+    MODEL_NUMBER,
+    SERIAL_NUMBER,
+    WEIGHT,
+)
+from protocol.kme.record_sync import ClientSyncReceiver, RecordsReceived, TransferComplete
 from protocol.kme.records import ConsentCategory, StreamId
 
 
@@ -53,15 +97,15 @@ async def test_open_reads_and_security_errors_before_pairing() -> None:
     _, radio, endpoint = await _setup()
     [report] = await radio.scan()
     assert report.data.local_name == "KME Smart"
-    assert str(P.HEART_RATE_SERVICE) in report.data.service_uuids
+    assert str(HEART_RATE_SERVICE) in report.data.service_uuids
     central = await Central(radio, endpoint.address).connect()
     assert central.client.mtu == 517
-    assert sig.decode_utf8s(await central.read(P.MANUFACTURER_NAME)) == "KME Smart"
-    assert sig.decode_utf8s(await central.read(P.MODEL_NUMBER)) == endpoint.band.identity.model
-    assert 0 <= sig.decode_battery_level(await central.read(P.BATTERY_LEVEL)) <= 100
-    state = ctl.decode_as(await central.read(P.KME_ACTIVATION_STATE), ctl.ActivationState)
+    assert decode_utf8s(await central.read(MANUFACTURER_NAME)) == "KME Smart"
+    assert decode_utf8s(await central.read(MODEL_NUMBER)) == endpoint.band.identity.model
+    assert 0 <= decode_battery_level(await central.read(BATTERY_LEVEL)) <= 100
+    state = decode_as(await central.read(KME_ACTIVATION_STATE), ActivationState)
     assert not state.activated
-    for protected in (P.SERIAL_NUMBER, P.KME_CONSENT_STATE, P.AGE):
+    for protected in (SERIAL_NUMBER, KME_CONSENT_STATE, AGE):
         with pytest.raises(GattProcedureError) as info:
             await central.read(protected)
         assert info.value.error_code == AttErrorCode.INSUFFICIENT_ENCRYPTION
@@ -74,66 +118,66 @@ async def test_pairing_with_the_displayed_passkey_then_activation_and_record_syn
     band = endpoint.band
     central = await Central(radio, endpoint.address, seed=1).connect()
     await central.pair(lambda: endpoint.display)
-    assert sig.decode_utf8s(await central.read(P.SERIAL_NUMBER)) == band.identity.serial
-    assert sig.decode_age(await central.read(P.AGE)) == band.profile.profile.age
-    await central.write(P.HEIGHT, sig.encode_height(181))
+    assert decode_utf8s(await central.read(SERIAL_NUMBER)) == band.identity.serial
+    assert decode_age(await central.read(AGE)) == band.profile.profile.age
+    await central.write(HEIGHT, encode_height(181))
     assert band.profile.profile.height_cm == 181
 
     for cp in (
-        P.KME_ACTIVATION_CONTROL_POINT,
-        P.KME_CONSENT_CONTROL_POINT,
-        P.KME_RECORD_SYNC_CONTROL_POINT,
+        KME_ACTIVATION_CONTROL_POINT,
+        KME_CONSENT_CONTROL_POINT,
+        KME_RECORD_SYNC_CONTROL_POINT,
     ):
         await central.subscribe(cp, indicate=True)
-    await central.subscribe(P.KME_RECORD_SYNC_DATA)
+    await central.subscribe(KME_RECORD_SYNC_DATA)
 
     # a never-activated band lists its streams to the paired phone setting it up, but
     # transfers are the owner's: refused with the request's own type
-    listed = ctl.decode_as(
-        await central.control(P.KME_RECORD_SYNC_CONTROL_POINT, b"\xa2\x00\x01\x01\x10"),
+    listed = decode_as(
+        await central.control(KME_RECORD_SYNC_CONTROL_POINT, b"\xa2\x00\x01\x01\x10"),
         StreamList,
     )
     assert any(s.stream == StreamId.ACTIVITY_MINUTES for s in listed.streams)
-    assert ctl.decode_as(await central.read(P.KME_RECORD_SYNC_STATUS), StreamList) == listed
-    refused = ctl.decode_as(
+    assert decode_as(await central.read(KME_RECORD_SYNC_STATUS), StreamList) == listed
+    refused = decode_as(
         await central.control(
-            P.KME_RECORD_SYNC_CONTROL_POINT,
-            ctl.encode_control(StartTransfer(StreamId.ACTIVITY_MINUTES, 1)),
+            KME_RECORD_SYNC_CONTROL_POINT,
+            encode_control(StartTransfer(StreamId.ACTIVITY_MINUTES, 1)),
         ),
-        ctl.ControlResult,
+        ControlResult,
     )
-    assert (refused.request_type, refused.status) == (0x12, ctl.ControlStatus.NOT_OWNER)
+    assert (refused.request_type, refused.status) == (0x12, ControlStatus.NOT_OWNER)
 
     owner = Ed25519PrivateKey.generate()
     request = activation_request(owner, b"\x01" * 16, b"\x02" * 16)
-    result = ctl.decode_as(
-        await central.control(P.KME_ACTIVATION_CONTROL_POINT, ctl.encode_control(request)),
-        ctl.ActivationResult,
+    result = decode_as(
+        await central.control(KME_ACTIVATION_CONTROL_POINT, encode_control(request)),
+        ActivationResult,
     )
     assert verify_activation(request, result) == band.identity.public_key_bytes
 
     # withdraw SLEEP from the client: logged on the band with the client as source
-    answer = ctl.decode_as(
+    answer = decode_as(
         await central.control(
-            P.KME_CONSENT_CONTROL_POINT,
-            ctl.encode_control(ctl.SetConsent(ConsentCategory.SLEEP, False, 1)),
+            KME_CONSENT_CONTROL_POINT,
+            encode_control(SetConsent(ConsentCategory.SLEEP, False, 1)),
         ),
-        ctl.ConsentResult,
+        ConsentResult,
     )
-    assert answer.status == ctl.ControlStatus.OK
+    assert answer.status == ControlStatus.OK
     assert not band.consent.is_granted(ConsentCategory.SLEEP)
-    page = ctl.decode_as(await central.read(P.KME_CONSENT_CHANGE_LOG), ctl.ConsentLogPage)
-    assert page.entries[-1].source == ctl.ConsentSource.OWNER_CLIENT
+    page = decode_as(await central.read(KME_CONSENT_CHANGE_LOG), ConsentLogPage)
+    assert page.entries[-1].source == ConsentSource.OWNER_CLIENT
     assert page.signature is not None
 
     # the band signs a consent record for any range up to its now; the cloud can verify it
-    request = ctl.RequestConsentRecord(page.entries[0].time, 2**40)
-    answer_ok = ctl.decode_as(
-        await central.control(P.KME_CONSENT_CONTROL_POINT, ctl.encode_control(request)),
-        ctl.ControlResult,
+    request = RequestConsentRecord(page.entries[0].time, 2**40)
+    answer_ok = decode_as(
+        await central.control(KME_CONSENT_CONTROL_POINT, encode_control(request)),
+        ControlResult,
     )
-    assert answer_ok.status == ctl.ControlStatus.OK
-    record = ConsentRecord.decode(await central.read(P.KME_CONSENT_RECORD))
+    assert answer_ok.status == ControlStatus.OK
+    record = ConsentRecord.decode(await central.read(KME_CONSENT_RECORD))
     record.verify(band.identity.public_key_bytes)
     assert record.covers_to == int(band.clock.now())
     assert not record.log().is_consented(ConsentCategory.SLEEP, record.covers_to)
@@ -142,9 +186,9 @@ async def test_pairing_with_the_displayed_passkey_then_activation_and_record_syn
     stream = StreamId.ACTIVITY_MINUTES
     on_band = band.flash.count(stream)
     assert on_band == 120
-    status = ctl.decode_as(await central.read(P.KME_RECORD_SYNC_STATUS), StreamList)
+    status = decode_as(await central.read(KME_RECORD_SYNC_STATUS), StreamList)
     assert any(s.stream == stream for s in status.streams)
-    receiver = ClientSyncReceiver(stream, 1, min(central.client.mtu - 3, P.MAX_RECORD_CHUNK))
+    receiver = ClientSyncReceiver(stream, 1, min(central.client.mtu - 3, MAX_RECORD_CHUNK))
     got = []
     done = False
     seen_notes = seen_inds = 0
@@ -165,7 +209,7 @@ async def test_pairing_with_the_displayed_passkey_then_activation_and_record_syn
                     done = True
 
     seen_inds = len(central.indications)
-    await central.write(P.KME_RECORD_SYNC_CONTROL_POINT, receiver.start_request())
+    await central.write(KME_RECORD_SYNC_CONTROL_POINT, receiver.start_request())
     for _ in range(2000):
         feed()
         if done:
@@ -173,7 +217,7 @@ async def test_pairing_with_the_displayed_passkey_then_activation_and_record_syn
         await asyncio.sleep(0)
     assert done and [r.seq for r in got] == list(range(1, on_band + 1))
     assert [r.record for r in got] == [r.record for r in band.flash.read(stream, 1, 10_000)]
-    await central.write(P.KME_RECORD_SYNC_CONTROL_POINT, receiver.stored_up_to(on_band))
+    await central.write(KME_RECORD_SYNC_CONTROL_POINT, receiver.stored_up_to(on_band))
     for _ in range(100):
         if band.flash.count(stream) == 0:
             break
@@ -185,53 +229,47 @@ async def test_a_second_connection_must_prove_ownership_and_bonds_encrypt_again(
     _, radio, endpoint = await _setup()
     first = await Central(radio, endpoint.address, seed=2).connect()
     bond = await first.pair(lambda: endpoint.display)
-    await first.subscribe(P.KME_ACTIVATION_CONTROL_POINT, indicate=True)
+    await first.subscribe(KME_ACTIVATION_CONTROL_POINT, indicate=True)
     owner = Ed25519PrivateKey.generate()
     request = activation_request(owner, b"\x01" * 16, b"\x02" * 16)
-    await first.control(P.KME_ACTIVATION_CONTROL_POINT, ctl.encode_control(request))
+    await first.control(KME_ACTIVATION_CONTROL_POINT, encode_control(request))
     await first.link.disconnect()
 
     second = await Central(radio, endpoint.address, seed=3).connect()
     await second.link.start_encryption(bond.ltk)  # no pairing again
-    await second.subscribe(P.KME_ACTIVATION_CONTROL_POINT, indicate=True)
-    await second.subscribe(P.KME_CONSENT_CONTROL_POINT, indicate=True)
-    set_consent = ctl.encode_control(ctl.SetConsent(ConsentCategory.LOCATION, False, 1))
-    refused = ctl.decode_as(
-        await second.control(P.KME_CONSENT_CONTROL_POINT, set_consent), ctl.ConsentResult
-    )
-    assert refused.status == ctl.ControlStatus.NOT_OWNER
-    challenge = ctl.decode_as(
-        await second.control(
-            P.KME_ACTIVATION_CONTROL_POINT, ctl.encode_control(ctl.RequestOwnerChallenge())
-        ),
-        ctl.OwnerChallenge,
+    await second.subscribe(KME_ACTIVATION_CONTROL_POINT, indicate=True)
+    await second.subscribe(KME_CONSENT_CONTROL_POINT, indicate=True)
+    set_consent = encode_control(SetConsent(ConsentCategory.LOCATION, False, 1))
+    refused = decode_as(await second.control(KME_CONSENT_CONTROL_POINT, set_consent), ConsentResult)
+    assert refused.status == ControlStatus.NOT_OWNER
+    challenge = decode_as(
+        await second.control(KME_ACTIVATION_CONTROL_POINT, encode_control(RequestOwnerChallenge())),
+        OwnerChallenge,
     )
     assert challenge.nonce is not None
     wrong = prove_ownership(
         Ed25519PrivateKey.generate(), endpoint.band.identity.public_key_bytes, challenge.nonce
     )
-    bad = ctl.decode_as(
-        await second.control(P.KME_ACTIVATION_CONTROL_POINT, ctl.encode_control(wrong)),
-        ctl.ControlResult,
+    bad = decode_as(
+        await second.control(KME_ACTIVATION_CONTROL_POINT, encode_control(wrong)),
+        ControlResult,
     )
-    assert bad.status == ctl.ControlStatus.AUTH_FAILED
-    challenge = ctl.decode_as(
-        await second.control(
-            P.KME_ACTIVATION_CONTROL_POINT, ctl.encode_control(ctl.RequestOwnerChallenge())
-        ),
-        ctl.OwnerChallenge,
+    assert bad.status == ControlStatus.AUTH_FAILED
+    challenge = decode_as(
+        await second.control(KME_ACTIVATION_CONTROL_POINT, encode_control(RequestOwnerChallenge())),
+        OwnerChallenge,
     )
     assert challenge.nonce is not None
     proof = prove_ownership(owner, endpoint.band.identity.public_key_bytes, challenge.nonce)
-    ok = ctl.decode_as(
-        await second.control(P.KME_ACTIVATION_CONTROL_POINT, ctl.encode_control(proof)),
-        ctl.ControlResult,
+    ok = decode_as(
+        await second.control(KME_ACTIVATION_CONTROL_POINT, encode_control(proof)),
+        ControlResult,
     )
-    assert ok.status == ctl.ControlStatus.OK
-    accepted = ctl.decode_as(
-        await second.control(P.KME_CONSENT_CONTROL_POINT, set_consent), ctl.ConsentResult
+    assert ok.status == ControlStatus.OK
+    accepted = decode_as(
+        await second.control(KME_CONSENT_CONTROL_POINT, set_consent), ConsentResult
     )
-    assert accepted.status == ctl.ControlStatus.OK
+    assert accepted.status == ControlStatus.OK
 
 
 async def test_wrong_passkey_fails_and_repeated_failures_are_rate_limited() -> None:
@@ -256,9 +294,9 @@ async def test_live_heart_rate_streams_each_second_like_a_band(fidelity: str) ->
     try:
         central = await Central(radio, endpoint.address, seed=5).connect()
         await central.pair(lambda: endpoint.display)
-        await central.subscribe(P.HEART_RATE_MEASUREMENT)
+        await central.subscribe(HEART_RATE_MEASUREMENT)
         subscribed_at = clock.now()
-        handle = central.handle(P.HEART_RATE_MEASUREMENT)
+        handle = central.handle(HEART_RATE_MEASUREMENT)
         arrivals: list[tuple[float, bytes]] = []
         for _ in range(60):
             await clock.advance(1.0)
@@ -268,8 +306,8 @@ async def test_live_heart_rate_streams_each_second_like_a_band(fidelity: str) ->
         await endpoint.stop()
     assert arrivals[0][0] - subscribed_at <= 2.0
     assert 58 <= len(arrivals) <= 61  # about one a second
-    values = [sig.decode_heart_rate_measurement(v) for _t, v in arrivals]
-    assert all(v.sensor_contact is sig.SensorContact.DETECTED for v in values)
+    values = [decode_heart_rate_measurement(v) for _t, v in arrivals]
+    assert all(v.sensor_contact is SensorContact.DETECTED for v in values)
     assert sum(1 for v in values if v.rr_intervals) >= 0.95 * len(values)
     assert len({v for _t, v in arrivals}) >= 20
     assert any(v.energy_expended_kj is not None for v in values)
@@ -287,10 +325,10 @@ async def test_live_heart_rate_fits_the_smallest_mtu() -> None:
     radio.attach(endpoint)
     central = await Central(radio, endpoint.address, seed=5, mtu=23).connect()
     await central.pair(lambda: endpoint.display)
-    await central.subscribe(P.HEART_RATE_MEASUREMENT)
+    await central.subscribe(HEART_RATE_MEASUREMENT)
     await clock.advance(1.0)
     endpoint.push_live_values()
-    handle = central.handle(P.HEART_RATE_MEASUREMENT)
+    handle = central.handle(HEART_RATE_MEASUREMENT)
     values = [v for h, v in central.notifications if h == handle]
     assert values and all(len(v) <= 20 for v in values)
 
@@ -317,33 +355,36 @@ async def test_personal_data_is_the_owners_once_the_band_is_activated() -> None:
     _, radio, endpoint = await _setup(seed=12)
     first = await Central(radio, endpoint.address, seed=7).connect()
     bond = await first.pair(lambda: endpoint.display)
-    await first.subscribe(P.KME_ACTIVATION_CONTROL_POINT, indicate=True)
+    await first.subscribe(KME_ACTIVATION_CONTROL_POINT, indicate=True)
     owner = Ed25519PrivateKey.generate()
     request = activation_request(owner, b"\x01" * 16, b"\x02" * 16)
-    await first.control(P.KME_ACTIVATION_CONTROL_POINT, ctl.encode_control(request))
-    assert sig.decode_age(await first.read(P.AGE)) > 0  # the owner's connection
+    await first.control(KME_ACTIVATION_CONTROL_POINT, encode_control(request))
+    assert decode_age(await first.read(AGE)) > 0  # the owner's connection
     await first.link.disconnect()
 
     other = await Central(radio, endpoint.address, seed=8).connect()
     await other.link.start_encryption(bond.ltk)  # bonded and encrypted, but not the owner
-    for personal in (P.AGE, P.WEIGHT, P.KME_CONSENT_STATE, P.KME_ALARM_LIST):
+    for personal in (
+        AGE,
+        WEIGHT,
+        KME_CONSENT_STATE,
+        KME_ALARM_LIST,
+    ):
         with pytest.raises(GattProcedureError) as info:
             await other.read(personal)
         assert info.value.error_code == AttErrorCode.INSUFFICIENT_AUTHORIZATION
     with pytest.raises(GattProcedureError):
-        await other.write(P.HEIGHT, sig.encode_height(150))
-    assert sig.decode_utf8s(await other.read(P.MANUFACTURER_NAME)) == "KME Smart"
-    await other.subscribe(P.KME_ACTIVATION_CONTROL_POINT, indicate=True)
-    challenge = ctl.decode_as(
-        await other.control(
-            P.KME_ACTIVATION_CONTROL_POINT, ctl.encode_control(ctl.RequestOwnerChallenge())
-        ),
-        ctl.OwnerChallenge,
+        await other.write(HEIGHT, encode_height(150))
+    assert decode_utf8s(await other.read(MANUFACTURER_NAME)) == "KME Smart"
+    await other.subscribe(KME_ACTIVATION_CONTROL_POINT, indicate=True)
+    challenge = decode_as(
+        await other.control(KME_ACTIVATION_CONTROL_POINT, encode_control(RequestOwnerChallenge())),
+        OwnerChallenge,
     )
     assert challenge.nonce is not None
     proof = prove_ownership(owner, endpoint.band.identity.public_key_bytes, challenge.nonce)
-    await other.control(P.KME_ACTIVATION_CONTROL_POINT, ctl.encode_control(proof))
-    assert sig.decode_age(await other.read(P.AGE)) > 0
+    await other.control(KME_ACTIVATION_CONTROL_POINT, encode_control(proof))
+    assert decode_age(await other.read(AGE)) > 0
 
 
 async def test_a_damaged_bond_file_is_reported_not_loaded(tmp_path: Path) -> None:
@@ -403,14 +444,14 @@ async def _paired_owner(
     """A central that paired and activated the band (it is the owner's connection)."""
     central = await Central(radio, endpoint.address, seed=seed).connect()
     bond = await central.pair(lambda: endpoint.display)
-    await central.subscribe(P.KME_ACTIVATION_CONTROL_POINT, indicate=True)
+    await central.subscribe(KME_ACTIVATION_CONTROL_POINT, indicate=True)
     owner = Ed25519PrivateKey.generate()
     request = activation_request(owner, b"\x01" * 16, b"\x02" * 16)
-    result = ctl.decode_as(
-        await central.control(P.KME_ACTIVATION_CONTROL_POINT, ctl.encode_control(request)),
-        ctl.ActivationResult,
+    result = decode_as(
+        await central.control(KME_ACTIVATION_CONTROL_POINT, encode_control(request)),
+        ActivationResult,
     )
-    assert result.status == ctl.ControlStatus.OK
+    assert result.status == ControlStatus.OK
     return central, bond
 
 
@@ -418,14 +459,14 @@ async def test_factory_reset_over_gatt_erases_the_band_and_drops_the_link() -> N
     _, radio, endpoint = await _setup(seed=21)
     band = endpoint.band
     first, _ = await _paired_owner(radio, endpoint, seed=1)
-    await first.write(P.HEIGHT, sig.encode_height(193))
-    await first.subscribe(P.KME_DEVICE_CONTROL_POINT, indicate=True)
+    await first.write(HEIGHT, encode_height(193))
+    await first.subscribe(KME_DEVICE_CONTROL_POINT, indicate=True)
     assert band.flash.count(StreamId.ACTIVITY_MINUTES) > 0
-    answer = ctl.decode_as(
-        await first.control(P.KME_DEVICE_CONTROL_POINT, ctl.encode_control(ctl.FactoryReset())),
-        ctl.ControlResult,
+    answer = decode_as(
+        await first.control(KME_DEVICE_CONTROL_POINT, encode_control(FactoryReset())),
+        ControlResult,
     )
-    assert (answer.request_type, answer.status) == (0x43, ctl.ControlStatus.OK)
+    assert (answer.request_type, answer.status) == (0x43, ControlStatus.OK)
     for _ in range(100):
         if first.disconnects:
             break
@@ -437,58 +478,56 @@ async def test_factory_reset_over_gatt_erases_the_band_and_drops_the_link() -> N
 
     # the next user pairs again (the old bond is gone) and activates with a new owner key
     second, _ = await _paired_owner(radio, endpoint, seed=2)
-    assert sig.decode_height(await second.read(P.HEIGHT)) != 193
+    assert decode_height(await second.read(HEIGHT)) != 193
 
 
 async def test_a_paired_non_owner_can_neither_read_nor_change_the_alarms() -> None:
     _, radio, endpoint = await _setup(seed=22)
     first, bond = await _paired_owner(radio, endpoint, seed=3)
-    await first.subscribe(P.KME_ALARM_CONTROL_POINT, indicate=True)
-    alarm = ctl.Alarm(1, 7, 30, 0x1F, 0, True)
-    ok = ctl.decode_as(
-        await first.control(P.KME_ALARM_CONTROL_POINT, ctl.encode_control(ctl.SetAlarm(alarm))),
-        ctl.ControlResult,
+    await first.subscribe(KME_ALARM_CONTROL_POINT, indicate=True)
+    alarm = Alarm(1, 7, 30, 0x1F, 0, True)
+    ok = decode_as(
+        await first.control(KME_ALARM_CONTROL_POINT, encode_control(SetAlarm(alarm))),
+        ControlResult,
     )
-    assert ok.status == ctl.ControlStatus.OK
+    assert ok.status == ControlStatus.OK
     await first.link.disconnect()
 
     other = await Central(radio, endpoint.address, seed=4).connect()
     await other.link.start_encryption(bond.ltk)  # paired and encrypted, never proved ownership
-    await other.subscribe(P.KME_ALARM_CONTROL_POINT, indicate=True)
-    requests = (ctl.ListAlarms(), ctl.SetAlarm(ctl.Alarm(2, 3, 0, 0, 0, True)), ctl.DeleteAlarm(1))
+    await other.subscribe(KME_ALARM_CONTROL_POINT, indicate=True)
+    requests = (ListAlarms(), SetAlarm(Alarm(2, 3, 0, 0, 0, True)), DeleteAlarm(1))
     for request in requests:
-        answer = ctl.decode_as(
-            await other.control(P.KME_ALARM_CONTROL_POINT, ctl.encode_control(request)),
-            ctl.ControlResult,
+        answer = decode_as(
+            await other.control(KME_ALARM_CONTROL_POINT, encode_control(request)),
+            ControlResult,
         )
         assert (answer.request_type, answer.status) == (
             request.MESSAGE_TYPE,
-            ctl.ControlStatus.NOT_OWNER,
+            ControlStatus.NOT_OWNER,
         )
     assert [(a.id, a.hour) for a in endpoint.band.firmware.alarms] == [(1, 7)]
     # an undecodable request is the only one answered with request type 0
-    garbage = ctl.decode_as(
-        await other.control(P.KME_ALARM_CONTROL_POINT, b"\xff\x00"), ctl.ControlResult
-    )
-    assert (garbage.request_type, garbage.status) == (0, ctl.ControlStatus.INVALID_REQUEST)
+    garbage = decode_as(await other.control(KME_ALARM_CONTROL_POINT, b"\xff\x00"), ControlResult)
+    assert (garbage.request_type, garbage.status) == (0, ControlStatus.INVALID_REQUEST)
     # a well-formed request on the wrong control point: unsupported, with its own type
-    wrong = ctl.decode_as(
-        await other.control(P.KME_ALARM_CONTROL_POINT, ctl.encode_control(ctl.Reboot())),
-        ctl.ControlResult,
+    wrong = decode_as(
+        await other.control(KME_ALARM_CONTROL_POINT, encode_control(Reboot())),
+        ControlResult,
     )
-    assert (wrong.request_type, wrong.status) == (0x41, ctl.ControlStatus.UNSUPPORTED)
+    assert (wrong.request_type, wrong.status) == (0x41, ControlStatus.UNSUPPORTED)
 
 
 async def test_the_band_shows_its_factory_certificate_to_a_paired_phone() -> None:
     _, radio, endpoint = await _setup(seed=23, hours=0)
     central = await Central(radio, endpoint.address, seed=5).connect()
     with pytest.raises(GattProcedureError) as info:
-        await central.read(P.KME_BAND_CERTIFICATE)  # protected, like Band Identity
+        await central.read(KME_BAND_CERTIFICATE)  # protected, like Band Identity
     assert info.value.error_code == AttErrorCode.INSUFFICIENT_ENCRYPTION
     await central.pair(lambda: endpoint.display)
     identity = endpoint.band.identity
     certificate = verify_certificate(
-        await central.read(P.KME_BAND_CERTIFICATE),
+        await central.read(KME_BAND_CERTIFICATE),
         SIMULATED_FACTORY_ROOT,
         identity.public_key_bytes,
     )
@@ -500,21 +539,19 @@ async def test_heart_rate_control_point_resets_energy_expended() -> None:
     clock = endpoint.band.clock
     central = await Central(radio, endpoint.address, seed=5).connect()
     await central.pair(lambda: endpoint.display)
-    await central.subscribe(P.HEART_RATE_MEASUREMENT)
-    handle = central.handle(P.HEART_RATE_MEASUREMENT)
+    await central.subscribe(HEART_RATE_MEASUREMENT)
+    handle = central.handle(HEART_RATE_MEASUREMENT)
 
     async def energies(seconds: int) -> list[int]:
         central.notifications.clear()
         for _ in range(seconds):
             await clock.advance(1.0)
             endpoint.push_live_values()
-        values = [
-            sig.decode_heart_rate_measurement(v) for h, v in central.notifications if h == handle
-        ]
+        values = [decode_heart_rate_measurement(v) for h, v in central.notifications if h == handle]
         return [v.energy_expended_kj for v in values if v.energy_expended_kj is not None]
 
     before = await energies(100)
     assert before == sorted(before) and before[-1] > 0
-    await central.write(P.HEART_RATE_CONTROL_POINT, b"\x01")
+    await central.write(HEART_RATE_CONTROL_POINT, b"\x01")
     after = await energies(10)
     assert after and after[0] < before[-1]

@@ -24,9 +24,13 @@ from device_sim.bleak_backend.pairing import parse_passkey
 from device_sim.clock import ManualClock
 from device_sim.radio import LinkFault, Radio
 from device_sim.radio.medium import PeripheralLink
-from protocol.ble import sig_codecs as sig
 from protocol.ble.att import AttErrorCode
 from protocol.ble.gatt_model import SecurityLevel
+from protocol.ble.sig_codecs import (
+    HeartRateMeasurement,
+    SensorContact,
+    encode_heart_rate_measurement,
+)
 from protocol.kme.profile import (
     BAND_PROFILE,
     BODY_SENSOR_LOCATION,
@@ -75,9 +79,9 @@ async def test_standard_heart_rate_client_receives_what_the_strap_sent(radio: Ra
     )
     assert device is not None
     sent = [
-        sig.HeartRateMeasurement(bpm=61, rr_intervals=(1000, 990)),
-        sig.HeartRateMeasurement(bpm=72, sensor_contact=sig.SensorContact.DETECTED),
-        sig.HeartRateMeasurement(bpm=300, energy_expended_kj=12, rr_intervals=(200,)),
+        HeartRateMeasurement(bpm=61, rr_intervals=(1000, 990)),
+        HeartRateMeasurement(bpm=72, sensor_contact=SensorContact.DETECTED),
+        HeartRateMeasurement(bpm=300, energy_expended_kj=12, rr_intervals=(200,)),
     ]
     received: list[tuple[int, list[int]]] = []
     async with BleakClient(device, backend=SimBleakClient) as client:
@@ -85,7 +89,7 @@ async def test_standard_heart_rate_client_receives_what_the_strap_sent(radio: Ra
         await client.start_notify(HR_MEASUREMENT, lambda _c, data: received.append(
             parse_heart_rate(data)))  # fmt: skip
         for value in sent:
-            assert strap.notify(HEART_RATE_MEASUREMENT, sig.encode_heart_rate_measurement(value))
+            assert strap.notify(HEART_RATE_MEASUREMENT, encode_heart_rate_measurement(value))
         await client.stop_notify(HR_MEASUREMENT)
         assert strap.notify(HEART_RATE_MEASUREMENT, b"\x00\x50") == 0
     assert received == [(v.bpm, list(v.rr_intervals)) for v in sent]

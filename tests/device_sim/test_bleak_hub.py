@@ -28,7 +28,7 @@ from device_sim.clock import ManualClock
 from device_sim.radio import Radio
 from device_sim.radio.hub_server import HubServer
 from device_sim.radio.hub_wire import HubAddress
-from protocol.ble import sig_codecs as sig
+from protocol.ble.sig_codecs import HeartRateMeasurement, encode_heart_rate_measurement
 from protocol.kme.profile import (
     BAND_PROFILE,
     BODY_SENSOR_LOCATION,
@@ -76,8 +76,8 @@ async def test_heart_rate_read_and_pairing_through_the_hub(hub: Radio) -> None:
         assert await client.read_gatt_char(str(BODY_SENSOR_LOCATION)) == bytearray(b"\x01")
         await client.start_notify(str(HEART_RATE_MEASUREMENT), on_hr)
         for bpm in (70, 71, 72):
-            strap.notify(HEART_RATE_MEASUREMENT, sig.encode_heart_rate_measurement(
-                sig.HeartRateMeasurement(bpm=bpm)))  # fmt: skip
+            strap.notify(HEART_RATE_MEASUREMENT, encode_heart_rate_measurement(
+                HeartRateMeasurement(bpm=bpm)))  # fmt: skip
         await asyncio.wait_for(got_all.wait(), 2.0)
     assert received == [70, 71, 72]
 

@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
+import os
 import shutil
+import stat
 import subprocess
 from pathlib import Path
 
@@ -15,7 +17,7 @@ from device_sim.clock import ManualClock
 from device_sim.radio import Radio
 from device_sim.radio.capture import BtsnoopCapture
 from protocol.ble.btsnoop import read_btsnoop
-from protocol.kme import profile as P
+from protocol.kme.profile import MANUFACTURER_NAME, SERIAL_NUMBER
 
 
 async def _session(path: Path) -> int:
@@ -27,9 +29,9 @@ async def _session(path: Path) -> int:
         endpoint = BandGattEndpoint(band)
         radio.attach(endpoint)
         central = await Central(radio, endpoint.address).connect()
-        await central.read(P.MANUFACTURER_NAME)
+        await central.read(MANUFACTURER_NAME)
         await central.pair(lambda: endpoint.display)
-        await central.read(P.SERIAL_NUMBER)
+        await central.read(SERIAL_NUMBER)
         await central.link.disconnect()
         return capture.frames
 
@@ -79,3 +81,18 @@ async def test_tshark_decodes_a_band_session_without_malformed_packets(tmp_path:
     assert {"ATT", "SMP", "HCI_EVT"} <= protocols
     infos = " ".join(info for _, _, info in rows)
     assert "Read By Group Type Request" in infos and "Pairing Request" in infos
+
+
+async def test_a_capture_is_created_readable_by_its_owner_only(tmp_path: Path) -> None:
+    path = tmp_path / "band.btsnoop"
+    previous = os.umask(0o022)  # the usual umask, which leaves new files world-readable
+    try:
+        await _session(path)
+        stale = tmp_path / "old.btsnoop"
+        stale.write_bytes(b"")
+        stale.chmod(0o644)
+        BtsnoopCapture(stale).close()
+    finally:
+        os.umask(previous)
+    assert stat.S_IMODE(path.stat().st_mode) == 0o600
+    assert stat.S_IMODE(stale.stat().st_mode) == 0o600  # overwriting one fixes its mode too

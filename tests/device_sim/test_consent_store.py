@@ -17,7 +17,7 @@ from device_sim.band.consent_store import (
 from device_sim.band.state_file import StateFileCorruptError
 from device_sim.clock import ManualClock
 from protocol.errors import UsageError
-from protocol.kme.control import ConsentFlag, ConsentSource
+from protocol.kme.control.consent import ConsentFlag, ConsentSource
 from protocol.kme.records import ConsentCategory
 
 T0 = 1_767_225_600

@@ -5,12 +5,14 @@ from __future__ import annotations
 import os
 import struct
 import zlib
+from dataclasses import fields
 from pathlib import Path
 
 import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
+from device_sim.band import flash_codec
 from device_sim.band.flash import (
     Flash,
     FlashCapacityError,
@@ -23,6 +25,7 @@ from device_sim.band.flash import (
 from device_sim.band.flash_codec import RECORD_SIZE, decode_records, encode_record
 from protocol.errors import KmebandError, UsageError
 from protocol.kme.records import (
+    STREAM_RECORD_TYPE,
     ActivityClass,
     ActivityMinute,
     AlarmEvent,
@@ -71,6 +74,15 @@ def test_every_record_type_round_trips_through_its_flash_layout() -> None:
         data = encode_record(stream, record)
         assert len(data) == RECORD_SIZE[stream]
         assert decode_records(stream, data * 2) == [record, record]
+
+
+def test_flash_layouts_follow_the_stream_record_type_map() -> None:
+    # one struct per stream, one struct item per field of the stream's record type
+    assert set(RECORD_SIZE) == set(StreamId)
+    for stream, record in one_of_each().items():
+        assert type(record) is STREAM_RECORD_TYPE[stream]
+        layout = flash_codec._FORMATS[stream]
+        assert len(layout.unpack(encode_record(stream, record))) == len(fields(record)), stream
 
 
 def test_alarm_event_without_sleep_stage_round_trips() -> None:

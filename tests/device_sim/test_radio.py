@@ -283,7 +283,9 @@ async def test_hub_survives_garbage_and_frees_a_vanished_central(tmp_path: Path)
         writer.close()
         # 3: a central connects to the band and vanishes without a word
         reader, writer = await asyncio.open_connection(address.host, address.port)
-        body = cbor2.dumps({"op": "connect", "id": 1, "address": band.address, "central": "C"})
+        body = cbor2.dumps(
+            {"op": "connect", "id": 1, "address": band.address, "central": "C0:00:00:00:00:01"}
+        )
         writer.write(struct.pack(">I", len(body)) + body)
         await writer.drain()
         await reader.readexactly(4)
@@ -400,12 +402,19 @@ async def test_errors_cross_the_hub_as_typed_codes_not_text(tmp_path: Path) -> N
         # the frame says which error by its code
         answer = await _ask_hub(
             address,
-            {"op": "connect", "id": 7, "address": "AA:00:00:00:00:99", "central": "C"},
+            {
+                "op": "connect",
+                "id": 7,
+                "address": "AA:00:00:00:00:99",
+                "central": "C0:00:00:00:00:01",
+            },
         )
         assert answer["op"] == "error" and answer["id"] == 7
         assert answer["code"] == HubErrorCode.UNKNOWN_ADDRESS
         # a request with a field of the wrong type is malformed, and says which field
-        answer = await _ask_hub(address, {"op": "connect", "id": 8, "address": 5, "central": "C"})
+        answer = await _ask_hub(
+            address, {"op": "connect", "id": 8, "address": 5, "central": "C0:00:00:00:00:01"}
+        )
         assert answer["code"] == HubErrorCode.MALFORMED and "'address'" in str(answer["message"])
         answer = await _ask_hub(address, {"op": "levitate", "id": 9})
         assert answer["code"] == HubErrorCode.MALFORMED

@@ -34,7 +34,7 @@ from device_sim.bleak_backend.bonds import BondStore
 from device_sim.clock import ManualClock
 from device_sim.radio import ATT_CID, LinkFault, Radio
 from protocol.errors import KmebandError
-from protocol.kme import profile as P
+from protocol.kme.profile import KME_RECORD_SYNC_DATA
 from protocol.kme.records import (
     FIELD_CONSENT,
     STREAM_CONSENT,
@@ -272,7 +272,7 @@ class Rig:
         self.capture = FrameCounter()
         self.radio = Radio(clock, seed=5, capture=self.capture)
         self.endpoint = BandGattEndpoint(self.band)
-        self.capture.data_handle = self.endpoint.db.value_handle(P.KME_RECORD_SYNC_DATA)
+        self.capture.data_handle = self.endpoint.db.value_handle(KME_RECORD_SYNC_DATA)
         self.radio.attach(self.endpoint)
         self._stack.enter_context(use_radio(self.radio))
         self.ingest = await self._stack.enter_async_context(

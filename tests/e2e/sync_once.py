@@ -23,9 +23,9 @@ from pathlib import Path
 from device_sim.bleak_backend import SimBleakClient, SimBleakScanner
 from device_sim.radio.hub_client import RemoteRadio
 from protocol.errors import KmebandError
-from protocol.kme import profile as P
-from protocol.kme.control import decode_as
-from protocol.kme.record_sync import StreamList
+from protocol.kme.control.record_sync import StreamList
+from protocol.kme.control.schema import decode_as
+from protocol.kme.profile import KME_RECORD_SYNC_STATUS
 from sync_client.activation import AccountFile, ClientKeys, ensure_owner
 from sync_client.ble import Backend, BandLink, connect
 from sync_client.outbox import Outbox
@@ -61,7 +61,7 @@ async def read_status(address: str, keys: ClientKeys, eyes: RemoteRadio) -> dict
     try:
         link = BandLink(client, 10.0)
         await ensure_owner(link, keys)
-        status = decode_as(await link.read(P.KME_RECORD_SYNC_STATUS), StreamList)
+        status = decode_as(await link.read(KME_RECORD_SYNC_STATUS), StreamList)
         return {int(s.stream): s.next_seq for s in status.streams}
     finally:
         await client.disconnect()

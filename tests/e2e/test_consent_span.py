@@ -5,7 +5,7 @@ from __future__ import annotations
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from protocol.kme.control import ConsentLogEntry, ConsentSource
+from protocol.kme.control.consent import ConsentLogEntry, ConsentSource
 from protocol.kme.records import ConsentCategory
 from sync_client.consent import allowed_intervals
 

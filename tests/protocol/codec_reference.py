@@ -16,9 +16,9 @@ import cbor2
 import numpy as np
 import numpy.typing as npt
 
+from protocol.kme.activity_code import pack_activity
 from protocol.kme.batch import (
     _LITTLE_ENDIAN,
-    _RECORD_TYPES,
     COLUMNS,
     MAX_CONSENT_RECORD_LEN,
     MAX_RECORDS_PER_BATCH,
@@ -27,15 +27,7 @@ from protocol.kme.batch import (
     BatchError,
     ColumnSpec,
 )
-from protocol.kme.record_codec import (
-    _ALARM_KINDS,
-    _ALARM_STAGES,
-    _CODECS,
-    _COLUMN_CODECS,
-    _SLEEP_STAGES,
-    _STEP,
-    _TELEMETRY_KINDS,
-    _UNSIGNED,
+from protocol.kme.chunk_framing import (
     FLAG_END,
     FLAG_START,
     MAX_COUNT,
@@ -46,22 +38,30 @@ from protocol.kme.record_codec import (
     ChunkTruncatedError,
     ChunkValueError,
     PackedChunk,
+    check_payload_size,
+    chunk_header,
+    fragment_chunk,
+    seal_chunk,
+)
+from protocol.kme.column_codec import (
+    _ALARM_KINDS,
+    _ALARM_STAGES,
+    _SLEEP_STAGES,
+    _STEP,
+    _TELEMETRY_KINDS,
+    _UNSIGNED,
+    COLUMN_CODECS,
     _bit_widths,
     _ColumnCodec,
-    _fragment,
-    _header,
-    _pack_activity,
-    _pack_best,
     _read_uvarint,
-    _runs_break,
-    _seal,
     _unzigzag,
     _uvarint,
     _zigzag,
     _zigzag_int,
-    check_payload_size,
 )
+from protocol.kme.record_codec import _pack_best, _runs_break
 from protocol.kme.records import (
+    STREAM_RECORD_TYPE,
     AlarmEvent,
     GnssFix,
     HeartRateSample,
@@ -75,7 +75,7 @@ from protocol.kme.records import (
 
 
 def _reference_check_common(stream: StreamId, records: Sequence[StoredRecord]) -> None:
-    record_type = _CODECS[stream].record_type
+    record_type = STREAM_RECORD_TYPE[stream]
     for stored in records:
         if stored.stream != stream or type(stored.record) is not record_type:
             raise ChunkValueError(
@@ -214,7 +214,7 @@ class ReferenceColumnPlan:
 def reference_unpack_columns(
     stream: StreamId, first_seq: int, count: int, data: bytes, pos: int, end: int
 ) -> list[StoredRecord]:
-    codec = _COLUMN_CODECS[stream]
+    codec = COLUMN_CODECS[stream]
     columns = codec.columns
     need = 2 + sum(spec.head_bytes for spec in columns)
     if end - pos < need:
@@ -308,10 +308,10 @@ def reference_pack_chunks(
     if stream == StreamId.ACTIVITY_MINUTES:
 
         def pack(start: int, stop: int, budget: int) -> tuple[int, bytes]:
-            return _pack_activity(records, start, min(stop, start + MAX_COUNT), budget)
+            return pack_activity(records, start, min(stop, start + MAX_COUNT), budget)
 
     else:
-        pack = ReferenceColumnPlan(_COLUMN_CODECS[stream], records).pack
+        pack = ReferenceColumnPlan(COLUMN_CODECS[stream], records).pack
 
     sections: list[tuple[int, int, bytes]] = []
     start = 0
@@ -326,8 +326,8 @@ def reference_pack_chunks(
         flags = (FLAG_START if start_of_transfer and index == 0 else 0) | (
             FLAG_END if end_of_stream and index == last else 0
         )
-        chunk = _seal(_header(stream, seqs[first], n, flags) + section)
-        out.append(PackedChunk(seqs[first], n, _fragment(stream, chunk, payload_size)))
+        chunk = seal_chunk(chunk_header(stream, seqs[first], n, flags) + section)
+        out.append(PackedChunk(seqs[first], n, fragment_chunk(stream, chunk, payload_size)))
     return out
 
 
@@ -359,7 +359,7 @@ def reference_batch_plaintext(records: Sequence[StoredRecord], consent_record: b
     if type(consent_record) is not bytes or not 0 < len(consent_record) <= MAX_CONSENT_RECORD_LEN:
         raise BatchError("the consent record must be 1..16384 encoded bytes")
     stream = records[0].stream
-    record_type = _RECORD_TYPES[stream]
+    record_type = STREAM_RECORD_TYPE[stream]
     seqs = [r.seq for r in records]
     for r in records:
         if r.stream is not stream or type(r.record) is not record_type:

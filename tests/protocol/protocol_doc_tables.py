@@ -1,9 +1,10 @@
 """Render and parse the generated tables of docs/protocol.md.
 
 ``python tests/protocol/protocol_doc_tables.py`` rewrites the sections between the
-``<!-- BEGIN name -->`` / ``<!-- END name -->`` markers from protocol.kme.profile and
-protocol.kme.control; tests/protocol/test_protocol_doc.py parses the committed document and
-checks it against the same sources, so the two cannot drift.
+``<!-- BEGIN name -->`` / ``<!-- END name -->`` markers from protocol.kme.profile and the
+control-message catalogues (protocol.kme.control.*); tests/protocol/test_protocol_doc.py
+parses the committed document and checks it against the same sources, so the two cannot
+drift.
 """
 
 from __future__ import annotations
@@ -17,7 +18,14 @@ from typing import NamedTuple
 
 from protocol.ble.gatt_model import Permissions, Properties, ServiceDefinition
 from protocol.ble.uuids import parse_uuid, short_name
-from protocol.kme import access, control, profile
+from protocol.kme import access, profile
+from protocol.kme.control.common import ControlStatus
+from protocol.kme.control.schema import (
+    ControlMessage,
+    ControlRecord,
+    registered_messages,
+    schema_rows,
+)
 
 DOC_PATH = Path(__file__).resolve().parents[2] / "docs" / "protocol.md"
 
@@ -130,13 +138,16 @@ def render_gatt_table(services: Iterable[ServiceDefinition]) -> list[str]:
     )
 
 
-def documented_records() -> list[type[control.ControlRecord]]:
-    """The records and messages protocol.kme.control defines, in the order the doc lists them."""
+def documented_records() -> list[type[ControlRecord]]:
+    """The control records and messages docs/protocol.md lists, in its order.
+
+    Every service's catalogue except record sync, which docs/records.md documents.
+    """
     messages = sorted(
-        (c for c in control.registered_messages().values() if c.__module__ == control.__name__),
+        (c for c in registered_messages().values() if c.SERVICE != "record_sync"),
         key=lambda c: c.MESSAGE_TYPE,
     )
-    nested: list[type[control.ControlRecord]] = []
+    nested: list[type[ControlRecord]] = []
     for message in messages:
         for spec in message.SCHEMA:
             for ftype in (spec.type, getattr(spec.type, "item", None)):
@@ -146,8 +157,8 @@ def documented_records() -> list[type[control.ControlRecord]]:
     return [*messages, *nested]
 
 
-def schema_heading(cls: type[control.ControlRecord]) -> str:
-    if issubclass(cls, control.ControlMessage):
+def schema_heading(cls: type[ControlRecord]) -> str:
+    if issubclass(cls, ControlMessage):
         return f"#### `0x{cls.MESSAGE_TYPE:02X}` {cls.__name__}"
     return f"#### {cls.__name__} (nested map)"
 
@@ -160,7 +171,7 @@ def render_schemas() -> list[str]:
         lines += [doc, ""]
         rows = [
             (str(key), f"`{name}`", ftype.replace("|", "/"), "yes" if required else "no")
-            for key, name, ftype, required in control.schema_rows(cls)
+            for key, name, ftype, required in schema_rows(cls)
         ]
         if rows:
             lines += _table(SCHEMA_HEADER, rows)
@@ -171,7 +182,7 @@ def render_schemas() -> list[str]:
 
 
 def render_status_table() -> list[str]:
-    return _table(("Code", "Status"), ((str(int(s)), f"`{s.name}`") for s in control.ControlStatus))
+    return _table(("Code", "Status"), ((str(int(s)), f"`{s.name}`") for s in ControlStatus))
 
 
 def render_access_table() -> list[str]:

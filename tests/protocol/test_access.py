@@ -5,10 +5,14 @@ from __future__ import annotations
 import pytest
 
 from protocol.ble.gatt_model import CharacteristicDefinition, Permissions, Properties
-from protocol.kme import access, control
+from protocol.kme import access
 from protocol.kme import profile as kme_profile
 from protocol.kme.access import Access
-from protocol.kme.record_sync import ListStreams, StartTransfer
+from protocol.kme.control.alarms import DeleteAlarm
+from protocol.kme.control.common import ControlResult, ControlStatus
+from protocol.kme.control.consent import ConsentResult, SetConsent
+from protocol.kme.control.device_control import FindBand
+from protocol.kme.control.record_sync import ListStreams, StartTransfer
 from protocol.kme.records import ConsentCategory
 
 
@@ -64,14 +68,14 @@ def test_the_wearers_data_and_the_alarms_are_the_owners() -> None:
     sync = kme_profile.KME_RECORD_SYNC_CONTROL_POINT
     assert access.request_access(sync, ListStreams) is Access.OWNER_ONCE_ACTIVATED
     assert access.request_access(sync, StartTransfer) is Access.OWNER
-    assert access.request_access(sync, control.FindBand) is None
+    assert access.request_access(sync, FindBand) is None
 
 
 def test_a_refusal_names_the_request() -> None:
-    refused = access.refusal(control.DeleteAlarm(3), control.ControlStatus.NOT_OWNER)
-    assert refused == control.ControlResult(0x33, control.ControlStatus.NOT_OWNER)
+    refused = access.refusal(DeleteAlarm(3), ControlStatus.NOT_OWNER)
+    assert refused == ControlResult(0x33, ControlStatus.NOT_OWNER)
     consent = access.refusal(
-        control.SetConsent(ConsentCategory.SLEEP, True, 1),
-        control.ControlStatus.NOT_OWNER,
+        SetConsent(ConsentCategory.SLEEP, True, 1),
+        ControlStatus.NOT_OWNER,
     )
-    assert consent == control.ConsentResult(control.ControlStatus.NOT_OWNER)
+    assert consent == ConsentResult(ControlStatus.NOT_OWNER)

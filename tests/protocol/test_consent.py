@@ -22,7 +22,7 @@ from protocol.kme.consent import (
     ConsentSignatureError,
     filter_records,
 )
-from protocol.kme.control import ConsentSource, ConsentState
+from protocol.kme.control.consent import ConsentSource, ConsentState
 from protocol.kme.records import (
     FIELD_CONSENT,
     STREAM_CONSENT,

@@ -12,33 +12,37 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from protocol.errors import KmebandError
-from protocol.kme import control
-from protocol.kme.control import (
-    Alarm,
-    AlarmList,
-    Bytes,
+from protocol.kme.control import schema
+from protocol.kme.control.activation import OwnerProof
+from protocol.kme.control.alarms import Alarm, AlarmList, SetAlarm
+from protocol.kme.control.common import ControlResult, ControlStatus
+from protocol.kme.control.consent import (
+    MAX_LOG_PAGE_ENTRIES,
     ConsentFlag,
     ConsentLogEntry,
     ConsentLogPage,
     ConsentSource,
     ConsentState,
+    SetConsent,
+)
+from protocol.kme.control.device_control import Reboot, SetTimeZone
+from protocol.kme.control.schema import (
+    MAX_CONTROL_MESSAGE_SIZE,
+    MESSAGE_TYPE_BLOCKS,
+    Bool,
+    Bytes,
     ControlDecodeError,
     ControlEncodeError,
     ControlMessage,
     ControlRecord,
-    ControlResult,
-    ControlStatus,
     EnumOf,
     Field,
     FieldType,
     Int,
     ListOf,
-    OwnerProof,
+    MessageTypeBlockError,
     RecordOf,
     SchemaDefinitionError,
-    SetAlarm,
-    SetConsent,
-    SetTimeZone,
     Text,
     UnknownMessageTypeError,
     UnsupportedVersionError,
@@ -60,7 +64,7 @@ def _value_strategy(ftype: FieldType) -> st.SearchStrategy[Any]:
         low = -(-ftype.minimum // step)
         high = ftype.maximum // step
         return st.integers(low, high).map(lambda n: n * step)
-    if isinstance(ftype, control.Bool):
+    if isinstance(ftype, Bool):
         return st.booleans()
     if isinstance(ftype, Bytes):
         return st.binary(min_size=ftype.min_length, max_size=ftype.max_length)
@@ -84,7 +88,7 @@ def _record_strategy(cls: type[ControlRecord]) -> st.SearchStrategy[Any]:
 
 
 _BUILT_IN = sorted(
-    (cls for cls in registered_messages().values() if cls.__module__ == "protocol.kme.control"),
+    (cls for cls in registered_messages().values() if cls.SERVICE != "record_sync"),
     key=lambda cls: cls.MESSAGE_TYPE,
 )
 
@@ -110,7 +114,7 @@ def test_every_message_round_trips(cls: type[ControlMessage], data: st.DataObjec
 
 
 def test_message_type_numbers_sit_in_their_service_blocks() -> None:
-    blocks = control.MESSAGE_TYPE_BLOCKS
+    blocks = MESSAGE_TYPE_BLOCKS
     for cls in _BUILT_IN:
         block = next(name for name, rng in blocks.items() if cls.MESSAGE_TYPE in rng)
         assert block != "record_sync", f"{cls.__name__} took a record-sync number"
@@ -126,7 +130,7 @@ def test_set_consent_vector() -> None:
 
 
 def test_empty_message_vector() -> None:
-    assert encode_control(control.Reboot()) == bytes.fromhex("a20001011841")
+    assert encode_control(Reboot()) == bytes.fromhex("a20001011841")
 
 
 def test_nested_record_vector() -> None:
@@ -174,7 +178,7 @@ def test_malformed_cbor_is_a_decode_error(data: bytes) -> None:
 
 
 def test_trailing_bytes_rejected() -> None:
-    data = encode_control(control.Reboot()) + b"\x00"
+    data = encode_control(Reboot()) + b"\x00"
     with pytest.raises(ControlDecodeError, match="trailing"):
         decode_control(data)
 
@@ -235,7 +239,7 @@ def test_error_messages_never_echo_values() -> None:
 def test_unknown_type_and_unexpected_type() -> None:
     with pytest.raises(UnknownMessageTypeError):
         decode_control(_raw({0: 1, 1: 0xEE}))
-    data = encode_control(control.Reboot())
+    data = encode_control(Reboot())
     with pytest.raises(UnknownMessageTypeError, match="expected SetAlarm"):
         decode_as(data, SetAlarm)
 
@@ -300,10 +304,10 @@ def test_consent_log_page_fits_at_worst_case() -> None:
     page = ConsentLogPage(
         first_index=0xFFFF_FFFF,
         total=0xFFFF_FFFF,
-        entries=(entry,) * control.MAX_LOG_PAGE_ENTRIES,
+        entries=(entry,) * MAX_LOG_PAGE_ENTRIES,
         signature=b"\xff" * 64,
     )
-    assert len(encode_control(page)) <= control.MAX_CONTROL_MESSAGE_SIZE
+    assert len(encode_control(page)) <= MAX_CONTROL_MESSAGE_SIZE
 
 
 def test_consent_state_carries_every_category() -> None:
@@ -323,10 +327,11 @@ def test_oversized_message_is_refused_with_advice() -> None:
     @dataclasses.dataclass(frozen=True)
     class Blob(ControlMessage):
         MESSAGE_TYPE: ClassVar[int] = 0x0E
+        SERVICE: ClassVar[str] = "common"
         SCHEMA: ClassVar[tuple[Field, ...]] = (Field(2, "data", Bytes(0, 2000)),)
         data: bytes
 
-    registry = dict(control._REGISTRY)
+    registry = dict(schema._REGISTRY)
     try:
         register_message(Blob)
         with pytest.raises(ControlEncodeError, match="fewer items"):
@@ -334,8 +339,8 @@ def test_oversized_message_is_refused_with_advice() -> None:
         with pytest.raises(ControlDecodeError, match="longer than 512"):
             decode_control(_raw({0: 1, 1: 0x0E, 2: b"\x00" * 600}))
     finally:
-        control._REGISTRY.clear()
-        control._REGISTRY.update(registry)
+        schema._REGISTRY.clear()
+        schema._REGISTRY.update(registry)
 
 
 # -------------------------------------------------------------------- registration
@@ -343,7 +348,7 @@ def test_oversized_message_is_refused_with_advice() -> None:
 
 @pytest.fixture
 def scratch_registry(monkeypatch: pytest.MonkeyPatch) -> None:
-    monkeypatch.setattr(control, "_REGISTRY", dict(control._REGISTRY))
+    monkeypatch.setattr(schema, "_REGISTRY", dict(schema._REGISTRY))
 
 
 @pytest.mark.usefixtures("scratch_registry")
@@ -352,6 +357,7 @@ def test_other_modules_register_their_own_messages() -> None:
     @dataclasses.dataclass(frozen=True)
     class StartThing(ControlMessage):
         MESSAGE_TYPE: ClassVar[int] = 0x1F
+        SERVICE: ClassVar[str] = "record_sync"
         SCHEMA: ClassVar[tuple[Field, ...]] = (
             Field(2, "stream", Int(1, 7)),
             Field(3, "from_seq", Int(0, 2**32 - 1)),
@@ -371,6 +377,7 @@ def test_registration_rejects_inconsistent_schemas() -> None:
     @dataclasses.dataclass(frozen=True)
     class Taken(ControlMessage):
         MESSAGE_TYPE: ClassVar[int] = SetConsent.MESSAGE_TYPE
+        SERVICE: ClassVar[str] = SetConsent.SERVICE
         SCHEMA: ClassVar[tuple[Field, ...]] = ()
 
     with pytest.raises(SchemaDefinitionError, match="already SetConsent"):
@@ -379,6 +386,7 @@ def test_registration_rejects_inconsistent_schemas() -> None:
     @dataclasses.dataclass(frozen=True)
     class Mismatch(ControlMessage):
         MESSAGE_TYPE: ClassVar[int] = 0x0D
+        SERVICE: ClassVar[str] = "common"
         SCHEMA: ClassVar[tuple[Field, ...]] = (Field(2, "a", Int(0, 1)),)
         b: int
 
@@ -388,6 +396,7 @@ def test_registration_rejects_inconsistent_schemas() -> None:
     @dataclasses.dataclass(frozen=True)
     class HeaderKey(ControlMessage):
         MESSAGE_TYPE: ClassVar[int] = 0x0D
+        SERVICE: ClassVar[str] = "common"
         SCHEMA: ClassVar[tuple[Field, ...]] = (Field(1, "a", Int(0, 1)),)
         a: int
 
@@ -396,15 +405,45 @@ def test_registration_rejects_inconsistent_schemas() -> None:
 
     class NotADataclass(ControlMessage):
         MESSAGE_TYPE: ClassVar[int] = 0x0D
+        SERVICE: ClassVar[str] = "common"
 
     with pytest.raises(SchemaDefinitionError, match="dataclass"):
         register_message(NotADataclass)
+
+
+@pytest.mark.usefixtures("scratch_registry")
+def test_registration_refuses_a_type_number_outside_its_service_block() -> None:
+    @dataclasses.dataclass(frozen=True)
+    class Misplaced(ControlMessage):
+        MESSAGE_TYPE: ClassVar[int] = 0x3E  # an alarms number
+        SERVICE: ClassVar[str] = "consent"
+        SCHEMA: ClassVar[tuple[Field, ...]] = ()
+
+    with pytest.raises(MessageTypeBlockError, match=r"outside the consent block 0x20\.\.0x2F"):
+        register_message(Misplaced)
+    assert 0x3E not in registered_messages()
+
+    @dataclasses.dataclass(frozen=True)
+    class NoService(ControlMessage):
+        MESSAGE_TYPE: ClassVar[int] = 0x0A
+        SCHEMA: ClassVar[tuple[Field, ...]] = ()
+
+    with pytest.raises(MessageTypeBlockError, match="SERVICE must name"):
+        register_message(NoService)
+    assert 0x0A not in registered_messages()
+
+
+def test_every_registered_message_sits_in_its_own_catalogue_and_block() -> None:
+    for number, cls in registered_messages().items():
+        assert number in MESSAGE_TYPE_BLOCKS[cls.SERVICE], cls.__name__
+        assert cls.__module__ == f"protocol.kme.control.{cls.SERVICE}", cls.__name__
 
 
 def test_unregistered_message_cannot_be_encoded() -> None:
     @dataclasses.dataclass(frozen=True)
     class Loose(ControlMessage):
         MESSAGE_TYPE: ClassVar[int] = 0x0C
+        SERVICE: ClassVar[str] = "common"
         SCHEMA: ClassVar[tuple[Field, ...]] = ()
 
     with pytest.raises(ControlEncodeError, match="register_message"):
@@ -422,6 +461,7 @@ def test_cross_field_checks_surface_as_decode_errors() -> None:
     @dataclasses.dataclass(frozen=True)
     class Window(ControlMessage):
         MESSAGE_TYPE: ClassVar[int] = 0x0B
+        SERVICE: ClassVar[str] = "common"
         SCHEMA: ClassVar[tuple[Field, ...]] = (
             Field(2, "low", Int(0, 10)),
             Field(3, "high", Int(0, 10)),

@@ -9,13 +9,9 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from protocol.kme import ownership as own
-from protocol.kme.control import (
-    ActivationResult,
-    ControlStatus,
-    OwnerProof,
-    decode_as,
-    encode_control,
-)
+from protocol.kme.control.activation import ActivationResult, OwnerProof
+from protocol.kme.control.common import ControlStatus
+from protocol.kme.control.schema import decode_as, encode_control
 
 BAND = own.private_key_from_seed(bytes(range(32)))
 OWNER = own.private_key_from_seed(bytes(range(100, 132)))

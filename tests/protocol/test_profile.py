@@ -11,7 +11,7 @@ from protocol.ble import sig_codecs as sc
 from protocol.ble.gatt_model import Permissions, Properties, SecurityLevel
 from protocol.ble.uuids import alias16
 from protocol.kme import profile as p
-from protocol.kme.control import registered_messages
+from protocol.kme.control.schema import registered_messages
 
 ALL_CHARACTERISTICS = list(p.iter_characteristics(p.BAND_PROFILE))
 

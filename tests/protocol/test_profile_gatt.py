@@ -29,13 +29,8 @@ from protocol.ble.gatt import (
 )
 from protocol.ble.gatt_model import CHARACTERISTIC_USER_DESCRIPTION, Properties, SecurityLevel
 from protocol.kme import profile as p
-from protocol.kme.control import (
-    ConsentLogEntry,
-    ConsentLogPage,
-    ConsentSource,
-    decode_as,
-    encode_control,
-)
+from protocol.kme.control.consent import ConsentLogEntry, ConsentLogPage, ConsentSource
+from protocol.kme.control.schema import decode_as, encode_control
 from protocol.kme.records import ConsentCategory
 
 OPEN = SecurityLevel.NO_SECURITY

@@ -1,6 +1,6 @@
 """docs/protocol.md and the code cannot drift: its tables are parsed and checked both ways.
 
-When a test here fails after a change to protocol/kme/profile.py or protocol/kme/control.py, run
+When a test here fails after a change to protocol/kme/profile.py or protocol/kme/control/, run
 ``python tests/protocol/protocol_doc_tables.py`` and review the diff of docs/protocol.md.
 """
 
@@ -12,7 +12,15 @@ import protocol_doc_tables as tables
 import pytest
 
 from protocol.ble.gatt_model import Permissions, Properties
-from protocol.kme import control, profile
+from protocol.kme import profile
+from protocol.kme.control.common import ControlStatus
+from protocol.kme.control.consent import SetConsent
+from protocol.kme.control.schema import (
+    MESSAGE_TYPE_BLOCKS,
+    ControlMessage,
+    encode_control,
+    schema_rows,
+)
 from protocol.kme.records import ConsentCategory
 
 DOC = tables.DOC_PATH.read_text(encoding="utf-8")
@@ -62,7 +70,7 @@ def test_permission_names_are_defined_in_the_security_section() -> None:
 def test_status_table_matches_the_code() -> None:
     (_, rows), = tables.tables(tables.section(DOC, "STATUS"))  # fmt: skip
     assert [(int(code), name.strip("`")) for code, name in rows] == [
-        (int(s), s.name) for s in control.ControlStatus
+        (int(s), s.name) for s in ControlStatus
     ], FIX
 
 
@@ -72,7 +80,7 @@ def test_every_message_schema_is_documented_exactly() -> None:
     expected = {
         tables.schema_heading(cls): [
             tables.SchemaRow(key, name, ftype.replace("|", "/"), required)
-            for key, name, ftype, required in control.schema_rows(cls)
+            for key, name, ftype, required in schema_rows(cls)
         ]
         for cls in records
     }
@@ -83,19 +91,17 @@ def test_every_message_schema_is_documented_exactly() -> None:
 
 def test_documented_messages_cover_every_service_block() -> None:
     numbers = {
-        cls.MESSAGE_TYPE
-        for cls in tables.documented_records()
-        if issubclass(cls, control.ControlMessage)
+        cls.MESSAGE_TYPE for cls in tables.documented_records() if issubclass(cls, ControlMessage)
     }
     for block in ("common", "consent", "alarms", "device_control", "activation"):
-        assert numbers & set(control.MESSAGE_TYPE_BLOCKS[block]), block
+        assert numbers & set(MESSAGE_TYPE_BLOCKS[block]), block
 
 
 def test_the_cbor_example_is_what_the_encoder_writes() -> None:
     match = re.search(r"```\n(a5 [0-9a-f ]+)\n", DOC)
     assert match, "the SetConsent example is missing"
-    message = control.SetConsent(ConsentCategory.SLEEP, True, 3)
-    assert bytes.fromhex(match.group(1).replace(" ", "")) == control.encode_control(message)
+    message = SetConsent(ConsentCategory.SLEEP, True, 3)
+    assert bytes.fromhex(match.group(1).replace(" ", "")) == encode_control(message)
 
 
 def test_kme_uuid_base_in_the_text_matches_the_code() -> None:

@@ -15,25 +15,27 @@ from record_strategies import PAYLOAD_SIZES, STREAMS, stored_records
 from week_pattern import week_records
 
 from protocol.errors import UsageError
-from protocol.kme.record_codec import (
+from protocol.kme.chunk_framing import (
     CHUNK_OVERHEAD,
     CRC_SIZE,
     FLAG_END,
     FLAG_FRAGMENT,
     FLAG_START,
     HEADER_SIZE,
-    ChunkAssembler,
     ChunkCrcError,
     ChunkError,
     ChunkFormatError,
     ChunkFragmentError,
     ChunkTruncatedError,
     ChunkValueError,
+    is_fragment,
+)
+from protocol.kme.record_codec import (
+    ChunkAssembler,
     decode_chunk,
     decode_payloads,
     encode_chunks,
     encode_empty_chunk,
-    is_fragment,
     pack_chunks,
 )
 from protocol.kme.records import (

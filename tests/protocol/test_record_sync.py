@@ -19,26 +19,29 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 from record_strategies import PAYLOAD_SIZES, STREAMS, stored_records
 
-from protocol.kme.control import ControlResult, ControlStatus, decode_control, encode_control
-from protocol.kme.record_codec import encode_chunks, encode_empty_chunk
-from protocol.kme.record_sync import (
+from protocol.kme.control.common import ControlResult, ControlStatus
+from protocol.kme.control.record_sync import (
     AbortTransfer,
     AckRecords,
+    ListStreams,
+    StartTransfer,
+    StreamList,
+    TransferEnd,
+)
+from protocol.kme.control.schema import decode_control, encode_control
+from protocol.kme.record_codec import encode_chunks, encode_empty_chunk
+from protocol.kme.record_sync import (
     BandSyncSender,
     ClientSyncReceiver,
     FreeRecords,
     IndicateControl,
-    ListStreams,
     NotifyData,
     ReceiverState,
     RecordsLostOnBand,
     RecordsReceived,
     RecordSyncUsageError,
-    StartTransfer,
-    StreamList,
     SyncError,
     TransferComplete,
-    TransferEnd,
     TransferFinished,
 )
 from protocol.kme.records import HeartRateSample, StoredRecord, StreamId
@@ -129,8 +132,8 @@ def band_with(n: int, payload_size: int = 244, **kw: int) -> tuple[MemoryFlash, 
 
 def test_docs_list_every_schema_row_as_the_code_has_it() -> None:
     from protocol.kme.consent import ConsentRecord
-    from protocol.kme.control import schema_rows
-    from protocol.kme.record_sync import StreamStatus
+    from protocol.kme.control.record_sync import StreamStatus
+    from protocol.kme.control.schema import schema_rows
 
     text = (Path(__file__).resolve().parents[2] / "docs" / "records.md").read_text()
     for cls in (

@@ -11,13 +11,8 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from protocol.kme.control import (
-    ConsentFlag,
-    ConsentLogEntry,
-    ConsentSource,
-    ConsentState,
-    encode_control,
-)
+from protocol.kme.control.consent import ConsentFlag, ConsentLogEntry, ConsentSource, ConsentState
+from protocol.kme.control.schema import encode_control
 from protocol.kme.records import STREAM_CONSENT, ConsentCategory, StreamId, record_time
 from sync_client.consent import (
     AllowedIntervals,

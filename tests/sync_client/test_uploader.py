@@ -45,7 +45,9 @@ class ScriptedIngest:
         headers = dict(headers)
         if status == 200:
             self.stored[body] = self.stored.get(body, 0) + 1
-            return web.json_response({"stored": True})
+            # as the ingest answers: naming the batch (queued(n) seals b"env<n>" for id n)
+            batch_id = int(body.removeprefix(b"env")).to_bytes(16, "big").hex()
+            return web.json_response({"batch_id": batch_id, "status": "stored"})
         if status == 599:
             return web.Response(status=502, body=b"<html>garbage</html>")
         code = headers.pop("X-Code", "unknown_band" if status == 403 else "nope")

@@ -1,4 +1,4 @@
-"""KME control messages: versioned CBOR maps with explicit schemas.
+"""The KME control-message schema engine: versioned CBOR maps with explicit schemas.
 
 Every KME control message (written to a KME control point, indicated back, or read from a
 KME characteristic) is one CBOR data item (RFC 8949): a map with small unsigned integer
@@ -9,9 +9,12 @@ Encoding is deterministic: cbor2's canonical mode, and because every key is in 0
 length-first order of RFC 7049 and the bytewise order of RFC 8949 4.2.1 agree, so one
 message has exactly one encoding (band signatures rely on that).
 
-Other modules add their own message types with :func:`register_message`; message type
-numbers are allocated in blocks per service (see :data:`MESSAGE_TYPE_BLOCKS`), e.g.
-``protocol.kme.record_sync`` owns 0x10..0x1F.
+This module is the engine only (field types, message base classes, registration,
+encoding and decoding). The messages themselves live in one catalogue module per service
+next to it (``protocol.kme.control.common``, ``.record_sync``, ``.consent``, ``.alarms``,
+``.device_control``, ``.activation``). Each message names its service in ``SERVICE``;
+:func:`register_message` refuses a type number outside that service's block of
+:data:`MESSAGE_TYPE_BLOCKS` (or one already taken), so a misplaced message fails at import.
 
 Decoding never raises anything but :class:`ControlDecodeError` (or its subclasses
 :class:`UnsupportedVersionError` and :class:`UnknownMessageTypeError`), whose messages say
@@ -30,7 +33,6 @@ from typing import Any, ClassVar, TypeVar
 import cbor2
 
 from protocol.errors import KmebandError, UsageError
-from protocol.kme.records import ConsentCategory
 
 #: The schema version this library writes.
 SCHEMA_VERSION = 1
@@ -46,7 +48,8 @@ LAST_FIELD_KEY = 23
 #: Largest encoded control message accepted: the ATT maximum attribute value length.
 MAX_CONTROL_MESSAGE_SIZE = 512
 
-#: Message type numbers per service; a module registers types only inside its block.
+#: Message type numbers per service: :func:`register_message` enforces that each message
+#: (by its ``SERVICE``) takes a number inside its own block.
 MESSAGE_TYPE_BLOCKS: Mapping[str, range] = {
     "common": range(0x01, 0x10),
     "record_sync": range(0x10, 0x20),
@@ -87,6 +90,10 @@ class ControlEncodeError(ControlError, UsageError):
 
 class SchemaDefinitionError(ControlError, UsageError):
     """A message class registered with an inconsistent schema (a programming error)."""
+
+
+class MessageTypeBlockError(SchemaDefinitionError):
+    """A message registered under an unknown service or outside its service's type block."""
 
 
 # ---------------------------------------------------------------------- field types
@@ -312,9 +319,13 @@ class ControlRecord:
 
 
 class ControlMessage(ControlRecord):
-    """A top-level control message: a record plus its ``MESSAGE_TYPE`` number."""
+    """A top-level control message: a record plus its ``MESSAGE_TYPE`` number.
+
+    ``SERVICE`` names the block of :data:`MESSAGE_TYPE_BLOCKS` the number is taken from.
+    """
 
     MESSAGE_TYPE: ClassVar[int] = 0
+    SERVICE: ClassVar[str] = ""
 
 
 _M = TypeVar("_M", bound=ControlMessage)
@@ -351,12 +362,26 @@ def register_record(cls: type[_R]) -> type[_R]:
 def register_message(cls: type[_M]) -> type[_M]:
     """Class decorator: check a message's schema and register its type number.
 
-    Raises :class:`SchemaDefinitionError` if the type number is taken or out of 1..255.
+    Raises :class:`MessageTypeBlockError` if ``SERVICE`` is not a key of
+    :data:`MESSAGE_TYPE_BLOCKS` or the type number lies outside that service's block, and
+    :class:`SchemaDefinitionError` if the number is already taken or the schema is
+    inconsistent.
     """
     _check_schema(cls, FIRST_FIELD_KEY)
     number = cls.MESSAGE_TYPE
     if not 1 <= number <= 0xFF:
         raise SchemaDefinitionError(f"{cls.__name__}: MESSAGE_TYPE must be 1..255")
+    block = MESSAGE_TYPE_BLOCKS.get(cls.SERVICE)
+    if block is None:
+        services = ", ".join(MESSAGE_TYPE_BLOCKS)
+        raise MessageTypeBlockError(
+            f"{cls.__name__}: SERVICE must name a message-type block ({services})"
+        )
+    if number not in block:
+        raise MessageTypeBlockError(
+            f"{cls.__name__}: message type 0x{number:02X} is outside the {cls.SERVICE} block "
+            f"0x{block.start:02X}..0x{block.stop - 1:02X}; pick a free number inside it"
+        )
     existing = _REGISTRY.get(number)
     if existing is not None and existing is not cls:
         raise SchemaDefinitionError(
@@ -526,530 +551,26 @@ def schema_rows(cls: type[ControlRecord]) -> Iterator[tuple[int, str, str, bool]
         yield spec.key, spec.name, spec.type.description, spec.required
 
 
-# ------------------------------------------------------------------ common messages
-
-
-class ControlStatus(enum.IntEnum):
-    """Outcome codes of KME control-point requests."""
-
-    OK = 0
-    INVALID_REQUEST = 1  # a well-formed message the band cannot act on as given
-    UNSUPPORTED = 2  # message type or schema version not supported by this band
-    NOT_ACTIVATED = 3  # the band has no owner yet: activate it first
-    ALREADY_ACTIVATED = 4  # the band already has an owner: factory reset to re-activate
-    NOT_OWNER = 5  # authenticate as the owner (challenge/proof) on this connection first
-    AUTH_FAILED = 6  # the ownership proof did not verify (or no challenge was pending)
-    NOT_FOUND = 7  # no such item (e.g. alarm id)
-    LIMIT_REACHED = 8  # no room for another item
-    BUSY = 9  # another request is in progress: wait for its result
-    RATE_LIMITED = 10  # too many failed attempts: wait before trying again
-    INSUFFICIENT_SECURITY = 11  # the link is not encrypted and authenticated
-
-
-_UINT8 = Int(0, 0xFF)
-_UINT16 = Int(0, 0xFFFF)
-_UINT32 = Int(0, 0xFFFF_FFFF)
-_UTC_SECONDS = Int(0, 0xFFFF_FFFF_FFFF)
-_TZ_OFFSET_MIN = Int(-720, 840)
-
-
-@register_message
-@dataclass(frozen=True, slots=True)
-class ControlResult(ControlMessage):
-    """The band's answer to a control-point request that returns nothing else.
-
-    Indicated on the control point that received the request; ``request_type`` is the
-    request's message type (0 when the request could not be decoded at all).
-    """
-
-    MESSAGE_TYPE: ClassVar[int] = 0x01
-    SCHEMA: ClassVar[tuple[Field, ...]] = (
-        Field(2, "request_type", _UINT8, doc="message type of the request answered"),
-        Field(3, "status", EnumOf(ControlStatus)),
-    )
-    request_type: int
-    status: ControlStatus
-
-
-# -------------------------------------------------------------------------- consent
-
-
-class ConsentSource(enum.IntEnum):
-    """Who made a consent change."""
-
-    BAND = 1  # on the band's own screen
-    OWNER_CLIENT = 2  # by the owner's authenticated client
-    FACTORY = 3  # factory defaults (everything withdrawn)
-
-
-@register_record
-@dataclass(frozen=True, slots=True)
-class ConsentFlag(ControlRecord):
-    """The current state of one consent category."""
-
-    SCHEMA: ClassVar[tuple[Field, ...]] = (
-        Field(0, "category", EnumOf(ConsentCategory)),
-        Field(1, "granted", Bool()),
-        Field(2, "policy_version", _UINT16, doc="privacy policy version accepted"),
-        Field(3, "changed_at", _UTC_SECONDS, doc="UTC seconds of the last change"),
-        Field(4, "tz_offset_min", _TZ_OFFSET_MIN),
-    )
-    category: ConsentCategory
-    granted: bool
-    policy_version: int
-    changed_at: int
-    tz_offset_min: int
-
-
-#: Entries per Consent Change Log page: the worst case still encodes in under 512 bytes.
-MAX_LOG_PAGE_ENTRIES = 12
-
-
-@register_record
-@dataclass(frozen=True, slots=True)
-class ConsentLogEntry(ControlRecord):
-    """One logged consent change; ``index`` counts changes from 0 since activation."""
-
-    SCHEMA: ClassVar[tuple[Field, ...]] = (
-        Field(0, "index", _UINT32),
-        Field(1, "category", EnumOf(ConsentCategory)),
-        Field(2, "granted", Bool()),
-        Field(3, "policy_version", _UINT16),
-        Field(4, "time", _UTC_SECONDS, doc="UTC seconds of the change, band clock"),
-        Field(5, "tz_offset_min", _TZ_OFFSET_MIN),
-        Field(6, "source", EnumOf(ConsentSource)),
-    )
-    index: int
-    category: ConsentCategory
-    granted: bool
-    policy_version: int
-    time: int
-    tz_offset_min: int
-    source: ConsentSource
-
-
-@register_message
-@dataclass(frozen=True, slots=True)
-class ConsentState(ControlMessage):
-    """Value of the Consent State characteristic: every category's current flag.
-
-    ``log_length`` is the number of change-log entries, so a client can tell whether
-    it has read the whole log.
-    """
-
-    MESSAGE_TYPE: ClassVar[int] = 0x20
-    SCHEMA: ClassVar[tuple[Field, ...]] = (
-        Field(2, "flags", ListOf(RecordOf(ConsentFlag), len(ConsentCategory))),
-        Field(3, "log_length", _UINT32),
-    )
-    flags: tuple[ConsentFlag, ...]
-    log_length: int
-
-
-@register_message
-@dataclass(frozen=True, slots=True)
-class ConsentLogPage(ControlMessage):
-    """Value of the Consent Change Log characteristic: a signed page of the change log.
-
-    The page starts at the index chosen with :class:`SelectConsentLogPage` (0 after
-    connecting) and holds as many entries as fit in 512 bytes. ``signature`` is the
-    band's Ed25519 signature over :func:`unsigned_encoding` of this page, so the cloud
-    can verify the consent history with the band's public key.
-    """
-
-    MESSAGE_TYPE: ClassVar[int] = 0x21
-    SCHEMA: ClassVar[tuple[Field, ...]] = (
-        Field(2, "first_index", _UINT32),
-        Field(3, "total", _UINT32, doc="entries in the whole log"),
-        Field(4, "entries", ListOf(RecordOf(ConsentLogEntry), MAX_LOG_PAGE_ENTRIES)),
-        Field(5, "signature", Bytes(64, 64), required=False, doc="Ed25519, band key"),
-    )
-    first_index: int
-    total: int
-    entries: tuple[ConsentLogEntry, ...]
-    signature: bytes | None = None
-
-
-@register_message
-@dataclass(frozen=True, slots=True)
-class SelectConsentLogPage(ControlMessage):
-    """Consent control point: choose the first log index the next log read returns.
-
-    Answered by :class:`ControlResult`.
-    """
-
-    MESSAGE_TYPE: ClassVar[int] = 0x22
-    SCHEMA: ClassVar[tuple[Field, ...]] = (Field(2, "first_index", _UINT32),)
-    first_index: int
-
-
-@register_message
-@dataclass(frozen=True, slots=True)
-class SetConsent(ControlMessage):
-    """Consent control point (owner only): grant or withdraw one category.
-
-    The band logs the change with its own clock and answers :class:`ConsentResult`.
-    """
-
-    MESSAGE_TYPE: ClassVar[int] = 0x23
-    SCHEMA: ClassVar[tuple[Field, ...]] = (
-        Field(2, "category", EnumOf(ConsentCategory)),
-        Field(3, "granted", Bool()),
-        Field(4, "policy_version", _UINT16, doc="privacy policy version shown to the user"),
-    )
-    category: ConsentCategory
-    granted: bool
-    policy_version: int
-
-
-@register_message
-@dataclass(frozen=True, slots=True)
-class ConsentResult(ControlMessage):
-    """Answer to :class:`SetConsent`; ``log_index`` is the new log entry's index."""
-
-    MESSAGE_TYPE: ClassVar[int] = 0x24
-    SCHEMA: ClassVar[tuple[Field, ...]] = (
-        Field(2, "status", EnumOf(ControlStatus)),
-        Field(3, "log_index", _UINT32, required=False),
-    )
-    status: ControlStatus
-    log_index: int | None = None
-
-
-@register_message
-@dataclass(frozen=True, slots=True)
-class RequestConsentRecord(ControlMessage):
-    """Ask the band to sign a consent record covering ``covers_from..covers_to`` (UTC, inclusive).
-
-    Owner only. The band clamps ``covers_to`` to its clock's now (a record never speaks of
-    the future) and answers :class:`ControlResult` (OK; INVALID_REQUEST when the range is
-    then empty; LIMIT_REACHED when the record would not fit in one 512-byte value: ask for
-    a shorter range); on OK the record (``protocol.kme.consent.
-    ConsentRecord``) is then readable from the Consent Record characteristic on this
-    connection. Batches carry it so the cloud can check their consent with the band's key.
-    """
-
-    MESSAGE_TYPE: ClassVar[int] = 0x25
-    SCHEMA: ClassVar[tuple[Field, ...]] = (
-        Field(2, "covers_from", _UTC_SECONDS, doc="UTC seconds, inclusive"),
-        Field(3, "covers_to", _UTC_SECONDS, doc="UTC seconds, inclusive; clamped to now"),
-    )
-    covers_from: int
-    covers_to: int
-
-
-# --------------------------------------------------------------------------- alarms
-
-#: Weekday bits of :attr:`Alarm.weekdays`: bit 0 Monday .. bit 6 Sunday; 0 = once.
-WEEKDAY_BITS: Mapping[str, int] = {
-    "mon": 0x01,
-    "tue": 0x02,
-    "wed": 0x04,
-    "thu": 0x08,
-    "fri": 0x10,
-    "sat": 0x20,
-    "sun": 0x40,
-}
-MAX_ALARMS = 8
-MAX_SMART_WINDOW_MIN = 60
-
-
-@register_record
-@dataclass(frozen=True, slots=True)
-class Alarm(ControlRecord):
-    """One alarm in the band's local time.
-
-    ``weekdays`` is a bitmask (:data:`WEEKDAY_BITS`; 0 = ring once);
-    ``smart_window_min`` > 0 lets the band ring up to that many minutes early when the
-    wearer is in light sleep or awake.
-    """
-
-    SCHEMA: ClassVar[tuple[Field, ...]] = (
-        Field(0, "alarm_id", Int(0, MAX_ALARMS - 1)),
-        Field(1, "hour", Int(0, 23)),
-        Field(2, "minute", Int(0, 59)),
-        Field(3, "weekdays", Int(0, 0x7F)),
-        Field(4, "smart_window_min", Int(0, MAX_SMART_WINDOW_MIN)),
-        Field(5, "enabled", Bool()),
-    )
-    alarm_id: int
-    hour: int
-    minute: int
-    weekdays: int
-    smart_window_min: int
-    enabled: bool
-
-
-@register_message
-@dataclass(frozen=True, slots=True)
-class ListAlarms(ControlMessage):
-    """Alarm control point: ask for every alarm; answered by :class:`AlarmList`."""
-
-    MESSAGE_TYPE: ClassVar[int] = 0x30
-    SCHEMA: ClassVar[tuple[Field, ...]] = ()
-
-
-@register_message
-@dataclass(frozen=True, slots=True)
-class AlarmList(ControlMessage):
-    """Every alarm on the band (also the value of the Alarm List characteristic)."""
-
-    MESSAGE_TYPE: ClassVar[int] = 0x31
-    SCHEMA: ClassVar[tuple[Field, ...]] = (Field(2, "alarms", ListOf(RecordOf(Alarm), MAX_ALARMS)),)
-    alarms: tuple[Alarm, ...]
-
-
-@register_message
-@dataclass(frozen=True, slots=True)
-class SetAlarm(ControlMessage):
-    """Alarm control point: create or replace the alarm with this id.
-
-    Answered by :class:`ControlResult`.
-    """
-
-    MESSAGE_TYPE: ClassVar[int] = 0x32
-    SCHEMA: ClassVar[tuple[Field, ...]] = (Field(2, "alarm", RecordOf(Alarm)),)
-    alarm: Alarm
-
-
-@register_message
-@dataclass(frozen=True, slots=True)
-class DeleteAlarm(ControlMessage):
-    """Alarm control point: delete one alarm (NOT_FOUND if there is none)."""
-
-    MESSAGE_TYPE: ClassVar[int] = 0x33
-    SCHEMA: ClassVar[tuple[Field, ...]] = (Field(2, "alarm_id", Int(0, MAX_ALARMS - 1)),)
-    alarm_id: int
-
-
-# ------------------------------------------------------------------- device control
-
-
-@register_message
-@dataclass(frozen=True, slots=True)
-class SetTimeZone(ControlMessage):
-    """Device control point: the wearer's time zone.
-
-    ``utc_offset_min`` is the standard offset (a multiple of 15 minutes), ``dst_offset_min``
-    the daylight-saving offset now in force; ``tz_name`` optionally names the IANA zone.
-    Answered by :class:`ControlResult`.
-    """
-
-    MESSAGE_TYPE: ClassVar[int] = 0x40
-    SCHEMA: ClassVar[tuple[Field, ...]] = (
-        Field(2, "utc_offset_min", Int(-720, 840, multiple_of=15)),
-        Field(3, "dst_offset_min", Int(0, 120, multiple_of=15)),
-        Field(4, "tz_name", Text(64), required=False),
-    )
-    utc_offset_min: int
-    dst_offset_min: int
-    tz_name: str | None = None
-
-
-@register_message
-@dataclass(frozen=True, slots=True)
-class Reboot(ControlMessage):
-    """Device control point: restart the firmware (stored data is kept)."""
-
-    MESSAGE_TYPE: ClassVar[int] = 0x41
-    SCHEMA: ClassVar[tuple[Field, ...]] = ()
-
-
-@register_message
-@dataclass(frozen=True, slots=True)
-class FindBand(ControlMessage):
-    """Device control point: vibrate ``repeat`` times for ``vibrate_ms`` each."""
-
-    MESSAGE_TYPE: ClassVar[int] = 0x42
-    SCHEMA: ClassVar[tuple[Field, ...]] = (
-        Field(2, "vibrate_ms", Int(100, 5000)),
-        Field(3, "repeat", Int(1, 10)),
-    )
-    vibrate_ms: int
-    repeat: int
-
-
-@register_message
-@dataclass(frozen=True, slots=True)
-class FactoryReset(ControlMessage):
-    """Device control point (owner only): erase records, consent, alarms and the owner.
-
-    The band's own identity key is kept. Answered by :class:`ControlResult` before the
-    band erases and disconnects.
-    """
-
-    MESSAGE_TYPE: ClassVar[int] = 0x43
-    SCHEMA: ClassVar[tuple[Field, ...]] = ()
-
-
-# --------------------------------------------------------------- activation/ownership
-
-
-class KeyAlgorithm(enum.IntEnum):
-    """Public-key algorithms of band and owner keys."""
-
-    ED25519 = 1
-
-
-@register_message
-@dataclass(frozen=True, slots=True)
-class ActivationState(ControlMessage):
-    """Value of the Activation State characteristic (readable before pairing).
-
-    Tells a client whether the band has an owner and which control schema versions it
-    reads; carries nothing that identifies the band or the owner.
-    """
-
-    MESSAGE_TYPE: ClassVar[int] = 0x50
-    SCHEMA: ClassVar[tuple[Field, ...]] = (
-        Field(2, "activated", Bool()),
-        Field(3, "schema_versions", ListOf(Int(1, 0xFF), 8)),
-    )
-    activated: bool
-    schema_versions: tuple[int, ...]
-
-
-@register_message
-@dataclass(frozen=True, slots=True)
-class BandIdentity(ControlMessage):
-    """Value of the Band Identity characteristic: the band's signing public key."""
-
-    MESSAGE_TYPE: ClassVar[int] = 0x51
-    SCHEMA: ClassVar[tuple[Field, ...]] = (
-        Field(2, "algorithm", EnumOf(KeyAlgorithm)),
-        Field(3, "public_key", Bytes(32, 32)),
-    )
-    algorithm: KeyAlgorithm
-    public_key: bytes
-
-
-@register_message
-@dataclass(frozen=True, slots=True)
-class ActivationRequest(ControlMessage):
-    """Activation control point: bind an unowned band to an account.
-
-    ``owner_public_key`` is the account's owner key (Ed25519); ``account_tag`` a
-    pseudonymous 16-byte account reference (never an email); ``client_nonce`` 16 random
-    bytes that make the band's attestation fresh. Answered by :class:`ActivationResult`.
-    """
-
-    MESSAGE_TYPE: ClassVar[int] = 0x52
-    SCHEMA: ClassVar[tuple[Field, ...]] = (
-        Field(2, "algorithm", EnumOf(KeyAlgorithm)),
-        Field(3, "owner_public_key", Bytes(32, 32)),
-        Field(4, "account_tag", Bytes(16, 16)),
-        Field(5, "client_nonce", Bytes(16, 16)),
-    )
-    algorithm: KeyAlgorithm
-    owner_public_key: bytes
-    account_tag: bytes
-    client_nonce: bytes
-
-
-@register_message
-@dataclass(frozen=True, slots=True)
-class ActivationResult(ControlMessage):
-    """Answer to :class:`ActivationRequest`.
-
-    On OK, ``band_public_key`` and ``attestation`` (the band's signature over the
-    activation statement, see ``protocol.kme.ownership``) let the cloud register the band
-    under the account.
-    """
-
-    MESSAGE_TYPE: ClassVar[int] = 0x53
-    SCHEMA: ClassVar[tuple[Field, ...]] = (
-        Field(2, "status", EnumOf(ControlStatus)),
-        Field(3, "band_public_key", Bytes(32, 32), required=False),
-        Field(4, "attestation", Bytes(64, 64), required=False),
-    )
-    status: ControlStatus
-    band_public_key: bytes | None = None
-    attestation: bytes | None = None
-
-
-@register_message
-@dataclass(frozen=True, slots=True)
-class RequestOwnerChallenge(ControlMessage):
-    """Activation control point: ask for a fresh nonce; answered by :class:`OwnerChallenge`."""
-
-    MESSAGE_TYPE: ClassVar[int] = 0x54
-    SCHEMA: ClassVar[tuple[Field, ...]] = ()
-
-
-@register_message
-@dataclass(frozen=True, slots=True)
-class OwnerChallenge(ControlMessage):
-    """A single-use nonce, valid on this connection until the next proof or disconnect."""
-
-    MESSAGE_TYPE: ClassVar[int] = 0x55
-    SCHEMA: ClassVar[tuple[Field, ...]] = (
-        Field(2, "status", EnumOf(ControlStatus)),
-        Field(3, "nonce", Bytes(16, 16), required=False),
-    )
-    status: ControlStatus
-    nonce: bytes | None = None
-
-
-@register_message
-@dataclass(frozen=True, slots=True)
-class OwnerProof(ControlMessage):
-    """Activation control point: the owner key's signature over the challenge statement.
-
-    Answered by :class:`ControlResult` (OK: this connection is the owner's until it ends;
-    AUTH_FAILED otherwise).
-    """
-
-    MESSAGE_TYPE: ClassVar[int] = 0x56
-    SCHEMA: ClassVar[tuple[Field, ...]] = (Field(2, "signature", Bytes(64, 64)),)
-    signature: bytes
-
-
 __all__ = [
     "MAX_CONTROL_MESSAGE_SIZE",
     "MESSAGE_TYPE_BLOCKS",
     "SCHEMA_VERSION",
     "SUPPORTED_VERSIONS",
-    "ActivationRequest",
-    "ActivationResult",
-    "ActivationState",
-    "Alarm",
-    "AlarmList",
-    "BandIdentity",
     "Bool",
     "Bytes",
-    "ConsentFlag",
-    "ConsentLogEntry",
-    "ConsentLogPage",
-    "ConsentResult",
-    "ConsentSource",
-    "ConsentState",
     "ControlDecodeError",
     "ControlEncodeError",
     "ControlError",
     "ControlMessage",
     "ControlRecord",
-    "ControlResult",
-    "ControlStatus",
-    "DeleteAlarm",
     "EnumOf",
-    "FactoryReset",
     "Field",
     "FieldType",
-    "FindBand",
     "Int",
-    "KeyAlgorithm",
-    "ListAlarms",
     "ListOf",
-    "OwnerChallenge",
-    "OwnerProof",
-    "Reboot",
+    "MessageTypeBlockError",
     "RecordOf",
-    "RequestOwnerChallenge",
     "SchemaDefinitionError",
-    "SelectConsentLogPage",
-    "SetAlarm",
-    "SetConsent",
-    "SetTimeZone",
     "Text",
     "UnknownMessageTypeError",
     "UnsupportedVersionError",

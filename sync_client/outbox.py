@@ -139,6 +139,8 @@ def _typed_errors(method: _F) -> _F:
     def guarded(self: Outbox, *args: Any, **kwargs: Any) -> Any:
         try:
             return method(self, *args, **kwargs)
+        except (sqlite3.IntegrityError, sqlite3.ProgrammingError, sqlite3.InterfaceError):
+            raise  # a broken rule or a misuse is a bug in kmeband, not a damaged file
         except sqlite3.DatabaseError as exc:
             raise _damaged(self.path, exc) from None
 

@@ -21,7 +21,7 @@ import enum
 import json
 import sys
 from collections import Counter
-from collections.abc import Iterable, Iterator
+from collections.abc import Iterable
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -32,8 +32,17 @@ from device_sim.clock import AcceleratedClock
 from device_sim.person.physiology import PRESETS, Person
 from device_sim.person.sensors import SensorModel
 from device_sim.signals import SensorBlock
-from device_sim.trace.csv_import import open_csv
-from device_sim.trace.format import TraceMetadata, TraceReader, TraceWriter
+from device_sim.trace.format import TraceMetadata, TraceWriter
+from device_sim.trace.importer import (
+    ACC_UNITS,
+    FORMATS,
+    GRAVITY,
+    TIME_UNITS,
+    ImportOptions,
+    ImportReport,
+    import_recording,
+    open_recording,
+)
 from protocol.errors import KmebandError, UsageError
 from protocol.kme.records import Record, StoredRecord, StreamId
 
@@ -294,26 +303,70 @@ def run_record(args: argparse.Namespace) -> int:
     return EXIT_OK
 
 
-def _blocks(args: argparse.Namespace) -> Iterator[SensorBlock]:
-    path: Path = args.trace
+def import_options(args: argparse.Namespace) -> ImportOptions:
+    """The import options given on the command line (the same for ``import`` and ``replay``)."""
+    return ImportOptions(
+        format=args.format,
+        rate_hz=args.rate,
+        start=args.start,
+        tz_offset_min=args.tz_offset_min,
+        time_unit=args.time_unit,
+        columns=None if args.columns is None else tuple(args.columns.split(",")),
+        acc_unit=args.acc_unit,
+        gravity=args.gravity,
+        resample_hz=args.resample_hz,
+        gap_s=args.gap_s,
+        ppg_invert=args.ppg_invert,
+        block_s=args.block_s,
+    )
+
+
+def _require(path: Path) -> None:
     if not path.exists():
-        raise TraceFileNotFoundError(f"{path} does not exist; record one with 'kmeband record'")
-    if args.csv:
-        recording = open_csv(
-            path,
-            sample_rate_hz=args.rate,
-            start_utc=args.csv_start,
-            tz_offset_min=args.csv_tz_offset_min,
-            acc_unit=args.acc_unit,
+        raise TraceFileNotFoundError(
+            f"{path} does not exist; record a trace with 'kmeband record', or give the path of "
+            "a recording (CSV/TSV, Empatica E4 folder or zip, ActiGraph CSV or .gt3x, EDF)"
         )
-        return recording.blocks()
-    return TraceReader(path).sensor_blocks()
+
+
+def _report_lines(report: ImportReport | None) -> None:
+    # what the import decided goes to stderr, so records on stdout stay clean
+    for line in report.lines() if report is not None else ():
+        print(f"kmeband: {line}", file=sys.stderr)
+
+
+def run_import(args: argparse.Namespace) -> int:
+    if args.out.resolve() == args.input.resolve():
+        raise UsageError("the trace to write must not be the input; give another OUT path")
+    _require(args.input)
+    args.out.parent.mkdir(parents=True, exist_ok=True)
+    metadata, report = import_recording(args.input, args.out, import_options(args))
+    size = args.out.stat().st_size
+    data: dict[str, Any] = {
+        "trace": str(args.out),
+        "bytes": size,
+        "acc_hz": metadata.acc_hz,
+        "ppg_hz": metadata.ppg_hz,
+        "start_utc": metadata.start_utc,
+        "absent_channels": list(metadata.absent_channels),
+        "import": None if report is None else report.to_dict(),
+    }
+    if args.json:
+        _emit(args, data, "")
+    else:
+        _report_lines(report)
+        print(f"wrote {args.out} ({size} bytes)")
+    return EXIT_OK
 
 
 def run_replay(args: argparse.Namespace) -> int:
     if args.speed is not None and not args.speed > 0:
         raise UsageError("--speed must be a positive factor (e.g. 3600)")
-    blocks = _blocks(args)
+    _require(args.trace)
+    recording = open_recording(args.trace, import_options(args))
+    if not args.json:
+        _report_lines(recording.report)
+    blocks = recording.blocks()
     golden = load_records_json(args.compare) if args.compare is not None else None
     records = (
         replay_blocks(blocks)
@@ -329,6 +382,8 @@ def run_replay(args: argparse.Namespace) -> int:
         args.out.write_bytes(output)
     streams = Counter(r.stream.name.lower() for r in records)
     data: dict[str, Any] = {"records": len(records), "streams": dict(sorted(streams.items()))}
+    if recording.report is not None:
+        data["import"] = recording.report.to_dict()
     if args.out is not None:
         data["out"] = str(args.out)
     summary = ", ".join(f"{n} {s}" for s, n in sorted(streams.items())) or "no records"
@@ -356,7 +411,7 @@ def _compare_quietly(output: bytes, golden: list[dict[str, Any]] | None) -> int:
 
 
 def register(subparsers: Any) -> None:
-    """Add ``record`` and ``replay`` to the project's CLI."""
+    """Add ``record``, ``replay`` and ``import`` to the project's CLI."""
     p = subparsers.add_parser(
         "record",
         help="simulate a band's sensors for a span and write a trace file (with truth)",
@@ -394,7 +449,9 @@ def register(subparsers: Any) -> None:
             "--compare exits 1 with a summary when the records differ from a golden file."
         ),
     )
-    p.add_argument("trace", type=Path, help="a trace file (or a CSV file with --csv)")
+    p.add_argument(
+        "trace", type=Path, help="a trace, or a recording to import on the fly (as 'import')"
+    )
     p.add_argument("--out", type=Path, help="write the records here as JSON ('-': stdout)")
     p.add_argument("--compare", type=Path, help="a golden records file to compare with")
     p.add_argument(
@@ -403,10 +460,64 @@ def register(subparsers: Any) -> None:
         default=None,
         help="pace blocks at this many times real time (default: as fast as possible)",
     )
-    p.add_argument("--csv", action="store_true", help="TRACE is a CSV recording (docs/traces.md)")
-    p.add_argument("--rate", type=float, default=None, help="CSV sample rate in Hz")
-    p.add_argument("--csv-start", default=None, help="CSV start: UTC seconds or ISO 8601")
-    p.add_argument("--csv-tz-offset-min", type=int, default=None, help="CSV wearer's UTC offset")
-    p.add_argument("--acc-unit", choices=("g", "m/s2"), default="g", help="CSV acceleration unit")
+    add_import_options(p)
     p.add_argument("--json", action="store_true", help="print one JSON object")
     p.set_defaults(handler=run_replay)
+
+    p = subparsers.add_parser(
+        "import",
+        help="import a real device's or study's recording as a trace",
+        description=(
+            "Read a recording (CSV/TSV with or without a header, an Empatica E4 folder or zip, "
+            "an ActiGraph raw CSV export or .gt3x, EDF/EDF+), resample it onto whole-Hz rates "
+            "on whole UTC seconds, convert acceleration to g with gravity, keep gaps as gaps, "
+            "and write a trace (docs/traces.md). Prints what was detected and done. 'replay' "
+            "accepts the same inputs and options."
+        ),
+    )
+    p.add_argument("input", type=Path, help="the recording (file, E4 folder or zip, or a trace)")
+    p.add_argument("out", type=Path, help="the trace file to write (e.g. walk.kmetrace)")
+    add_import_options(p)
+    p.add_argument("--json", action="store_true", help="print one JSON object with the report")
+    p.set_defaults(handler=run_import)
+
+
+def add_import_options(p: argparse.ArgumentParser) -> None:
+    """The options that say how to read a recording: the same for ``import`` and ``replay``."""
+    g = p.add_argument_group("reading a recording (docs/traces.md)")
+    g.add_argument("--format", choices=FORMATS, default="auto", help="input format (detected)")
+    g.add_argument("--rate", type=float, default=None, help="sample rate in Hz of untimed rows")
+    g.add_argument(
+        "--start",
+        "--csv-start",
+        default=None,
+        help="start: UTC seconds or ISO 8601 (zone-less: local at --tz-offset-min)",
+    )
+    g.add_argument(
+        "--tz-offset-min",
+        "--csv-tz-offset-min",
+        type=int,
+        default=None,
+        help="the wearer's UTC offset in minutes; zone-less times are local at this offset",
+    )
+    g.add_argument("--time-unit", choices=TIME_UNITS, default="auto", help="time column unit")
+    g.add_argument(
+        "--columns",
+        default=None,
+        help="name the columns (CSV) or signals (EDF) in order: time,ppg,ax,ay,az,"
+        "skin_temp_c; any other name skips one",
+    )
+    g.add_argument(
+        "--acc-unit", choices=("auto", *ACC_UNITS), default="auto", help="acceleration unit"
+    )
+    g.add_argument(
+        "--gravity", choices=GRAVITY, default="auto", help="whether acceleration includes gravity"
+    )
+    g.add_argument("--resample-hz", type=int, default=None, help="store both channels at this rate")
+    g.add_argument(
+        "--gap-s", type=float, default=1.0, help="a pause longer than this is a gap (default 1)"
+    )
+    g.add_argument("--ppg-invert", action="store_true", help="the PPG rises with light (invert)")
+    g.add_argument("--block-s", type=int, default=60, help="seconds per block (default 60)")
+    # --csv was needed before the format was detected; it is accepted and changes nothing
+    g.add_argument("--csv", action="store_true", help=argparse.SUPPRESS)

@@ -1,394 +1,436 @@
-"""Import external sensor recordings from CSV into sensor blocks or a trace file.
+"""Read delimited text recordings (CSV, TSV, semicolon or space separated) into raw channels.
 
-Accepted layout (see docs/traces.md for the full description)::
-
-    # sample_rate_hz=25
-    # start_utc=2026-01-01T08:00:00Z
-    # tz_offset_min=60
-    ppg,ax,ay,az
-    1021.5,0.01,-0.02,0.99
-    ...
-
-``#`` comment lines before the header row give ``sample_rate_hz``, ``start_utc`` (ISO
-8601 or UTC seconds) and ``tz_offset_min``; keyword arguments override them. Instead of a
-rate, a ``timestamp`` column (UTC seconds) or a ``time_s`` column (seconds from
-``start_utc``) gives the time of every row; the rate is derived from it and must be
-steady. Columns ``ppg`` and/or all of ``ax, ay, az`` are required (``skin_temp_c`` is
-optional); other columns are ignored. Acceleration is in g unless ``acc_unit="m/s2"``.
-
-A channel the file lacks is filled with a placeholder and listed in the metadata's
-``absent_channels``: acceleration as a band lying still face up (0, 0, 1 g), PPG as a
-flat zero signal (what an off-wrist sensor shows: no pulse), skin temperature 33 °C,
-battery 3.9 V. The file is read a block at a time, never whole.
+What a logger app, a study or a spreadsheet writes is accepted as it is (docs/traces.md):
+the delimiter is sniffed; a header row is optional (without one, the layout is inferred
+or named with ``--columns``); column names are matched loosely (``PPG``, ``bvp``,
+``acc_x``, ``Accelerometer X [m/s^2]``, ``timestamp_ms``...) and a unit in brackets is
+used; a time column may be seconds, milliseconds, microseconds or nanoseconds (since the
+Unix epoch, or since ``--start``) or ISO 8601 datetimes; other columns, of any type, are
+ignored; an empty or non-finite value is a missing sample of its channel. ``#`` comment
+lines before the header may give ``sample_rate_hz``, ``start_utc``, ``tz_offset_min`` and
+``acc_unit``. Timing, resampling, units and gravity are then handled by
+:mod:`device_sim.trace.importer`, the same for every format.
 """
 
 from __future__ import annotations
 
+import csv
 import datetime as dt
-import io
 import itertools
-import math
-import os
+import re
 from collections.abc import Iterator
-from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import IO
 
 import numpy as np
 import numpy.typing as npt
 
-from device_sim.signals import SensorBlock
-from device_sim.trace.format import (
-    TraceError,
-    TraceFormatError,
-    TraceMetadata,
-    TraceRateError,
-    TraceTimestampError,
-    TraceValueError,
-    TraceWriter,
-    check_rate,
+from device_sim.trace.format import TraceFormatError, TraceRateError, TraceTimestampError
+from device_sim.trace.importer import (
+    ImportOptions,
+    RawRecording,
+    Series,
+    normalise_unit,
+    parse_utc,
 )
+from device_sim.trace.resample import MAX_INPUT_HZ, MIN_INPUT_HZ
 
-STANDARD_GRAVITY = 9.80665
-ABSENT_SKIN_TEMP_C = 33.0
-ABSENT_BATTERY_V = 3.9
-_ACC_UNITS = {"g": 1.0, "m/s2": 1.0 / STANDARD_GRAVITY, "m/s^2": 1.0 / STANDARD_GRAVITY}
-_RATE_TOLERANCE = 0.01  # relative: comment rate vs timestamps, and sampling jitter
-_KNOWN_KEYS = ("sample_rate_hz", "start_utc", "tz_offset_min")
+F64 = npt.NDArray[np.float64]
+
+ROLES = ("time", "ppg", "ax", "ay", "az", "skin_temp_c")
+_ALIASES: dict[str, tuple[str, ...]] = {
+    "time": (
+        "time", "timestamp", "t", "ts", "datetime", "date_time", "unix_time", "unixtime",
+        "epoch", "utc", "time_utc", "timestamp_utc", "seconds", "seconds_elapsed", "elapsed",
+        "elapsed_time", "time_s", "time_ms", "time_us", "time_ns", "timestamp_s",
+        "timestamp_ms", "timestamp_us", "timestamp_ns", "unix_timestamp", "loggingtime",
+    ),
+    "ppg": ("ppg", "bvp", "pleth", "ppg_green", "green", "ppg_raw", "raw_ppg", "ppg0", "ppg_1"),
+    "skin_temp_c": ("skin_temp_c", "skin_temp", "temp", "temperature", "skin_temperature"),
+}  # fmt: skip
+_ACC_NAME = re.compile(
+    r"^(?:acc|accel|accelerometer|acceleration|raw_acc|acc_raw|a)?_?([xyz])(?:_?axis)?(?:_g)?$"
+)
+_UNIT_IN_NAME = re.compile(r"\s*[\[(]([^\])]*)[\])]\s*$")
+_TIME_FACTORS = {"s": 1.0, "ms": 1e-3, "us": 1e-6, "ns": 1e-9}
+_TIME_SUFFIX = re.compile(r"_(s|ms|us|ns)$")
+_COMMENT_KEYS = {
+    "sample_rate_hz": "rate",
+    "rate_hz": "rate",
+    "rate": "rate",
+    "start_utc": "start",
+    "start": "start",
+    "tz_offset_min": "tz",
+    "acc_unit": "acc_unit",
+}
+_EPOCH_AFTER_S = 1e8  # 1973: smaller times count from the start of the recording
+_SNIFF_ROWS = 50
+_LAYOUT_ROWS = 2000
+_CHUNK_ROWS = 65536  # rows parsed at a time: a long file is never held as text
 
 
-@dataclass(frozen=True)
-class CsvRecording:
-    """An opened CSV recording: its metadata, and a way to stream its sensor blocks."""
+def read_csv(path: Path, options: ImportOptions) -> RawRecording:
+    """The channels of a delimited text recording (see the module docstring)."""
+    source = f"CSV {path.name}"
+    try:
+        with open(path, encoding="utf-8-sig", newline="") as f:
+            return _read(f, source, options)
+    except UnicodeDecodeError:
+        raise TraceFormatError(
+            f"{source} is not UTF-8 text; if it is a device's binary file, name its format "
+            "with --format (e4, actigraph, edf)"
+        ) from None
 
-    path: Path
-    metadata: TraceMetadata
-    columns: tuple[str, ...]
-    acc_scale: float
-    block_s: float
-    data_start: int  # byte offset of the first data row
-    data_line: int  # 1-based line number of the first data row
-    time_origin: float  # added to the time column: 0 for timestamp, the start for time_s
 
-    def blocks(self) -> Iterator[SensorBlock]:
-        """The recording as sensor blocks of ``block_s`` seconds (the last may be shorter)."""
-        rate = self.metadata.acc_hz
-        rows_per_block = max(1, round(self.block_s * rate))
-        col = {name: i for i, name in enumerate(self.columns)}
-        time_col = col.get("timestamp", col.get("time_s"))
-        line = self.data_line
-        row = 0
-        prev_time: float | None = None
-        with open(self.path, encoding="utf-8", newline="") as f:
-            f.seek(self.data_start)
-            while True:
-                lines = list(itertools.islice(f, rows_per_block))
-                if not lines:
-                    return
-                data = _parse_rows(lines, len(self.columns), line, self.path)
-                if not data.size:  # only blank or comment lines
-                    line += len(lines)
-                    continue
-                _check_values(data, self.columns, line, self.path)
-                n = len(data)
-                if time_col is not None:
-                    times = data[:, time_col] + self.time_origin
-                    _check_times(times, prev_time, rate, line, self.path)
-                    t0 = float(times[0])
-                    prev_time = float(times[-1])
-                else:
-                    t0 = self.metadata.start_utc + row / rate
-                yield self._block(data, col, t0, n)
-                line += len(lines)
-                row += n
+def _data_lines(f: IO[str], comments: dict[str, str]) -> Iterator[tuple[int, str]]:
+    """(line number, text) of each data line; ``#`` lines before the first one fill
+    ``comments``, blank and ``#`` lines later are skipped."""
+    preamble = True
+    for number, line in enumerate(f, 1):
+        text = line.strip()
+        if not text:
+            continue
+        if text[0] == "#":
+            key, sep, value = text.lstrip("#").partition("=")
+            if preamble and sep and key.strip().lower() in _COMMENT_KEYS:
+                comments[_COMMENT_KEYS[key.strip().lower()]] = value.strip()
+            continue
+        preamble = False
+        yield number, line.rstrip("\r\n")
 
-    def _block(
-        self, data: npt.NDArray[np.float64], col: dict[str, int], t0: float, n: int
-    ) -> SensorBlock:
-        rate = self.metadata.acc_hz
-        if "ax" in col:
-            acc = data[:, [col["ax"], col["ay"], col["az"]]] * self.acc_scale
-        else:
-            acc = np.zeros((n, 3))
-            acc[:, 2] = 1.0
-        ppg = data[:, col["ppg"]] if "ppg" in col else np.zeros(n)
-        seconds = max(1, math.ceil(n / rate))
-        if "skin_temp_c" in col:
-            # one value per second: the mean of that second's rows
-            per_row = data[:, col["skin_temp_c"]]
-            idx = np.floor(np.arange(n) / rate + 1e-6).astype(np.int64)
-            temp = np.bincount(idx, per_row, seconds) / np.maximum(
-                np.bincount(idx, None, seconds), 1
+
+def _read(f: IO[str], source: str, options: ImportOptions) -> RawRecording:
+    comments: dict[str, str] = {}
+    data = _data_lines(f, comments)
+    head = list(itertools.islice(data, _LAYOUT_ROWS + 1))
+    if not head:
+        raise TraceFormatError(f"{source} holds no rows")
+    delimiter = _sniff([text for _, text in head[:_SNIFF_ROWS]])
+    rows = _split([text for _, text in head], delimiter)
+    width = max(len(r) for r in rows[:_SNIFF_ROWS])
+    header = rows[0] if _is_header(rows[0]) else None
+    if header is not None:
+        head, rows = head[1:], rows[1:]
+    if not rows:
+        raise TraceFormatError(f"{source} has a header row but no data rows")
+    notes: list[str] = []
+    units: dict[str, str] = {}
+    if options.columns is not None:
+        names = [c.strip().lower() for c in options.columns]
+        roles = {name: i for i, name in enumerate(names) if name in ROLES}
+        if not roles.keys() & {"ppg", "ax"}:
+            raise TraceFormatError(
+                f"--columns names no sensor column; use the names {', '.join(ROLES)} (any "
+                "other name skips that column), e.g. --columns time,ppg,ax,ay,az"
             )
-        else:
-            temp = np.full(seconds, ABSENT_SKIN_TEMP_C)
-        return SensorBlock(
-            t0=t0,
-            duration_s=n / rate,
-            tz_offset_min=self.metadata.tz_offset_min,
-            acc_hz=rate,
-            acc=acc.astype(np.float32),
-            ppg_hz=rate,
-            ppg=ppg.astype(np.float32),
-            skin_temp_c=temp.astype(np.float32),
-            battery_v=ABSENT_BATTERY_V,
-            gnss=None,
+    elif header is not None:
+        roles, units = roles_from_header(header, source)
+    else:
+        roles = _infer_layout(rows[:_LAYOUT_ROWS], width, source)
+        layout = ",".join(sorted(roles, key=roles.__getitem__))
+        notes.append(f"no header row: columns read as {layout} (name them with --columns)")
+    if ("ax" in roles) != ("ay" in roles) or ("ax" in roles) != ("az" in roles):
+        found = ", ".join(r for r in ("ax", "ay", "az") if r in roles)
+        raise TraceFormatError(
+            f"{source}: acceleration needs three axes, found only {found}; name the columns "
+            "with --columns (e.g. --columns time,ppg,ax,ay,az)"
+        )
+    if not roles.keys() & {"ppg", "ax"}:
+        names_found = ", ".join(header) if header is not None else f"{width} unnamed"
+        raise TraceFormatError(
+            f"{source}: no sensor columns (ppg and/or ax, ay, az) among {names_found}; name "
+            "them with --columns, e.g. --columns time,ppg,ax,ay,az (other names are skipped)"
         )
 
-
-def open_csv(
-    path: str | os.PathLike[str],
-    *,
-    sample_rate_hz: float | None = None,
-    start_utc: float | str | None = None,
-    tz_offset_min: int | None = None,
-    acc_unit: str = "g",
-    block_s: float = 60.0,
-) -> CsvRecording:
-    """Read a CSV recording's header (and its first rows, for the rate); check everything.
-
-    Raises TraceRateError for a missing or inconsistent rate, TraceTimestampError for a
-    missing start or backward timestamps, TraceFormatError for a malformed header, and
-    TraceValueError for unusable samples (these when the rows are read).
-    """
-    file_path = Path(path)
-    if acc_unit not in _ACC_UNITS:
-        raise TraceError(f"acc_unit must be one of {sorted(_ACC_UNITS)}, got {acc_unit!r}")
-    if not (isinstance(block_s, int | float) and math.isfinite(block_s) and block_s > 0):
-        raise TraceError("block_s must be a positive number of seconds")
-    comments: dict[str, str] = {}
-    with open(file_path, encoding="utf-8", newline="") as f:
-        line_no = 0
-        while True:
-            raw = f.readline()
-            line_no += 1
-            if not raw:
-                raise TraceFormatError(f"CSV {file_path} has no header row (it is empty)")
-            text = raw.strip()
-            if not text:
-                continue
-            if text.startswith("#"):
-                key, sep, value = text[1:].partition("=")
-                if sep and key.strip() in _KNOWN_KEYS:
-                    comments[key.strip()] = value.strip()
-                continue
-            break
-        columns = tuple(c.strip().lower() for c in text.split(","))
-        data_start = f.tell()
-        first_rows = list(itertools.islice(f, 256))
-    _check_columns(columns, file_path)
-
-    rate_text = comments.get("sample_rate_hz")
-    comment_rate = None
-    if sample_rate_hz is not None:
-        comment_rate = check_rate("CSV", sample_rate_hz)
-    elif rate_text is not None:
+    tz = options.tz_offset_min
+    if tz is None and "tz" in comments:
         try:
-            comment_rate = check_rate("CSV", float(rate_text))
+            tz = int(comments["tz"])
+            if not -1080 <= tz <= 1080:
+                raise ValueError
+        except ValueError:
+            raise TraceTimestampError(
+                f"{source}: the tz_offset_min comment {comments['tz']!r} is not whole "
+                "minutes from -1080 to 1080; fix it or give --tz-offset-min"
+            ) from None
+    decimal_comma = delimiter == ";"
+    iso = "time" in roles and _is_iso(
+        rows[0][roles["time"]] if roles["time"] < len(rows[0]) else ""
+    )
+    zone = dt.timezone(dt.timedelta(minutes=tz or 0))
+    parts: dict[str, list[F64]] = {role: [] for role in roles}
+    line_parts: list[npt.NDArray[np.int64]] = []
+    while head:
+        lines = np.fromiter((n for n, _ in head), dtype=np.int64, count=len(head))
+        for role, index in roles.items():
+            if role == "time" and iso:
+                parts[role].append(_iso_times(rows, index, lines, source, zone))
+            else:
+                parts[role].append(_numbers(rows, index, role, lines, source, decimal_comma))
+        line_parts.append(lines)
+        head = list(itertools.islice(data, _CHUNK_ROWS))
+        rows = _split([text for _, text in head], delimiter)
+    line_numbers = np.concatenate(line_parts)
+    columns = {role: np.concatenate(p) for role, p in parts.items()}
+    start_text = options.start if options.start is not None else comments.get("start")
+    start = None if start_text is None else parse_utc(start_text, "--start", tz)
+    rate = None
+    if options.rate_hz is None and "rate" in comments:
+        try:
+            rate = float(comments["rate"])
         except ValueError:
             raise TraceRateError(
-                f"CSV {file_path}: sample_rate_hz comment {rate_text!r} is not a number"
+                f"{source}: the sample_rate_hz comment {comments['rate']!r} is not a number; "
+                "fix it or give --rate"
             ) from None
-
-    start = start_utc if start_utc is not None else comments.get("start_utc")
-    start_s = None if start is None else _parse_start(start, file_path)
-    tz_text = tz_offset_min if tz_offset_min is not None else comments.get("tz_offset_min", 0)
-    try:
-        tz = int(tz_text)
-    except (TypeError, ValueError):
-        raise TraceError(f"CSV {file_path}: tz_offset_min must be whole minutes") from None
-
-    time_col = "timestamp" if "timestamp" in columns else "time_s" if "time_s" in columns else None
-    if time_col == "time_s" and start_s is None:
-        raise TraceTimestampError(
-            f"CSV {file_path} has a time_s column (seconds from the start) but no start time; "
-            "add a '# start_utc=...' comment or pass start_utc"
-        )
-    rate = comment_rate
-    if time_col is not None:
-        if not first_rows:
-            raise TraceValueError(f"CSV {file_path} has a header but no data rows")
-        sample = _parse_rows(first_rows, len(columns), line_no + 1, file_path)
-        times = sample[:, columns.index(time_col)]
-        _check_times(times, None, None, line_no + 1, file_path)
-        if len(times) < 2:
-            if rate is None:
-                raise TraceRateError(
-                    f"CSV {file_path}: one row cannot give a sample rate; add a "
-                    "'# sample_rate_hz=...' comment"
-                )
-        else:
-            # six significant digits: 1 / 0.04 s is 25 Hz, not 24.999999999999996
-            derived = check_rate(
-                "CSV timestamp", float(f"{1.0 / float(np.median(np.diff(times))):.6g}")
+        if not MIN_INPUT_HZ <= rate <= MAX_INPUT_HZ:
+            raise TraceRateError(
+                f"{source}: the sample_rate_hz comment says {rate:g} Hz; kmeband imports "
+                f"{MIN_INPUT_HZ:g} to {MAX_INPUT_HZ:g} Hz. Fix it or give --rate"
             )
-            if rate is not None and abs(derived - rate) > _RATE_TOLERANCE * rate:
-                raise TraceRateError(
-                    f"CSV {file_path}: the stated sample rate {rate:g} Hz disagrees with the "
-                    f"timestamps ({derived:.4g} Hz); fix or remove one of them"
-                )
-            rate = derived if rate is None else rate
-        time_origin = 0.0 if time_col == "timestamp" else float(start_s)  # type: ignore[arg-type]
-        start_s = time_origin + float(times[0])
-    else:
-        time_origin = 0.0
-    if rate is None:
-        raise TraceRateError(
-            f"CSV {file_path} gives no sample rate: add a '# sample_rate_hz=25' comment before "
-            "the header row, a timestamp column, or pass sample_rate_hz"
-        )
-    if start_s is None:
+    times = None
+    if "time" in roles:
+        name = header[roles["time"]] if header is not None else "time"
+        raw_times = columns.pop("time")
+        times = raw_times if iso else _times(raw_times, name, options, start, source)
+        if options.start is not None and times[0] >= _EPOCH_AFTER_S and start is not None:
+            notes.append("--start ignored: the time column holds absolute times")
+    elif start is None:
         raise TraceTimestampError(
-            f"CSV {file_path} gives no start time: add a '# start_utc=2026-01-01T08:00:00Z' "
-            "comment, a timestamp column, or pass start_utc"
+            f"{source} has no time column and no start time; give the start with --start "
+            "(UTC seconds or ISO 8601, e.g. 2026-01-01T08:00:00Z), or name the time column "
+            "with --columns"
         )
-    absent = []
-    if "ax" not in columns:
-        absent.append("acc")
-    if "ppg" not in columns:
-        absent.append("ppg")
-    if "skin_temp_c" not in columns:
-        absent.append("skin_temp")
-    absent += ["battery", "gnss"]
-    metadata = TraceMetadata(
-        acc_hz=rate,
-        ppg_hz=rate,
-        start_utc=start_s,
-        tz_offset_min=tz,
-        source="csv",
-        absent_channels=tuple(absent),
+    acc_unit = units.get("ax") or (
+        normalise_unit(comments["acc_unit"]) if "acc_unit" in comments else None
     )
-    return CsvRecording(
-        path=file_path,
-        metadata=metadata,
-        columns=columns,
-        acc_scale=_ACC_UNITS[acc_unit],
-        block_s=float(block_s),
-        data_start=data_start,
-        data_line=line_no + 1,
-        time_origin=time_origin,
-    )
-
-
-def import_csv(
-    csv_path: str | os.PathLike[str],
-    trace_path: str | os.PathLike[str],
-    **options: Any,
-) -> TraceMetadata:
-    """Convert a CSV recording into a trace file (options as :func:`open_csv`).
-
-    On a bad row the partial trace is removed, so no half-imported trace is left behind.
-    """
-    recording = open_csv(csv_path, **options)
-    writer = TraceWriter(trace_path, recording.metadata)
-    try:
-        for block in recording.blocks():
-            writer.write(block)
-    except BaseException:
-        writer.__exit__(TraceError, None, None)
-        Path(trace_path).unlink(missing_ok=True)
-        raise
-    writer.close()
-    return recording.metadata
-
-
-# --------------------------------------------------------------------------- helpers
-
-
-def _check_columns(columns: tuple[str, ...], path: Path) -> None:
-    if len(set(columns)) != len(columns):
-        raise TraceFormatError(f"CSV {path}: the header row repeats a column name")
-    acc = [c for c in ("ax", "ay", "az") if c in columns]
-    if acc and len(acc) != 3:
-        raise TraceFormatError(
-            f"CSV {path}: acceleration needs all of ax, ay, az (found only {', '.join(acc)})"
+    recording = RawRecording(source=source, tz_offset_min=tz, notes=notes)
+    if "ax" in columns:
+        values = np.column_stack([columns["ax"], columns["ay"], columns["az"]])
+        recording.acc = _series(values, times, start, rate, line_numbers)
+        recording.acc.unit = acc_unit
+        recording.acc.unit_from = "header" if "ax" in units else "comment"
+    if "ppg" in columns:
+        recording.ppg = _series(columns["ppg"][:, None], times, start, rate, line_numbers)
+    if "skin_temp_c" in columns:
+        recording.skin_temp = _series(
+            columns["skin_temp_c"][:, None], times, start, rate, line_numbers
         )
-    if not acc and "ppg" not in columns:
-        raise TraceFormatError(
-            f"CSV {path}: no sensor columns; the header row needs ppg and/or ax, ay, az "
-            f"(found {', '.join(columns)})"
-        )
-    if "timestamp" in columns and "time_s" in columns:
-        raise TraceFormatError(f"CSV {path}: give either a timestamp or a time_s column, not both")
+    for name in ("acc", "ppg"):
+        series = getattr(recording, name)
+        if series is not None and len(series.values) == 0:
+            notes.append(f"the {name} column(s) hold no values: {name} treated as absent")
+            setattr(recording, name, None)
+    return recording
 
 
-def _parse_start(value: float | str, path: Path) -> float:
-    if isinstance(value, int | float) and not isinstance(value, bool):
-        seconds = float(value)
-    else:
-        text = str(value).strip()
-        try:
-            seconds = float(text)
-        except ValueError:
-            try:
-                parsed = dt.datetime.fromisoformat(text.replace("Z", "+00:00"))
-            except ValueError:
-                raise TraceTimestampError(
-                    f"CSV {path}: start_utc {text!r} is neither UTC seconds nor ISO 8601"
-                ) from None
-            if parsed.tzinfo is None:
-                raise TraceTimestampError(
-                    f"CSV {path}: start_utc {text!r} has no time zone; write it in UTC with a "
-                    "trailing Z (the local offset goes in tz_offset_min)"
-                ) from None
-            seconds = parsed.timestamp()
-    if not math.isfinite(seconds) or seconds < 0:
-        raise TraceTimestampError(f"CSV {path}: start_utc must be finite UTC seconds >= 0")
-    return seconds
-
-
-def _parse_rows(
-    lines: list[str], ncols: int, first_line: int, path: Path
-) -> npt.NDArray[np.float64]:
-    try:
-        data = np.loadtxt(io.StringIO("".join(lines)), delimiter=",", dtype=np.float64, ndmin=2)
-    except ValueError as exc:
-        raise TraceValueError(
-            f"CSV {path}: unreadable row between lines {first_line} and "
-            f"{first_line + len(lines) - 1} ({exc}); every field must be a number"
-        ) from None
-    if data.size and data.shape[1] != ncols:
-        raise TraceValueError(
-            f"CSV {path}: rows from line {first_line} have {data.shape[1]} fields, the header "
-            f"has {ncols}"
-        )
-    return data
-
-
-def _check_values(
-    data: npt.NDArray[np.float64], columns: tuple[str, ...], first_line: int, path: Path
-) -> None:
-    bad = ~np.isfinite(data)
-    if bad.any():
-        row, c = (int(i[0]) for i in np.nonzero(bad))
-        raise TraceValueError(
-            f"CSV {path}: NaN or infinite value in column {columns[c]} at line "
-            f"{first_line + row}; fill or drop the gap before importing"
-        )
-
-
-def _check_times(
-    times: npt.NDArray[np.float64],
-    prev: float | None,
+def _series(
+    values: F64,
+    times: F64 | None,
+    start: float | None,
     rate: float | None,
-    first_line: int,
-    path: Path,
-) -> None:
-    if not np.isfinite(times).all():
-        raise TraceValueError(f"CSV {path}: a timestamp is NaN or infinite near line {first_line}")
-    steps = np.diff(times if prev is None else np.concatenate(([prev], times)))
-    offset = first_line if prev is None else first_line - 1
-    backwards = np.flatnonzero(steps <= 0)
-    if backwards.size:
-        raise TraceTimestampError(
-            f"CSV {path}: timestamps do not increase at line {offset + int(backwards[0]) + 1}; "
-            "sort the rows and remove duplicates"
+    lines: npt.NDArray[np.int64],
+) -> Series:
+    """One channel's samples, leaving out rows where it is empty or not finite."""
+    keep = np.isfinite(values).all(axis=1)
+    if times is not None:
+        keep &= np.isfinite(times)
+    index = np.flatnonzero(keep)
+    dropped = len(values) - len(index)
+    return Series(
+        values=values[keep],
+        times=None if times is None else times[keep],
+        start=start,
+        rate_hz=rate,
+        lines=lines[keep],
+        index=index if dropped else None,
+        dropped=dropped,
+    )
+
+
+def _sniff(lines: list[str]) -> str | None:
+    """The delimiter that splits every sampled line into the same number (> 1) of fields;
+    None for whitespace, and "," for a single column."""
+    best: tuple[int, str | None] = (1, ",")
+    for candidate in ("\t", ",", ";", "|", None):
+        counts = {len(row) for row in _split(lines, candidate)}
+        if len(counts) == 1 and (n := counts.pop()) > best[0]:
+            best = (n, candidate)
+    return best[1]
+
+
+def _split(lines: list[str], delimiter: str | None) -> list[list[str]]:
+    if delimiter is None:
+        return [line.split() for line in lines]
+    return [[f.strip() for f in row] for row in csv.reader(lines, delimiter=delimiter)]
+
+
+def _is_number(text: str) -> bool:
+    try:
+        float(text.replace(",", "."))
+    except ValueError:
+        return False
+    return True
+
+
+def _is_datetime(text: str) -> bool:
+    try:
+        dt.datetime.fromisoformat(text)
+    except ValueError:
+        return False
+    return True
+
+
+def _is_header(row: list[str]) -> bool:
+    return any(f and not _is_number(f) and not _is_datetime(f) for f in row)
+
+
+def roles_from_header(header: list[str], source: str) -> tuple[dict[str, int], dict[str, str]]:
+    roles: dict[str, int] = {}
+    units: dict[str, str] = {}
+    for i, raw_name in enumerate(header):
+        name = raw_name.strip().lower()
+        unit = None
+        if m := _UNIT_IN_NAME.search(name):
+            unit, name = m.group(1), name[: m.start()]
+        key = re.sub(r"[^a-z0-9]+", "_", name).strip("_")
+        role = next((r for r, names in _ALIASES.items() if key in names), None)
+        if role is None and (m := _ACC_NAME.match(key)):
+            role = "a" + m.group(1)
+        if role is None or role in roles:
+            continue  # the first column with a role wins; the rest are ignored
+        roles[role] = i
+        if role.startswith("a") and unit is not None and (acc := normalise_unit(unit)):
+            units[role] = acc
+        if role == "time":
+            time_unit = unit if unit in _TIME_FACTORS else None
+            if time_unit is None and (m := _TIME_SUFFIX.search(key)):
+                time_unit = m.group(1)
+            if time_unit is not None:
+                units["time"] = time_unit
+    return roles, units
+
+
+def _infer_layout(rows: list[list[str]], width: int, source: str) -> dict[str, int]:
+    first = rows[0]
+    time_first = _is_datetime(first[0]) and not _is_number(first[0])
+    if not time_first and len(rows) >= 20 and width > 1:
+        try:
+            col = np.array([float(r[0]) for r in rows])
+        except (ValueError, IndexError):
+            col = np.zeros(1)
+        time_first = bool(np.all(np.diff(col) >= 0) and col[-1] > col[0])
+    rest = width - 1 if time_first else width
+    layouts = {
+        1: ("ppg",),
+        3: ("ax", "ay", "az"),
+        4: ("ppg", "ax", "ay", "az"),
+        5: ("ppg", "ax", "ay", "az", "skin_temp_c"),
+    }
+    if rest not in layouts:
+        raise TraceFormatError(
+            f"{source} has no header row and {width} columns, a layout kmeband cannot guess; "
+            "name them with --columns, e.g. --columns time,ppg,ax,ay,az (other names skip a "
+            "column)"
         )
-    if rate is not None and steps.size:
-        period = 1.0 / rate
-        off = np.flatnonzero(np.abs(steps - period) > 0.25 * period)
-        if off.size:
+    offset = 1 if time_first else 0
+    roles = {role: i + offset for i, role in enumerate(layouts[rest])}
+    if time_first:
+        roles["time"] = 0
+    return roles
+
+
+def _numbers(
+    rows: list[list[str]],
+    index: int,
+    role: str,
+    lines: npt.NDArray[np.int64],
+    source: str,
+    decimal_comma: bool,
+) -> F64:
+    fields = [r[index] if index < len(r) else "" for r in rows]
+    if decimal_comma:
+        fields = [f.replace(",", ".") for f in fields]
+    cleaned = [f if f else "nan" for f in fields]
+    try:
+        return np.asarray(cleaned, dtype=np.str_).astype(np.float64)
+    except ValueError:
+        for i, f in enumerate(cleaned):
+            try:
+                float(f)
+            except ValueError:
+                raise TraceFormatError(
+                    f"{source}: line {lines[i]}, column {role}: {f[:20]!r} is not a number; "
+                    "fix the row, or name the columns with --columns if this is not "
+                    f"the {role} column"
+                ) from None
+        raise
+
+
+def _is_iso(text: str) -> bool:
+    return not _is_number(text) and _is_datetime(text)
+
+
+def _iso_times(
+    rows: list[list[str]],
+    index: int,
+    lines: npt.NDArray[np.int64],
+    source: str,
+    zone: dt.timezone,
+) -> F64:
+    """ISO 8601 times as UTC seconds; a time without a zone is local time in ``zone``."""
+    out = np.empty(len(rows))
+    for i, row in enumerate(rows):
+        text = row[index] if index < len(row) else ""
+        try:
+            when = dt.datetime.fromisoformat(text)
+        except ValueError:
             raise TraceTimestampError(
-                f"CSV {path}: sampling is not steady at line {offset + int(off[0]) + 1} (a gap "
-                f"or jitter beyond a quarter sample at {rate:g} Hz); split the file at gaps"
-            )
+                f"{source}: line {lines[i]}: time {text[:40]!r} is not ISO 8601 like the rows "
+                "before it; fix the row"
+            ) from None
+        out[i] = (when if when.tzinfo else when.replace(tzinfo=zone)).timestamp()
+    return out
+
+
+def _times(
+    values: F64,
+    name: str,
+    options: ImportOptions,
+    start: float | None,
+    source: str,
+) -> F64:
+    """A numeric time column as UTC seconds (its unit given or detected)."""
+    unit = options.time_unit
+    if unit == "auto":
+        unit = _time_unit_from_name(name) or _time_unit_from_steps(values, source)
+    seconds = values * _TIME_FACTORS[unit]
+    finite = seconds[np.isfinite(seconds)]
+    if finite.size and float(np.median(finite)) >= _EPOCH_AFTER_S:
+        return seconds
+    if start is None:
+        raise TraceTimestampError(
+            f"{source}: the time column counts from the start of the recording (it is not "
+            "Unix time); give the start with --start (UTC seconds or ISO 8601, e.g. "
+            "2026-01-01T08:00:00Z)"
+        )
+    return seconds + start
+
+
+def _time_unit_from_name(name: str) -> str | None:
+    _roles, units = roles_from_header([name], "")
+    return units.get("time")
+
+
+def _time_unit_from_steps(values: F64, source: str) -> str:
+    sample = values[: _LAYOUT_ROWS * 5]
+    sample = sample[np.isfinite(sample)]
+    step = (sample[-1] - sample[0]) / (len(sample) - 1) if len(sample) > 1 else 0.0
+    for unit, factor in _TIME_FACTORS.items():
+        if step > 0 and MIN_INPUT_HZ / 1.5 <= 1.0 / (step * factor) <= MAX_INPUT_HZ * 1.5:
+            return unit
+    raise TraceTimestampError(
+        f"{source}: the time column steps by {step:.4g} on average, which is no sample rate "
+        f"from {MIN_INPUT_HZ:g} Hz to {MAX_INPUT_HZ:g} Hz in s, ms, us or ns; give its unit "
+        "with --time-unit, or skip it with --columns and give --rate"
+    )

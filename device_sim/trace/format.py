@@ -125,6 +125,9 @@ class TraceMetadata:
     scenario: str | None = None
     source: str = "simulated"  # or "csv", or a recorder's name
     absent_channels: tuple[str, ...] = field(default=())
+    #: For an imported recording, the import report (what was detected, resampled, left
+    #: out); written as the optional ``import`` key, so simulated traces are unchanged.
+    provenance: dict[str, Any] | None = None
 
     def __post_init__(self) -> None:
         object.__setattr__(self, "acc_hz", check_rate("accelerometer", self.acc_hz))
@@ -142,6 +145,8 @@ class TraceMetadata:
                 f"unknown absent channel(s) {unknown}; known channels are {list(CHANNELS)}"
             )
         object.__setattr__(self, "absent_channels", tuple(sorted(set(self.absent_channels))))
+        if self.provenance is not None and not isinstance(self.provenance, dict):
+            raise TraceError("the import report (provenance) must be a map")
 
     def to_cbor(self) -> bytes:
         fields: dict[str, Any] = {
@@ -157,6 +162,8 @@ class TraceMetadata:
             "absent_channels": list(self.absent_channels),
             "units": UNITS,
         }
+        if self.provenance is not None:
+            fields["import"] = self.provenance
         return cbor2.dumps(fields, canonical=True)
 
     @classmethod
@@ -186,6 +193,7 @@ class TraceMetadata:
                 scenario=fields.get("scenario"),
                 source=fields.get("source", "simulated"),
                 absent_channels=tuple(fields.get("absent_channels", ())),
+                provenance=fields.get("import"),
             )
         except KeyError as exc:
             raise TraceFormatError(f"{where}: the metadata lacks {exc}") from None

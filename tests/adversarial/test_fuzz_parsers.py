@@ -26,8 +26,8 @@ from cloud_ingest.keys import load_or_create_keys
 from cloud_ingest.server import create_app
 from cloud_ingest.store import IngestStore
 from protocol.ble import att, smp_pdu
-from protocol.kme import control
 from protocol.kme.batch import BatchError, decode_body, decode_envelope
+from protocol.kme.control.schema import ControlDecodeError, decode_control
 from protocol.kme.records import StreamId
 from protocol.kme.strict_cbor import StrictCborError, loads_strict
 from sync_client.uploader import AnswerKind, classify_answer
@@ -87,8 +87,8 @@ def test_fuzz_smp_pdus_raise_only_smp_pdu_error(data: bytes) -> None:
 @fuzz_settings
 @given(cbor_bytes | cbor_items.map(lambda v: cbor2.dumps({0: 1, 1: 0x21, 2: v})))
 def test_fuzz_control_point_cbor_raises_only_control_decode_error(data: bytes) -> None:
-    with contextlib.suppress(control.ControlDecodeError):
-        control.decode_control(data)
+    with contextlib.suppress(ControlDecodeError):
+        decode_control(data)
 
 
 @pytest.fixture(scope="module")

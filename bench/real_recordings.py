@@ -21,7 +21,6 @@ from __future__ import annotations
 import argparse
 import json
 import math
-import tempfile
 import time
 from pathlib import Path
 from typing import Any
@@ -34,18 +33,17 @@ from device_sim.validate.recordings import (
     RecordingFolder,
     find_folders,
     validate_folder,
-    write_resampled,
 )
 
 DATA = Path(__file__).resolve().parents[1] / "tests" / "data"
 SPREAD_RATES_HZ = (25, 50, 64, 100, 128)
 
 
-def rate_spread(folder: RecordingFolder, workdir: Path) -> dict[str, Any]:
+def rate_spread(folder: RecordingFolder) -> dict[str, Any]:
+    """Mean heart rate of the recording imported at each rate (``--resample-hz``)."""
     means: dict[str, float | None] = {}
     for hz in SPREAD_RATES_HZ:
-        path = write_resampled(folder, hz, workdir / f"{folder.name}_{hz}hz.csv")
-        hr = validate_folder(folder, csv_path=path).heart_rate
+        hr = validate_folder(folder, resample_hz=hz).heart_rate
         means[str(hz)] = (
             round(float(hr.estimate.mean()), 2) if hr is not None and len(hr.estimate) else None
         )
@@ -102,13 +100,12 @@ def main() -> None:
 
     spreads: dict[str, dict[str, Any]] = {}
     if not args.no_spread:
-        with tempfile.TemporaryDirectory() as tmp:
-            for name, report in reports.items():
-                if report.heart_rate is None:
-                    continue
-                folder = next(f for f in folders if f.name == name)
-                spreads[name] = rate_spread(folder, Path(tmp))
-                print(f"rate spread: {json.dumps(spreads[name], sort_keys=True)}")
+        for name, report in reports.items():
+            if report.heart_rate is None:
+                continue
+            folder = next(f for f in folders if f.name == name)
+            spreads[name] = rate_spread(folder)
+            print(f"rate spread: {json.dumps(spreads[name], sort_keys=True)}")
     # the worst recording's spread; undefined if any rate gave one of them no heart rate
     each = [s["spread_bpm"] for s in spreads.values()]
     worst = max(each) if each and None not in each else None

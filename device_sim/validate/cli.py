@@ -17,8 +17,10 @@ from pathlib import Path
 from typing import Any
 
 from device_sim.signals import SensorBlock, TruthBlock
-from device_sim.trace.csv_import import open_csv
+from device_sim.trace import importer
+from device_sim.trace.cli import add_import_options, import_options
 from device_sim.trace.format import TraceReader
+from device_sim.trace.importer import detect_format
 from device_sim.validate.compare import HR_WINDOW_S, ValidationReport, run_firmware, validate
 from device_sim.validate.reference import Reference, ValidateError, from_truth, read_labels
 from protocol.errors import KmebandError
@@ -32,25 +34,21 @@ class ValidateInputNotFoundError(KmebandError):
     exit_code = EXIT_NOT_FOUND
 
 
-def _is_csv(args: argparse.Namespace) -> bool:
-    return bool(args.csv) or args.recording.suffix.lower() == ".csv"
-
-
 def open_recording(
     args: argparse.Namespace,
 ) -> tuple[float, Iterator[tuple[SensorBlock, TruthBlock | None]]]:
-    """(start UTC, the recording's blocks with their truth where it has any)."""
+    """(start UTC, the recording's blocks with their truth where it has any).
+
+    A trace keeps its ground truth; any other recording is read as ``kmeband import``
+    reads it (docs/traces.md) and has none.
+    """
     path: Path = args.recording
     if not path.exists():
         raise ValidateInputNotFoundError(f"{path} does not exist; check the recording's path")
-    if _is_csv(args):
-        recording = open_csv(
-            path,
-            sample_rate_hz=args.rate,
-            start_utc=args.csv_start,
-            tz_offset_min=args.csv_tz_offset_min,
-            acc_unit=args.acc_unit,
-        )
+    options = import_options(args)
+    fmt = options.format if options.format != "auto" else detect_format(path)
+    if fmt != "trace":
+        recording = importer.open_recording(path, options)
         return recording.metadata.start_utc, ((b, None) for b in recording.blocks())
     reader = TraceReader(path)
     return reader.metadata.start_utc, ((b.sensor, b.truth) for b in reader)
@@ -166,9 +164,5 @@ def register(subparsers: Any) -> None:
     )
     p.add_argument("--png", type=Path, help="draw the comparison into this PNG file")
     p.add_argument("--json", action="store_true", help="print one JSON object")
-    p.add_argument("--csv", action="store_true", help="RECORDING is a CSV recording")
-    p.add_argument("--rate", type=float, default=None, help="CSV sample rate in Hz")
-    p.add_argument("--csv-start", default=None, help="CSV start: UTC seconds or ISO 8601")
-    p.add_argument("--csv-tz-offset-min", type=int, default=None, help="CSV wearer's UTC offset")
-    p.add_argument("--acc-unit", choices=("g", "m/s2"), default="g", help="CSV acceleration unit")
+    add_import_options(p)  # the same inputs and options as 'kmeband import' and 'replay'
     p.set_defaults(handler=run_validate)

@@ -4,7 +4,7 @@ Each folder has ``recording.csv`` (the importer's CSV), one or more reference fi
 ``manifest.json``::
 
     {"kind": "ppg" | "acc" | "ppg+acc", "activity": "rest" | "walk" | ...,
-     "import_options": {...open_csv keywords...},
+     "import_options": {...ImportOptions fields, e.g. "rate_hz": 100...},
      "reference": {"rr" | "hr" | "steps" | "sleep": "<file name>"},
      "reference_method": "ecg" | "heartpy" | ...}
 
@@ -15,15 +15,11 @@ comparison, as ``bench/real_recordings.py`` and the tests do.
 from __future__ import annotations
 
 import json
-import math
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-import numpy as np
-import numpy.typing as npt
-
-from device_sim.trace.csv_import import open_csv
+from device_sim.trace.importer import ImportOptions, open_recording
 from device_sim.validate.compare import ValidationReport, run_firmware, validate
 from device_sim.validate.reference import Reference, ValidateError, read_labels
 
@@ -76,39 +72,10 @@ def validate_folder(
 ) -> ValidationReport:
     """Import the folder's recording (or ``csv_path``, the same recording in another
     form), run the firmware over it and score it against the folder's references."""
-    options = {**folder.import_options, **import_options}
-    recording = open_csv(csv_path or folder.csv, **options)
+    options = ImportOptions(**{**folder.import_options, **import_options})
+    recording = open_recording(csv_path or folder.csv, options)
     run = run_firmware(recording.blocks())
     ref = Reference()
     for file_name in folder.references.values():
         ref.merge(read_labels(folder.path / file_name, recording.metadata.start_utc))
     return validate(run, ref)
-
-
-def resample_fft(x: npt.NDArray[np.float64], n_out: int) -> npt.NDArray[np.float64]:
-    """Band-limited resampling of a whole signal to ``n_out`` samples (its spectrum cut or
-    zero-padded). The straight line from the first to the last sample is taken out first
-    and put back after, so that the two ends do not wrap into each other."""
-    n_in = len(x)
-    spectrum = np.fft.rfft(x - np.linspace(x[0], x[-1], n_in))
-    out = np.zeros(n_out // 2 + 1, dtype=complex)
-    k = min(len(spectrum), len(out))
-    out[:k] = spectrum[:k]
-    y = np.fft.irfft(out, n_out) * (n_out / n_in)
-    return np.asarray(y + np.linspace(x[0], x[-1], n_out), dtype=np.float64)
-
-
-def write_resampled(folder: RecordingFolder, hz: int, path: Path) -> Path:
-    """The folder's recording resampled to ``hz`` (whole seconds kept), as a CSV at
-    ``path``: the same signal at another rate, to test what the rate changes."""
-    lines = folder.csv.read_text(encoding="utf-8").splitlines()
-    comments = [ln for ln in lines if ln.startswith("#")]
-    body = [ln for ln in lines if ln and not ln.startswith("#")]
-    rate = next(float(c.split("=", 1)[1]) for c in comments if "sample_rate_hz" in c)
-    data = np.array([[float(v) for v in ln.split(",")] for ln in body[1:]], dtype=np.float64)
-    n_out = math.floor(len(data) / rate) * hz
-    cols = np.stack([resample_fft(data[:, i], n_out) for i in range(data.shape[1])], axis=1)
-    head = [c for c in comments if "sample_rate_hz" not in c] + [f"# sample_rate_hz={hz}"]
-    rows = "\n".join(",".join(f"{v:.6g}" for v in row) for row in cols)
-    path.write_text("\n".join([*head, body[0], rows]) + "\n", encoding="utf-8")
-    return path

@@ -38,6 +38,8 @@ from batch_records import realistic_records
 from bench_consent import signed_consent_record
 from cryptography.hazmat.primitives.asymmetric import ed25519, x25519
 
+from device_sim.band.factory import simulated_factory_key
+from protocol.kme.attestation import issue_certificate
 from protocol.kme.batch import (
     BatchHeader,
     band_pseudonym,
@@ -120,7 +122,12 @@ async def register(url: str, sealed: list[tuple[Any, bytes, list[bytes]]]) -> li
             token = (await (await http.post("/v1/accounts")).json())["token"]
             auth = {"Authorization": f"Bearer {token}"}
             public = key.public_key().public_bytes_raw()
-            registration = {"band": _b64(band), "public_key": _b64(public)}
+            certificate = issue_certificate(simulated_factory_key(), public, "BENCH", 0).encode()
+            registration = {
+                "band": _b64(band),
+                "public_key": _b64(public),
+                "certificate": _b64(certificate),
+            }
             response = await http.post("/v1/bands", json=registration, headers=auth)
             assert response.status in (200, 201), await response.text()
             tokens.append(token)

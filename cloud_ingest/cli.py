@@ -4,12 +4,14 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import base64
 import logging
 import signal
 from pathlib import Path
 from typing import Any
 
 from cloud_ingest.server import IngestConfig, IngestServer
+from protocol.errors import UsageError
 
 log = logging.getLogger("cloud_ingest")
 
@@ -46,6 +48,14 @@ def register(subparsers: argparse._SubParsersAction[argparse.ArgumentParser]) ->
         default=IngestConfig.rate_per_band,
         help="batches per second each band may send (sustained)",
     )
+    serve.add_argument(
+        "--attestation-root",
+        type=Path,
+        default=None,
+        help="file with the factory root public key (Ed25519: 32 raw bytes, or hex or "
+        "base64url text) that must certify every registered band's key (default: the "
+        "simulated KME factory root, docs/ingest.md)",
+    )
     serve.set_defaults(handler=serve_command)
     ingest.set_defaults(handler=lambda args: _help(ingest))
 
@@ -61,10 +71,44 @@ def serve_command(args: Any) -> int:
     db.parent.mkdir(parents=True, exist_ok=True)
     key_dir = args.key_dir or db.parent / "ingest-keys"
     config = IngestConfig(
-        min_policy_version=args.min_policy_version, rate_per_band=args.rate_per_band
+        min_policy_version=args.min_policy_version,
+        rate_per_band=args.rate_per_band,
+        attestation_root=(
+            IngestConfig.attestation_root
+            if args.attestation_root is None
+            else load_attestation_root(args.attestation_root)
+        ),
     )
     asyncio.run(_serve(db, key_dir, args.host, args.port, config))
     return 0
+
+
+class AttestationRootError(UsageError):
+    """The --attestation-root file does not hold an Ed25519 public key."""
+
+
+def load_attestation_root(path: Path) -> bytes:
+    """An Ed25519 public key from a file: 32 raw bytes, or 64 hex digits, or base64url."""
+    try:
+        data = path.read_bytes()
+    except OSError as exc:
+        raise AttestationRootError(
+            f"cannot read the attestation root {path} ({exc.strerror}); give a readable file"
+        ) from None
+    if len(data) == 32:
+        return data
+    text = data.decode("ascii", "replace").strip()
+    for decode in (bytes.fromhex, lambda t: base64.urlsafe_b64decode(t + "=" * (-len(t) % 4))):
+        try:
+            key = decode(text)
+        except ValueError:
+            continue
+        if len(key) == 32:
+            return key
+    raise AttestationRootError(
+        f"{path} does not hold an Ed25519 public key (32 raw bytes, 64 hex digits or "
+        "base64url of 32 bytes)"
+    )
 
 
 async def _serve(db: Path, key_dir: Path, host: str, port: int, config: IngestConfig) -> None:

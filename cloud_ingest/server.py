@@ -37,6 +37,12 @@ from cloud_ingest.rights import (
 )
 from cloud_ingest.store import Band, IngestStore
 from protocol.errors import KmebandError
+from protocol.kme.attestation import (
+    MAX_CERTIFICATE_BYTES,
+    SIMULATED_FACTORY_ROOT,
+    AttestationError,
+    verify_certificate,
+)
 from protocol.kme.batch import (
     BAND_PSEUDONYM_LEN,
     BatchError,
@@ -69,6 +75,8 @@ class IngestConfig:
     max_unauthenticated: int = 256
     #: Exports streamed at once; more wait their turn.
     max_concurrent_exports: int = 4
+    #: the factory root whose certificate a band's key needs (docs/ingest.md)
+    attestation_root: bytes = SIMULATED_FACTORY_ROOT
 
 
 class ApiError(Exception):
@@ -266,6 +274,16 @@ def _unb64(value: object, length: int, what: str) -> bytes:
     raise ApiError(400, "bad_request", f"{what} must be {length} bytes, base64url-encoded")
 
 
+def _unb64_any(value: str, max_length: int, what: str) -> bytes:
+    try:
+        raw = base64.urlsafe_b64decode(value + "=" * (-len(value) % 4))
+    except (binascii.Error, ValueError):
+        raw = b""
+    if not raw or len(raw) > max_length:
+        raise ApiError(400, "bad_request", f"{what} must be base64url, at most {max_length} bytes")
+    return raw
+
+
 def _wall_now(request: web.Request) -> int:
     return request.app[WALL_CLOCK]()
 
@@ -300,6 +318,22 @@ async def post_band(request: web.Request) -> web.Response:
         raise ApiError(400, "bad_request", "send {'band': ..., 'public_key': ...}")
     band = _unb64(body.get("band"), BAND_PSEUDONYM_LEN, "band")
     public_key = _unb64(body.get("public_key"), ED25519_PUBLIC_KEY_LEN, "public_key")
+    certificate = body.get("certificate")
+    if not isinstance(certificate, str) or not certificate:
+        raise ApiError(
+            400,
+            "bad_request",
+            "send the band's factory certificate as 'certificate' (base64url), read from "
+            "its Band Certificate characteristic",
+        )
+    try:
+        verify_certificate(
+            _unb64_any(certificate, MAX_CERTIFICATE_BYTES, "certificate"),
+            request.app[CONFIG].attestation_root,
+            public_key,
+        )
+    except AttestationError as exc:
+        raise ApiError(422, "attestation_invalid", str(exc)) from None
     store = request.app[STORE]
     existing = store.band(band)
     if existing is not None and existing.account_id != account:

@@ -39,6 +39,7 @@ from protocol.kme.control.activation import (
     RequestOwnerChallenge,
 )
 from protocol.kme.control.common import ControlResult, ControlStatus
+from protocol.kme.control.device_control import FactoryReset
 from protocol.kme.control.schema import decode_as
 from protocol.kme.ownership import (
     activation_request,
@@ -50,7 +51,9 @@ from protocol.kme.ownership import (
 from protocol.kme.profile import (
     KME_ACTIVATION_CONTROL_POINT,
     KME_ACTIVATION_STATE,
+    KME_BAND_CERTIFICATE,
     KME_BAND_IDENTITY,
+    KME_DEVICE_CONTROL_POINT,
 )
 from sync_client.ble import BandLink
 
@@ -260,20 +263,33 @@ async def create_account(ingest_url: str) -> AccountFile:
     return AccountFile(url, str(body["token"]))
 
 
-async def register_band(account: AccountFile, band: bytes, band_public_key: bytes) -> None:
-    """``POST /v1/bands``: the band's pseudonym and public key under the account."""
+async def register_band(
+    account: AccountFile, band: bytes, band_public_key: bytes, certificate: bytes
+) -> None:
+    """``POST /v1/bands``: the band's pseudonym and public key under the account, with the
+    factory certificate of that key (the ingest refuses a key no trusted factory certified)."""
     import aiohttp
 
     def b64(raw: bytes) -> str:
         return base64.urlsafe_b64encode(raw).decode().rstrip("=")
 
     headers = {"Authorization": f"Bearer {account.token}"}
-    payload = {"band": b64(band), "public_key": b64(band_public_key)}
+    payload = {
+        "band": b64(band),
+        "public_key": b64(band_public_key),
+        "certificate": b64(certificate),
+    }
     try:
         async with (
             aiohttp.ClientSession(timeout=aiohttp.ClientTimeout(total=15)) as http,
             http.post(account.ingest_url + "/v1/bands", json=payload, headers=headers) as r,
         ):
+            if r.status == 422:
+                reason = (await r.json(content_type=None)).get("message", "")
+                raise ActivationError(
+                    f"the ingest refused the band's key: {reason}; this is not a band KME "
+                    "made, or its certificate was damaged"
+                )
             if r.status not in (200, 201):
                 raise ActivationError(
                     f"the ingest refused to register the band ({r.status}); "
@@ -288,6 +304,16 @@ async def read_activation(link: BandLink) -> tuple[bool, bytes]:
     state = decode_as(await link.read(KME_ACTIVATION_STATE), ActivationState)
     identity = decode_as(await link.read(KME_BAND_IDENTITY), BandPublicKey)
     return state.activated, identity.public_key
+
+
+async def read_certificate(link: BandLink) -> bytes:
+    """The factory's certificate of the band's key (Band Certificate), for registration."""
+    if not link.has_char(KME_BAND_CERTIFICATE):
+        raise ActivationError(
+            "the band has no factory certificate (Band Certificate characteristic); "
+            "the ingest registers only bands KME made"
+        )
+    return await link.read(KME_BAND_CERTIFICATE)
 
 
 async def activate(link: BandLink, keys: ClientKeys) -> bytes:
@@ -337,6 +363,22 @@ async def ensure_owner(link: BandLink, keys: ClientKeys) -> tuple[bytes, bool]:
     return band_key, False
 
 
+async def factory_reset(link: BandLink, keys: ClientKeys) -> None:
+    """Prove ownership, then have the band erase itself (``FactoryReset``).
+
+    The band answers before it erases and drops the link; afterwards it is unowned, holds
+    no records, consent, alarms, profile or bonds, and any phone may pair and activate it.
+    What the ingest already holds stays in this client's account (``kmeband erase``).
+    """
+    await ensure_owner(link, keys)
+    answer = await link.request(KME_DEVICE_CONTROL_POINT, FactoryReset(), ControlResult)
+    if answer.status is not ControlStatus.OK:
+        raise ActivationError(
+            f"the band refused the factory reset ({answer.status.name}); only its owner "
+            "may reset it"
+        )
+
+
 __all__ = [
     "CLIENT_DIR_ENV",
     "AccountFile",
@@ -346,7 +388,9 @@ __all__ = [
     "client_dir",
     "create_account",
     "ensure_owner",
+    "factory_reset",
     "prove_owner",
     "read_activation",
+    "read_certificate",
     "register_band",
 ]

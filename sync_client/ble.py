@@ -226,6 +226,10 @@ class BandLink:
         """Await an indication, but give up at once when the link drops (not at the timeout),
         and at the timeout only when nothing has moved on the link for that long."""
         while True:
+            # an answer that arrived just before the link dropped still counts (a band
+            # may answer, then drop the link on purpose: factory reset, reboot)
+            if not queue.empty():
+                return queue.get_nowait()
             if not self.client.is_connected:
                 raise BleError(f"the link to the band dropped while awaiting {what}; sync again")
             remaining = self.timeout_s - self.activity.idle_for()

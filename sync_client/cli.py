@@ -1,5 +1,5 @@
-"""The ``scan``, ``pair``, ``sync``, ``consent show|set`` and ``alarm list|set|delete``
-subcommands.
+"""The ``scan``, ``pair``, ``sync``, ``consent show|set``, ``alarm list|set|delete`` and
+``band reset`` subcommands.
 
 ``register(subparsers)`` adds them to the project's CLI; each handler returns an exit
 code: 0 done, 1 a typed error (the message says what to do), 2 usage, 3 band (or alarm)
@@ -31,7 +31,9 @@ from sync_client.activation import (
     client_dir,
     create_account,
     ensure_owner,
+    factory_reset,
     ingest_key_for,
+    read_certificate,
     register_band,
 )
 from sync_client.alarms import (
@@ -159,7 +161,9 @@ async def _pair(args: argparse.Namespace) -> int:
                 if account is None:
                     account = await create_account(args.ingest)
                     account.save(directory)
-                await register_band(account, keys.band_pseudonym(info.serial), band_key)
+                certificate = await read_certificate(link)
+                pseudonym = keys.band_pseudonym(info.serial)
+                await register_band(account, pseudonym, band_key, certificate)
                 data["registered"] = True
                 # fetched (and cached) now, so a later sync can seal while it is unreachable
                 await ingest_key_for(directory, account)
@@ -306,6 +310,30 @@ async def _alarm(args: argparse.Namespace) -> int:
         await client.disconnect()
     _emit(args, {"alarms": [alarm_to_json(a) for a in alarms]}, describe_alarms(alarms))
     return EXIT_OK
+
+
+async def _band_reset(args: argparse.Namespace) -> int:
+    keys = ClientKeys.load_or_create(client_dir(args.client_dir))
+    client = await connect(args.address, timeout_s=args.timeout)
+    try:
+        await factory_reset(BandLink(client, args.timeout), keys)
+    finally:
+        await client.disconnect()
+    text = (
+        "the band erased its records, consent, alarms, profile, owner and bonds; "
+        "anyone may now pair and activate it"
+    )
+    _emit(args, {"reset": True}, text)
+    return EXIT_OK
+
+
+def _band_reset_confirmed(args: argparse.Namespace) -> int:
+    if not args.yes:
+        raise UsageError(
+            "a factory reset erases everything on the band that was not synced and releases "
+            "it from this account; sync first if you want its records, then add --yes"
+        )
+    return _run(args, _band_reset(args))
 
 
 async def _export(args: argparse.Namespace) -> int:
@@ -501,6 +529,22 @@ def register(subparsers: Any) -> None:
     remove.add_argument("alarm_id", type=int, help="0..7")
     _common(remove)
     p.set_defaults(handler=lambda a: _run(a, _alarm(a)))
+
+    p = subparsers.add_parser(
+        "band",
+        help="act on the band itself (owner only): reset",
+        description=(
+            "reset: the band's factory reset. It erases every record, the consent state and "
+            "log, alarms, the user profile, the owner key and every bond, then drops the "
+            "link, so the band can be handed to someone else. Needs --yes."
+        ),
+    )
+    actions = p.add_subparsers(dest="band_action", required=True)
+    reset = actions.add_parser("reset", help="factory-reset the band (owner only)")
+    reset.add_argument("address")
+    reset.add_argument("--yes", action="store_true", help="really reset (cannot be undone)")
+    _common(reset)
+    p.set_defaults(handler=_band_reset_confirmed)
 
     p = subparsers.add_parser(
         "export",

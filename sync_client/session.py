@@ -25,6 +25,7 @@ from sync_client.activation import (
     ActivationError,
     ClientKeys,
     ensure_owner,
+    read_certificate,
     register_band,
 )
 from sync_client.batcher import Batcher, BatchLimits, ServiceData
@@ -130,7 +131,7 @@ class SyncSession:
                 return report
             band = self.keys.band_pseudonym(info.serial)
             band_key, report.newly_activated = await ensure_owner(link, self.keys)
-            registered = await self._register(band, band_key, report)
+            registered = await self._register(link, band, band_key, report)
             consent = await read_band_consent(
                 client,
                 min_policy_version=opts.min_policy_version,
@@ -156,7 +157,9 @@ class SyncSession:
             report.upload = await uploader.drain(band)
         return report
 
-    async def _register(self, band: bytes, band_key: bytes, report: SyncReport) -> bool:
+    async def _register(
+        self, link: BandLink, band: bytes, band_key: bytes, report: SyncReport
+    ) -> bool:
         """Make sure the ingest knows the band (idempotent) before anything is uploaded.
 
         Registration at activation may have failed, or the client may have been killed
@@ -168,7 +171,7 @@ class SyncSession:
         if self.outbox.is_registered(band):
             return True
         try:
-            await register_band(self.account, band, band_key)
+            await register_band(self.account, band, band_key, await read_certificate(link))
         except ActivationError as exc:
             report.registration_error = str(exc)
             return False

@@ -194,19 +194,15 @@ class ConsentStore:
         version = policy_version or max(1, self.flag(category).policy_version)
         return self.set(category, False, version, **kw)  # type: ignore[arg-type]
 
-    def factory_reset(self) -> list[ConsentLogEntry]:
-        """Withdraw every granted category (source FACTORY); the log itself is kept."""
-        return [
-            self.set(
-                f.category,
-                False,
-                max(1, f.policy_version),
-                source=ConsentSource.FACTORY,
-                tz_offset_min=f.tz_offset_min,
-            )
-            for f in self.flags()
-            if f.granted
-        ]
+    def factory_reset(self) -> None:
+        """Erase the consent state and its whole change log (factory reset).
+
+        Afterwards nothing is granted and the log is empty: the next owner's grants start
+        a new log at index 0, and nothing of the previous owner's choices remains."""
+        self._log = []
+        self._times = {c: [] for c in ConsentCategory}
+        self._states = {c: [] for c in ConsentCategory}
+        self._save()
 
     def subscribe(self, listener: ConsentListener) -> Callable[[], None]:
         """Call ``listener(entry)`` after every change; returns an unsubscribe function."""

@@ -410,6 +410,24 @@ class Flash:
         self._state_dirty.add(stream)
         return n
 
+    def erase(self) -> None:
+        """Erase every record of every stream and its drop count (factory reset).
+
+        The file is rewritten without them, so no byte of an erased record stays on disk.
+        Sequence numbers go on from where they were: a record written after the erase can
+        never be mistaken for an erased one by a client or an ingest that saw the old ones.
+        """
+        self._check_open()
+        for sid, st in self._streams.items():
+            st.reset_empty(st.next_seq)
+            st.dropped = 0
+            st.pending = bytearray()
+            self._state_dirty.add(sid)
+        self._used = 0
+        self._unreported.clear()
+        if self._file is not None:
+            self.compact()
+
     @property
     def used_bytes(self) -> int:
         """Bytes taken by live records."""

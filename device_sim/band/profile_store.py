@@ -155,6 +155,11 @@ class ProfileStore:
         self._save()
         return new
 
+    def reset(self) -> None:
+        """Back to the factory profile (factory reset): the wearer's values are gone."""
+        self._profile = DEFAULT_PROFILE
+        self._save()
+
     def set_change_increment(self, value: int) -> None:
         """Store the database change increment the owner's client wrote (UDS behaviour)."""
         self._profile = dataclasses.replace(self._profile, database_change_increment=value)

@@ -18,15 +18,18 @@ import asyncio
 import contextlib
 import hashlib
 import logging
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import Protocol
 
 from device_sim.band.battery import Battery, BatteryLoad
 from device_sim.band.consent_store import ConsentStore
+from device_sim.band.factory import certify
 from device_sim.band.firmware.core import Firmware
 from device_sim.band.flash import DEFAULT_CAPACITY_BYTES, Flash
 from device_sim.band.identity import BandIdentity
+from device_sim.band.owner_store import OwnerStore
 from device_sim.band.profile_store import ProfileStore
 from device_sim.band.summary import SummaryModel
 from device_sim.clock import Clock
@@ -34,15 +37,14 @@ from device_sim.person.physiology import Person
 from device_sim.person.plan import SegmentKind
 from device_sim.person.sensors import SensorModel
 from protocol.errors import UsageError
+from protocol.kme.consent import gate_record
 from protocol.kme.control.consent import ConsentSource
 from protocol.kme.records import (
-    STREAM_CONSENT,
     ConsentCategory,
     SleepEpoch,
     SleepStage,
     StreamId,
     TelemetryKind,
-    record_time,
 )
 
 log = logging.getLogger(__name__)
@@ -91,6 +93,19 @@ class BandConfig:
             raise UsageError("tz_offset_min must be -720..840 in steps of 15 minutes")
 
 
+class RadioActivity(Protocol):
+    """What the band's battery model asks of its radio side (the GATT endpoint) per block."""
+
+    @property
+    def connected(self) -> bool:
+        """Whether a central is connected now."""
+        ...
+
+    def take_bytes_sent(self) -> int:
+        """Bytes sent on the air since the last call."""
+        ...
+
+
 def band_address(seed: int) -> str:
     """The band's static random Bluetooth address, derived from its seed."""
     raw = bytearray(
@@ -131,6 +146,8 @@ class SimulatedBand:
             self.consent = ConsentStore(clock)
             self.profile = ProfileStore()
             first_boot = True
+        #: the factory's certificate of the identity key (protocol.kme.attestation)
+        self.certificate = certify(self.identity)
         begin = clock.now() if start is None else start
         if first_boot:
             for category in config.granted:
@@ -142,10 +159,13 @@ class SimulatedBand:
                     tz_offset_min=config.tz_offset_min,
                     at=begin,
                 )
+        #: the owner key, account tag and bonds (owner.bin, bonds.bin in the state dir)
+        self.owner = OwnerStore(state)
+        #: the band's own clock drift from true UTC (set by Current Time writes)
+        self.clock_offset_s = 0.0
+        self._reset_listeners: list[Callable[[], None]] = []
         self.battery = Battery()
-        self.firmware = Firmware(
-            self.flash, self.consent.is_allowed, tz_offset_min=config.tz_offset_min
-        )
+        self.firmware = self._new_firmware(config.tz_offset_min)
         start = int(begin) // config.block_s * config.block_s
         self.person = Person.from_preset(
             config.scenario, seed=config.seed, start_utc=start, tz_offset_min=config.tz_offset_min
@@ -153,8 +173,8 @@ class SimulatedBand:
         self.sensors = SensorModel(config.seed, acc_hz=config.acc_hz, ppg_hz=config.ppg_hz)
         self.summary = SummaryModel(config.seed)
         self.simulated_until = float(start)
-        self.connected_centrals = 0
-        self._bytes_sent = 0
+        #: the radio side, asked each block what it did (for the battery's drain)
+        self.radio: RadioActivity | None = None
         self._task: asyncio.Task[None] | None = None
 
     def __repr__(self) -> str:
@@ -193,8 +213,10 @@ class SimulatedBand:
                 gnss_on = gnss_on or stream == StreamId.GNSS_FIXES
                 if isinstance(record, SleepEpoch):
                     stages[record.start] = record.stage
-                if self.consent.is_allowed(STREAM_CONSENT[stream], float(record_time(record))):
-                    self.flash.append(stream, record)
+                # the same gate as the firmware's own records (stream and per-field consent)
+                gated = gate_record(stream, record, self.consent.is_allowed)
+                if gated is not None:
+                    self.flash.append(stream, gated)
             # alarms see the summary model's estimated stage of each 30-second epoch
             for epoch in range(t0, t0 + duration, 30):
                 self.firmware.tick_alarms(epoch + 30, stages.get(epoch))
@@ -208,19 +230,14 @@ class SimulatedBand:
         load = BatteryLoad(
             acc_hz=self.config.acc_hz,
             gnss_on=gnss_on,
-            radio_connected=self.connected_centrals > 0,
-            bytes_sent=self._bytes_sent,
+            radio_connected=self.radio is not None and self.radio.connected,
+            bytes_sent=0 if self.radio is None else self.radio.take_bytes_sent(),
         )
-        self._bytes_sent = 0
         # the part of the block spent on the charger charges, the rest drains
         if charging_s:
             self.battery.advance(charging_s, BatteryLoad(acc_hz=0.0, ppg_duty=0.0, on_charger=True))
         if duration - charging_s:
             self.battery.advance(duration - charging_s, load)
-
-    def count_sent(self, nbytes: int) -> None:
-        """The radio side reports what it sent, for the battery's drain."""
-        self._bytes_sent += nbytes
 
     async def run(self) -> None:
         """Keep the simulation up with the clock until cancelled."""
@@ -260,7 +277,40 @@ class SimulatedBand:
             tz_offset_min=self.firmware.tz_offset_min,
         )
 
+    # -- owner change --------------------------------------------------------------------
+    @property
+    def activated(self) -> bool:
+        """Whether the band has an owner."""
+        return self.owner.activated
+
+    def factory_reset(self) -> None:
+        """Erase everything the band knows of its wearer and owner, as docs/protocol.md says.
+
+        Records of every stream (and their drop counts), the consent state and its change
+        log, alarms, the user profile, the owner key and account tag, every bond and the
+        firmware's running state; then every radio link drops (the listeners added with
+        :meth:`on_factory_reset` do that) and the record-sync cursors are forgotten with
+        them. Kept: the band's identity key and certificate, its clock and time zone.
+        Nothing is recorded afterwards until a new owner grants consent.
+        """
+        self.flash.erase()
+        self.consent.factory_reset()
+        self.profile.reset()
+        self.owner.clear()
+        # a new firmware: alarms and whatever it was still aggregating of the old wearer
+        self.firmware = self._new_firmware(self.firmware.tz_offset_min)
+        log.info("factory reset")
+        for listener in list(self._reset_listeners):
+            listener()
+
+    def on_factory_reset(self, listener: Callable[[], None]) -> None:
+        """Call ``listener()`` after every factory reset (the radio side drops its links)."""
+        self._reset_listeners.append(listener)
+
     # -- internals -----------------------------------------------------------------------
+    def _new_firmware(self, tz_offset_min: int) -> Firmware:
+        return Firmware(self.flash, self.consent.is_allowed, tz_offset_min=tz_offset_min)
+
     def _on_drop(self, stream: StreamId, count: int) -> None:
         # never silent: the flash counts drops per stream, and telemetry says so too (the
         # flash takes this append from inside its callback without dropping again)

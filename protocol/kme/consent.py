@@ -22,7 +22,7 @@ from __future__ import annotations
 import bisect
 import dataclasses
 import hashlib
-from collections.abc import Iterable, Mapping, Sequence
+from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any, ClassVar, Final
 
@@ -51,7 +51,9 @@ from protocol.kme.records import (
     FIELD_CONSENT,
     STREAM_CONSENT,
     ConsentCategory,
+    Record,
     StoredRecord,
+    StreamId,
     record_time,
 )
 from protocol.kme.strict_cbor import StrictCborError, loads_strict
@@ -369,6 +371,27 @@ def _inside(
     return result
 
 
+def gate_record(
+    stream: StreamId, record: Record, is_allowed: Callable[[ConsentCategory, float], bool]
+) -> Record | None:
+    """The band's consent gate for one record it is about to store, whatever produced it.
+
+    ``None`` when the stream's category (STREAM_CONSENT) is not allowed at the record's
+    time; otherwise the record with every field whose own consent (FIELD_CONSENT) is not
+    allowed then set to its absent value (``avg_hr`` -> 0). The same rule as
+    :func:`filter_records`, one record at a time, for the band's flash.
+    """
+    t = float(record_time(record))
+    if not is_allowed(STREAM_CONSENT[stream], t):
+        return None
+    absent = {
+        name: FIELD_ABSENT_VALUE.get(name, 0)
+        for (s, name), category in FIELD_CONSENT.items()
+        if s == stream and not is_allowed(category, t)
+    }
+    return dataclasses.replace(record, **absent) if absent else record  # type: ignore[arg-type]
+
+
 def _cleared(stored: StoredRecord, names: list[str]) -> StoredRecord:
     absent = {name: FIELD_ABSENT_VALUE.get(name, 0) for name in names}
     return dataclasses.replace(stored, record=dataclasses.replace(stored.record, **absent))  # type: ignore[arg-type]
@@ -523,4 +546,5 @@ __all__ = [
     "ConsentSignatureError",
     "ConsentSource",
     "filter_records",
+    "gate_record",
 ]

@@ -134,6 +134,7 @@ KME_ACTIVATION_SERVICE = kme_uuid(0x05)
 KME_ACTIVATION_STATE = kme_uuid(0x05, 0x01)
 KME_BAND_IDENTITY = kme_uuid(0x05, 0x02)
 KME_ACTIVATION_CONTROL_POINT = kme_uuid(0x05, 0x03)
+KME_BAND_CERTIFICATE = kme_uuid(0x05, 0x04)
 
 # ------------------------------------------------------------------- static values
 
@@ -384,6 +385,10 @@ KME_ACTIVATION = ServiceDefinition(
               "ControlResult (0x01)",
               max_length=MAX_CONTROL_VALUE,
               description="Activate the band; prove ownership on each connection"),
+        _char(KME_BAND_CERTIFICATE, "Band Certificate", _R, PROTECTED_READ,
+              "CBOR BandCertificate (protocol.kme.attestation), factory-signed",
+              max_length=MAX_CONTROL_VALUE,
+              description="The factory's certificate of the band's identity key"),
     ),
     description="Bind the band to one owner and prove ownership on later connections.",
 )  # fmt: skip

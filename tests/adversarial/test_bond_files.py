@@ -9,6 +9,7 @@ import pytest
 from band_central import Central
 
 from device_sim.band.gatt_endpoint import BandGattEndpoint
+from device_sim.band.owner_store import OwnerStore
 from device_sim.band.simulated_band import BandConfig, SimulatedBand
 from device_sim.bleak_backend.bonds import BondStore
 from device_sim.clock import ManualClock
@@ -48,9 +49,10 @@ async def test_the_bands_bonds_bin_readable_by_others_is_refused(tmp_path: Path)
     await central.pair(lambda: endpoint.display)
     bonds = tmp_path / "b" / "bonds.bin"
     bonds.chmod(0o644)
+    # the band's bonds are the band's state: its owner store reads them
     with pytest.raises(PrivateFilePermissionError, match="chmod 600"):
-        BandGattEndpoint(band)
+        OwnerStore(tmp_path / "b")
     bonds.chmod(0o600)
-    assert len(BandGattEndpoint(band)._bonds) == 1
+    assert len(OwnerStore(tmp_path / "b").bonds) == 1
     assert stat.S_IMODE(bonds.stat().st_mode) == 0o600
     band.close()

@@ -11,6 +11,8 @@ from typing import Any
 from cryptography.hazmat.primitives.asymmetric import ed25519, x25519
 from tests_consent import signed_consent
 
+from device_sim.band.factory import simulated_factory_key
+from protocol.kme.attestation import issue_certificate
 from protocol.kme.batch import (
     BatchHeader,
     band_pseudonym,
@@ -84,8 +86,14 @@ class SampleBand:
         return band_pseudonym(self.account_key, self.serial)
 
     def registration(self) -> dict[str, str]:
+        """``POST /v1/bands``: pseudonym, key, and the simulated factory's certificate."""
         public = self.signing_key.public_key().public_bytes_raw()
-        return {"band": b64(self.pseudonym), "public_key": b64(public)}
+        certificate = issue_certificate(simulated_factory_key(), public, self.serial, T0)
+        return {
+            "band": b64(self.pseudonym),
+            "public_key": b64(public),
+            "certificate": b64(certificate.encode()),
+        }
 
     def consent_record(self) -> bytes:
         covers = (T0 - 86_400, T0 + 30 * 86_400)

@@ -52,3 +52,18 @@ def test_the_console_script_has_ingest_serve(capsys: pytest.CaptureFixture[str])
     assert args.port == 0 and args.db == Path("x.sqlite3") and callable(args.handler)
     assert main(["ingest"]) == 0
     assert "serve" in capsys.readouterr().out
+
+
+def test_ingest_serve_takes_an_attestation_root_file(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    root = tmp_path / "root.key"
+    root.write_bytes(b"\x11" * 32)
+    args = build_parser().parse_args(["ingest", "serve", "--attestation-root", str(root)])
+    assert args.attestation_root == root
+    # a file without a key is a usage error before anything is served
+    db = str(tmp_path / "db.sqlite3")
+    bad = tmp_path / "bad.key"
+    bad.write_text("nope")
+    assert main(["ingest", "serve", "--db", db, "--attestation-root", str(bad)]) == 2
+    assert "Ed25519 public key" in capsys.readouterr().err

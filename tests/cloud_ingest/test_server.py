@@ -3,16 +3,22 @@
 from __future__ import annotations
 
 import logging
+from pathlib import Path
 from typing import Any
 
 import cbor2
 import pytest
-from aiohttp.test_utils import TestClient
+from aiohttp.test_utils import TestClient, TestServer
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
 from ingest_samples import T0, SampleBand, activity, b64, hr, sleep_summary
 
+from cloud_ingest.cli import load_attestation_root
 from cloud_ingest.keys import IngestKeys, load_or_create_keys
+from cloud_ingest.server import IngestConfig, create_app
 from cloud_ingest.store import IngestStore
+from device_sim.band.factory import simulated_factory_key
+from protocol.errors import UsageError
+from protocol.kme.attestation import issue_certificate
 from protocol.kme.batch import encode_batch_plaintext
 from protocol.kme.records import ConsentCategory, StreamId
 from sync_client.sealing import seal_batch
@@ -380,3 +386,53 @@ def test_account_tokens_never_start_with_a_dash(monkeypatch: pytest.MonkeyPatch)
     drawn = iter(["-looks-like-an-option", "-again", "fine-token"])
     monkeypatch.setattr(server.secrets, "token_urlsafe", lambda n: next(drawn))
     assert server.new_token() == "fine-token"
+
+
+async def test_registration_needs_a_factory_certificate_of_that_key(client: TestClient) -> None:
+    band = SampleBand(serial="KME-TEST-000077")
+    auth = await account(client)
+    genuine = band.registration()
+    public = band.signing_key.public_key().public_bytes_raw()
+    # forged: the band's (or the client's) own key signs a certificate for itself
+    forged = issue_certificate(band.signing_key, public, band.serial, T0).encode()
+    # genuine, but for another band's key
+    other_key = Ed25519PrivateKey.from_private_bytes(b"\x09" * 32).public_key().public_bytes_raw()
+    borrowed = issue_certificate(simulated_factory_key(), other_key, band.serial, T0).encode()
+    for certificate, code in (
+        (b64(forged), "attestation_invalid"),
+        (b64(borrowed), "attestation_invalid"),
+        (b64(b"\x01\x02"), "attestation_invalid"),
+    ):
+        response = await client.post(
+            "/v1/bands", json=genuine | {"certificate": certificate}, headers=auth
+        )
+        answer = await response.json()
+        assert (response.status, answer["error"]) == (422, code), answer
+        assert "certificate" in answer["message"]
+    missing = {k: v for k, v in genuine.items() if k != "certificate"}
+    response = await client.post("/v1/bands", json=missing, headers=auth)
+    assert response.status == 400 and "certificate" in (await response.json())["message"]
+    response = await client.post("/v1/bands", json=genuine, headers=auth)
+    assert response.status == 201
+
+
+async def test_the_attestation_root_is_configurable(
+    store: IngestStore, keys: IngestKeys, tmp_path: Path
+) -> None:
+    own_root = Ed25519PrivateKey.from_private_bytes(b"\x0a" * 32)
+    root_file = tmp_path / "root.hex"
+    root_file.write_text(own_root.public_key().public_bytes_raw().hex() + "\n")
+    config = IngestConfig(attestation_root=load_attestation_root(root_file))
+    app = create_app(store, keys, config)
+    async with TestClient(TestServer(app, host="127.0.0.1")) as own:
+        band = SampleBand(serial="KME-TEST-000078")
+        auth = await account(own)
+        simulated = await own.post("/v1/bands", json=band.registration(), headers=auth)
+        assert simulated.status == 422  # the simulated factory is not this ingest's root
+        public = band.signing_key.public_key().public_bytes_raw()
+        certificate = issue_certificate(own_root, public, band.serial, T0).encode()
+        registration = band.registration() | {"certificate": b64(certificate)}
+        assert (await own.post("/v1/bands", json=registration, headers=auth)).status == 201
+    (tmp_path / "bad").write_text("not a key")
+    with pytest.raises(UsageError, match="Ed25519 public key"):
+        load_attestation_root(tmp_path / "bad")

@@ -6,8 +6,12 @@ from pathlib import Path
 
 import pytest
 
+from device_sim.band.firmware.alarms import Alarm
 from device_sim.band.simulated_band import BandConfig, SimulatedBand, band_address
 from device_sim.clock import ManualClock
+from protocol.ble.gatt_model import SecurityLevel
+from protocol.ble.smp_bond import Bond
+from protocol.ble.smp_pdu import DeviceAddress
 from protocol.errors import UsageError
 from protocol.kme.records import ConsentCategory, StreamId
 
@@ -107,3 +111,57 @@ def test_one_boot_event_and_flash_drops_are_logged_as_telemetry() -> None:
         if r.record.kind == TelemetryKind.RECORDS_DROPPED
     ]
     assert events and all(e.value > 0 and StreamId(e.detail) in dropped for e in events)
+
+
+@pytest.mark.parametrize("fidelity", ["summary", "signal"])
+def test_without_heart_rate_consent_no_stored_minute_keeps_its_heart_rate(fidelity: str) -> None:
+    # one consent gate for every record the band stores: the per-field rule (avg_hr needs
+    # heart-rate consent) holds for the summary model's records as for the firmware's
+    clock = ManualClock()
+    granted = tuple(c for c in ConsentCategory if c != ConsentCategory.HEART_RATE)
+    band = SimulatedBand(BandConfig(seed=3, fidelity=fidelity, granted=granted), clock)
+    band.simulate_until(clock.now() + 1800)
+    minutes = band.flash.read(StreamId.ACTIVITY_MINUTES, 0, 10_000)
+    assert minutes
+    assert all(m.record.avg_hr == 0 for m in minutes)  # type: ignore[union-attr]
+    assert band.flash.count(StreamId.HR_SAMPLES) == 0
+
+
+def test_factory_reset_erases_the_wearer_and_the_owner_and_stays_erased(tmp_path: Path) -> None:
+    clock = ManualClock()
+    config = BandConfig(seed=4, fidelity="summary", state_dir=tmp_path / "band")
+    band = SimulatedBand(config, clock)
+    band.simulate_until(clock.now() + 3 * 3600)
+    band.profile.update(height_cm=191)
+    band.firmware.set_alarm(Alarm(1, 7, 0, 0, 0, True), clock.now())
+    band.owner.activate(b"\x01" * 32, b"\x02" * 16)
+    address = "C0:11:22:33:44:55"
+    band.owner.add_bond(
+        address,
+        Bond(
+            DeviceAddress.parse(address),
+            b"\x03" * 16,
+            SecurityLevel.AUTHENTICATED_SECURE_CONNECTIONS,
+        ),
+    )
+    assert band.flash.count(StreamId.ACTIVITY_MINUTES) > 0
+    next_seq = band.flash.next_seq(StreamId.ACTIVITY_MINUTES)
+    disconnects: list[str] = []
+    band.on_factory_reset(lambda: disconnects.append("links"))
+    identity = band.identity.public_key_bytes
+
+    band.factory_reset()
+    assert disconnects == ["links"]
+    band.simulate_until(clock.now() + 3600)  # nothing is recorded without a new owner's consent
+    for check in (band, None):
+        if check is None:
+            band.close()
+            check = SimulatedBand(config, clock)  # the erase is on disk too
+        assert all(check.flash.count(s) == 0 for s in StreamId)
+        assert check.flash.next_seq(StreamId.ACTIVITY_MINUTES) == next_seq
+        assert len(check.consent) == 0 and not any(f.granted for f in check.consent.flags())
+        assert check.profile.profile.height_cm != 191
+        assert check.firmware.alarms == []
+        assert not check.activated and check.owner.bonds == {}
+        assert check.identity.public_key_bytes == identity
+    check.close()

@@ -11,6 +11,7 @@ from band_central import Central
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
 
 from device_sim.band.gatt_endpoint import BandGattEndpoint
+from device_sim.band.owner_store import OwnerStore
 from device_sim.band.simulated_band import BandConfig, SimulatedBand
 from device_sim.band.state_file import StateFileCorruptError
 from device_sim.clock import ManualClock
@@ -22,8 +23,15 @@ from protocol.ble.sig_codecs import (
     decode_age,
     decode_battery_level,
     decode_heart_rate_measurement,
+    decode_height,
     decode_utf8s,
     encode_height,
+)
+from protocol.ble.smp_bond import Bond
+from protocol.kme.attestation import (
+    SIMULATED_FACTORY_ROOT,
+    band_id_from_serial,
+    verify_certificate,
 )
 from protocol.kme.consent import ConsentRecord
 from protocol.kme.control.activation import (
@@ -32,6 +40,7 @@ from protocol.kme.control.activation import (
     OwnerChallenge,
     RequestOwnerChallenge,
 )
+from protocol.kme.control.alarms import Alarm, DeleteAlarm, ListAlarms, SetAlarm
 from protocol.kme.control.common import ControlResult, ControlStatus
 from protocol.kme.control.consent import (
     ConsentLogPage,
@@ -40,7 +49,8 @@ from protocol.kme.control.consent import (
     RequestConsentRecord,
     SetConsent,
 )
-from protocol.kme.control.record_sync import StreamList
+from protocol.kme.control.device_control import FactoryReset, Reboot
+from protocol.kme.control.record_sync import StartTransfer, StreamList
 from protocol.kme.control.schema import decode_as, encode_control
 from protocol.kme.ownership import activation_request, prove_ownership, verify_activation
 from protocol.kme.profile import (
@@ -52,11 +62,14 @@ from protocol.kme.profile import (
     HEIGHT,
     KME_ACTIVATION_CONTROL_POINT,
     KME_ACTIVATION_STATE,
+    KME_ALARM_CONTROL_POINT,
     KME_ALARM_LIST,
+    KME_BAND_CERTIFICATE,
     KME_CONSENT_CHANGE_LOG,
     KME_CONSENT_CONTROL_POINT,
     KME_CONSENT_RECORD,
     KME_CONSENT_STATE,
+    KME_DEVICE_CONTROL_POINT,
     KME_RECORD_SYNC_CONTROL_POINT,
     KME_RECORD_SYNC_DATA,
     KME_RECORD_SYNC_STATUS,
@@ -118,12 +131,22 @@ async def test_pairing_with_the_displayed_passkey_then_activation_and_record_syn
         await central.subscribe(cp, indicate=True)
     await central.subscribe(KME_RECORD_SYNC_DATA)
 
-    # record sync is the owner's: refused before activation
-    refused = decode_as(
+    # a never-activated band lists its streams to the paired phone setting it up, but
+    # transfers are the owner's: refused with the request's own type
+    listed = decode_as(
         await central.control(KME_RECORD_SYNC_CONTROL_POINT, b"\xa2\x00\x01\x01\x10"),
+        StreamList,
+    )
+    assert any(s.stream == StreamId.ACTIVITY_MINUTES for s in listed.streams)
+    assert decode_as(await central.read(KME_RECORD_SYNC_STATUS), StreamList) == listed
+    refused = decode_as(
+        await central.control(
+            KME_RECORD_SYNC_CONTROL_POINT,
+            encode_control(StartTransfer(StreamId.ACTIVITY_MINUTES, 1)),
+        ),
         ControlResult,
     )
-    assert refused.status == ControlStatus.NOT_OWNER
+    assert (refused.request_type, refused.status) == (0x12, ControlStatus.NOT_OWNER)
 
     owner = Ed25519PrivateKey.generate()
     request = activation_request(owner, b"\x01" * 16, b"\x02" * 16)
@@ -375,12 +398,12 @@ async def test_a_damaged_bond_file_is_reported_not_loaded(tmp_path: Path) -> Non
     await central.pair(lambda: endpoint.display)
     bonds = tmp_path / "band" / "bonds.bin"
     assert stat.S_IMODE(bonds.stat().st_mode) == 0o600
-    assert len(BandGattEndpoint(band)._bonds) == 1  # reloads what it wrote
+    assert len(OwnerStore(tmp_path / "band").bonds) == 1  # reloads what it wrote
     data = bytearray(bonds.read_bytes())
     data[-1] ^= 0xFF
     bonds.write_bytes(bytes(data))
     with pytest.raises(StateFileCorruptError, match="checksum"):
-        BandGattEndpoint(band)
+        OwnerStore(tmp_path / "band")
     band.close()
 
 
@@ -413,6 +436,102 @@ async def test_the_same_seed_gives_the_same_pairing_keys_on_the_band() -> None:
         return next(p for p in capture.pdus if p[0] == 0x0C)  # Pairing Public Key
 
     assert await band_public_key_pdu() == await band_public_key_pdu()
+
+
+async def _paired_owner(
+    radio: Radio, endpoint: BandGattEndpoint, seed: int
+) -> tuple[Central, Bond]:
+    """A central that paired and activated the band (it is the owner's connection)."""
+    central = await Central(radio, endpoint.address, seed=seed).connect()
+    bond = await central.pair(lambda: endpoint.display)
+    await central.subscribe(KME_ACTIVATION_CONTROL_POINT, indicate=True)
+    owner = Ed25519PrivateKey.generate()
+    request = activation_request(owner, b"\x01" * 16, b"\x02" * 16)
+    result = decode_as(
+        await central.control(KME_ACTIVATION_CONTROL_POINT, encode_control(request)),
+        ActivationResult,
+    )
+    assert result.status == ControlStatus.OK
+    return central, bond
+
+
+async def test_factory_reset_over_gatt_erases_the_band_and_drops_the_link() -> None:
+    _, radio, endpoint = await _setup(seed=21)
+    band = endpoint.band
+    first, _ = await _paired_owner(radio, endpoint, seed=1)
+    await first.write(HEIGHT, encode_height(193))
+    await first.subscribe(KME_DEVICE_CONTROL_POINT, indicate=True)
+    assert band.flash.count(StreamId.ACTIVITY_MINUTES) > 0
+    answer = decode_as(
+        await first.control(KME_DEVICE_CONTROL_POINT, encode_control(FactoryReset())),
+        ControlResult,
+    )
+    assert (answer.request_type, answer.status) == (0x43, ControlStatus.OK)
+    for _ in range(100):
+        if first.disconnects:
+            break
+        await asyncio.sleep(0)
+    assert first.disconnects and not first.link.connected
+    assert not endpoint.activated and band.owner.bonds == {}
+    assert all(band.flash.count(s) == 0 for s in StreamId) and len(band.consent) == 0
+    assert band.profile.profile.height_cm != 193
+
+    # the next user pairs again (the old bond is gone) and activates with a new owner key
+    second, _ = await _paired_owner(radio, endpoint, seed=2)
+    assert decode_height(await second.read(HEIGHT)) != 193
+
+
+async def test_a_paired_non_owner_can_neither_read_nor_change_the_alarms() -> None:
+    _, radio, endpoint = await _setup(seed=22)
+    first, bond = await _paired_owner(radio, endpoint, seed=3)
+    await first.subscribe(KME_ALARM_CONTROL_POINT, indicate=True)
+    alarm = Alarm(1, 7, 30, 0x1F, 0, True)
+    ok = decode_as(
+        await first.control(KME_ALARM_CONTROL_POINT, encode_control(SetAlarm(alarm))),
+        ControlResult,
+    )
+    assert ok.status == ControlStatus.OK
+    await first.link.disconnect()
+
+    other = await Central(radio, endpoint.address, seed=4).connect()
+    await other.link.start_encryption(bond.ltk)  # paired and encrypted, never proved ownership
+    await other.subscribe(KME_ALARM_CONTROL_POINT, indicate=True)
+    requests = (ListAlarms(), SetAlarm(Alarm(2, 3, 0, 0, 0, True)), DeleteAlarm(1))
+    for request in requests:
+        answer = decode_as(
+            await other.control(KME_ALARM_CONTROL_POINT, encode_control(request)),
+            ControlResult,
+        )
+        assert (answer.request_type, answer.status) == (
+            request.MESSAGE_TYPE,
+            ControlStatus.NOT_OWNER,
+        )
+    assert [(a.id, a.hour) for a in endpoint.band.firmware.alarms] == [(1, 7)]
+    # an undecodable request is the only one answered with request type 0
+    garbage = decode_as(await other.control(KME_ALARM_CONTROL_POINT, b"\xff\x00"), ControlResult)
+    assert (garbage.request_type, garbage.status) == (0, ControlStatus.INVALID_REQUEST)
+    # a well-formed request on the wrong control point: unsupported, with its own type
+    wrong = decode_as(
+        await other.control(KME_ALARM_CONTROL_POINT, encode_control(Reboot())),
+        ControlResult,
+    )
+    assert (wrong.request_type, wrong.status) == (0x41, ControlStatus.UNSUPPORTED)
+
+
+async def test_the_band_shows_its_factory_certificate_to_a_paired_phone() -> None:
+    _, radio, endpoint = await _setup(seed=23, hours=0)
+    central = await Central(radio, endpoint.address, seed=5).connect()
+    with pytest.raises(GattProcedureError) as info:
+        await central.read(KME_BAND_CERTIFICATE)  # protected, like Band Identity
+    assert info.value.error_code == AttErrorCode.INSUFFICIENT_ENCRYPTION
+    await central.pair(lambda: endpoint.display)
+    identity = endpoint.band.identity
+    certificate = verify_certificate(
+        await central.read(KME_BAND_CERTIFICATE),
+        SIMULATED_FACTORY_ROOT,
+        identity.public_key_bytes,
+    )
+    assert certificate.band_id == band_id_from_serial(identity.serial)
 
 
 async def test_heart_rate_control_point_resets_energy_expended() -> None:

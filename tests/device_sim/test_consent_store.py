@@ -90,15 +90,17 @@ def test_firmware_gate_signature_and_listener() -> None:
     assert [e.index for e in seen] == [0]
 
 
-def test_factory_reset_withdraws_what_was_granted() -> None:
-    store = ConsentStore(ManualClock(T0))
+def test_factory_reset_erases_the_state_and_the_log(tmp_path: Path) -> None:
+    store = ConsentStore.open(tmp_path / "consent.bin", ManualClock(T0))
     store.grant(LOC, 2)
     store.grant(HR, 2)
-    entries = store.factory_reset()
-    assert {e.category for e in entries} == {LOC, HR}
-    assert all(e.source is ConsentSource.FACTORY and not e.granted for e in entries)
+    store.factory_reset()
     assert not any(f.granted for f in store.flags())
-    assert len(store) == 4
+    assert len(store) == 0 and store.log() == []
+    assert not store.is_allowed(LOC, T0)  # not even for the past
+    reopened = ConsentStore.open(tmp_path / "consent.bin", ManualClock(T0))
+    assert len(reopened) == 0
+    assert reopened.grant(HR, 3).index == 0
 
 
 @pytest.mark.parametrize(

@@ -100,8 +100,16 @@ async def test_a_week_with_consent_changes_lands_exactly_the_consented_records(
         assert not held.get(StreamId.TELEMETRY)
         by_stream = {s.stream: s for s in report.streams}
         assert by_stream[StreamId.GNSS_FIXES].withheld == len(before[StreamId.GNSS_FIXES])
-        # heart rate in the gap was never recorded; activity minutes' avg_hr was cleared
-        assert by_stream[StreamId.ACTIVITY_MINUTES].fields_cleared > 0
+        # heart rate in the gap was never recorded, nor the activity minutes' avg_hr: the
+        # band's one consent gate cleared it before storing, so the phone had nothing to clear
+        gap = [
+            m.record
+            for m in before[StreamId.ACTIVITY_MINUTES]
+            if EPOCH + 1.5 * DAY <= record_time(m.record) < EPOCH + 3.25 * DAY
+        ]
+        assert gap and all(m.avg_hr == 0 for m in gap)  # type: ignore[union-attr]
+        assert any(m.record.avg_hr for m in before[StreamId.ACTIVITY_MINUTES])  # type: ignore[union-attr]
+        assert by_stream[StreamId.ACTIVITY_MINUTES].fields_cleared == 0
         assert delivered_records(rig) == sum(len(v) for v in held.values())
         # everything handled (stored or withheld) is freed on the band, nothing more
         for stream in StreamId:

@@ -18,7 +18,7 @@ from typing import NamedTuple
 
 from protocol.ble.gatt_model import Permissions, Properties, ServiceDefinition
 from protocol.ble.uuids import parse_uuid, short_name
-from protocol.kme import profile
+from protocol.kme import access, profile
 from protocol.kme.control.common import ControlStatus
 from protocol.kme.control.schema import (
     ControlMessage,
@@ -185,8 +185,24 @@ def render_status_table() -> list[str]:
     return _table(("Code", "Status"), ((str(int(s)), f"`{s.name}`") for s in ControlStatus))
 
 
+def render_access_table() -> list[str]:
+    return _table(
+        ("Service", "Operation", "Who may"),
+        ((rule.service, rule.operation, ACCESS_NAMES[rule.access]) for rule in access.rules()),
+    )
+
+
+#: How docs/protocol.md names each access rule (defined in its "Security" section).
+ACCESS_NAMES = {
+    access.Access.LINK: "link",
+    access.Access.OWNER_ONCE_ACTIVATED: "owner once activated",
+    access.Access.OWNER: "owner",
+}
+
+
 def generated_sections() -> dict[str, list[str]]:
     return {
+        "ACCESS": render_access_table(),
         "SERVICES": render_services_table(profile.BAND_PROFILE),
         "GATT": render_gatt_table(profile.BAND_PROFILE),
         "STATUS": render_status_table(),

@@ -15,7 +15,6 @@ otherwise. GNSS fixes are not even looked at without location consent.
 
 from __future__ import annotations
 
-import dataclasses
 from collections import deque
 from collections.abc import Callable
 from dataclasses import dataclass, field
@@ -38,9 +37,8 @@ from device_sim.band.firmware.sleep import (
 )
 from device_sim.band.firmware.steps import StepCounter, StepCounterConfig
 from device_sim.signals import SensorBlock
+from protocol.kme.consent import gate_record
 from protocol.kme.records import (
-    FIELD_CONSENT,
-    STREAM_CONSENT,
     ActivityClass,
     ActivityMinute,
     AlarmEvent,
@@ -52,7 +50,6 @@ from protocol.kme.records import (
     StreamId,
     TelemetryEvent,
     TelemetryKind,
-    record_time,
 )
 
 MINUTE_S = 60
@@ -598,14 +595,11 @@ class Firmware:
 
     # -- emission ------------------------------------------------------------------------
     def _emit(self, stream: StreamId, record: Record) -> int | None:
-        t = record_time(record)
-        if not self.is_allowed(STREAM_CONSENT[stream], t):
+        gated = gate_record(stream, record, self.is_allowed)
+        if gated is None:
             self.dropped_without_consent[stream] += 1
             return None
-        for (s, name), category in FIELD_CONSENT.items():
-            if s == stream and not self.is_allowed(category, t):
-                record = dataclasses.replace(record, **{name: 0})  # type: ignore[arg-type]
-        return self.sink.append(stream, record)
+        return self.sink.append(stream, gated)
 
 
 __all__ = [

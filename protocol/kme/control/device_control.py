@@ -64,10 +64,12 @@ class FindBand(ControlMessage):
 @register_message
 @dataclass(frozen=True, slots=True)
 class FactoryReset(ControlMessage):
-    """Device control point (owner only): erase records, consent, alarms and the owner.
+    """Device control point (owner only): the band's factory reset.
 
-    The band's own identity key is kept. Answered by :class:`ControlResult` before the
-    band erases and disconnects.
+    Erases every record, the consent state and log, alarms, the user profile, the owner
+    key and every bond (docs/protocol.md, "Device Control"); keeps the identity key and
+    its certificate. Answered by :class:`ControlResult`; the band resets once the client
+    confirmed that answer, and drops every link.
     """
 
     MESSAGE_TYPE: ClassVar[int] = 0x43

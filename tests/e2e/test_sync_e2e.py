@@ -271,6 +271,10 @@ def stored_records(client_dir: Path) -> int:
     if not (client_dir / "outbox.db").exists():
         return 0
     with sqlite3.connect(client_dir / "outbox.db") as db:
+        # a client killed while creating its outbox leaves the file before its tables
+        exists = db.execute("SELECT 1 FROM sqlite_master WHERE name = 'cursors'").fetchone()
+        if exists is None:
+            return 0
         return int(db.execute("SELECT COALESCE(SUM(stored_seq), 0) FROM cursors").fetchone()[0])
 
 

@@ -44,6 +44,7 @@ STANDARD_GRAVITY = 9.80665
 TARGET_HZ = 100
 
 _OXFORD = "Oxford-step-counter-DataSet/validation"
+_OXFORD_OPT = "Oxford-step-counter-DataSet/optimisation/data"
 # where each excerpt comes from, relative to SRC_ROOT for ``extract``
 SOURCES = {
     "neurokit_rest_ppg_ecg": "NeuroKit/data/bio_resting_5min_100hz.csv",
@@ -52,7 +53,10 @@ SOURCES = {
     "systole_finger_ppg_75hz": "systole/datasets/ppg.npy",
     "oxford_steps_hand_user1": f"{_OXFORD}/user1_hand_1506421989895.csv",
     "oxford_steps_hand_user2": f"{_OXFORD}/user2_hand_1506421987098.csv",
+    "oxford_steps_swinging_arm_1": f"{_OXFORD_OPT}/Pixel_Jamie_Hard_SwingingArm_1",
+    "oxford_steps_swinging_arm_2": f"{_OXFORD_OPT}/Pixel_Jamie_Hard_SwingingArm_2",
 }
+SWINGING_ARM = ("oxford_steps_swinging_arm_1", "oxford_steps_swinging_arm_2")
 COARSE_CLOCK_EXCERPT_S = 300.0
 
 
@@ -117,6 +121,20 @@ def extract(src_root: Path) -> None:
             rows = [r for r in csv.reader(f) if r]
         header = ["timestamp_ns", "accx", "accy", "accz", "steps_algo", "steps_truth", "steps_hw"]
         _write_gz(out[name] / "source.csv.gz", header, rows)
+
+    for name in SWINGING_ARM:
+        extract_swinging_arm(src[name], out[name])
+
+
+def extract_swinging_arm(src: Path, out: Path) -> None:
+    """The phone's accelerometer events and the foot switches' states, whole."""
+    with open(src / "accelerometer.csv", newline="") as f:
+        rows = [r for r in csv.reader(f) if r]
+    header = ["timestamp_ns", "sensor_type", "accx", "accy", "accz"]
+    _write_gz(out / "source.csv.gz", header, rows)
+    with open(src / "stepcounter.csv", newline="") as f:
+        rows = [r for r in csv.reader(f) if r]
+    _write_gz(out / "source_steps.csv.gz", ["timestamp_ns", "foot1", "foot2"], rows)
 
 
 # --------------------------------------------------------------------------- prepare
@@ -312,6 +330,52 @@ def prepare_oxford(name: str) -> None:
     )
 
 
+def _write_steps_per_minute(d: Path, step_s: np.ndarray, duration: int, method: str) -> None:
+    with open(d / "reference_steps.csv", "w", encoding="utf-8", newline="") as f:
+        f.write(f"# reference: {method}\n")
+        f.write("start_s,end_s,steps\n")
+        for a in range(0, duration, 60):
+            b = min(a + 60, duration)
+            f.write(f"{a},{b},{int(np.sum((step_s >= a) & (step_s < b)))}\n")
+
+
+SWINGING_ARM_HZ = 400  # the uniform grid the ~405 Hz sensor events are put on first
+SWINGING_ARM_START = 1_506_000_000  # the source has time since boot only: a fixed whole minute
+
+
+def prepare_swinging_arm(name: str) -> None:
+    d = HERE / name
+    _, rows = _read_gz(d / "source.csv.gz")
+    data = np.array(rows, dtype=np.float64)
+    t0 = data[0, 0]
+    t = (data[:, 0] - t0) / 1e9
+    # the sensor events arrive every 2.47 ms (about 405 Hz) with little jitter: onto a
+    # uniform 400 Hz grid by linear interpolation, then down to 100 Hz with an
+    # anti-aliasing polyphase filter (arm swing carries energy well above 10 Hz at
+    # heel strike, which a plain 100 Hz interpolation would alias)
+    fine = _uniform_from_times(t, data[:, 2:5] / STANDARD_GRAVITY, SWINGING_ARM_HZ)
+    acc_g = _whole_seconds(_resample(fine, SWINGING_ARM_HZ, TARGET_HZ), TARGET_HZ)
+    duration = len(acc_g) // TARGET_HZ
+    _, srows = _read_gz(d / "source_steps.csv.gz")
+    feet = np.array(srows, dtype=np.float64)
+    ts = (feet[:, 0] - t0) / 1e9
+    # a step is a foot switch closing (0 -> 1), as the dataset's own stats.js counts them
+    steps = np.concatenate([ts[1:][np.diff(feet[:, col]) == 1] for col in (1, 2)])
+    _write_steps_per_minute(
+        d, np.sort(steps), duration, "the dataset's foot switches (a 0 -> 1 change of either foot)"
+    )
+    _write_recording(d, float(SWINGING_ARM_START), TARGET_HZ, ["ax", "ay", "az"], acc_g, "%.4f")
+    _manifest(
+        d,
+        kind="acc",
+        activity="walk",
+        import_options={},
+        reference={"steps": "reference_steps.csv"},
+        reference_method="foot switches",
+        source_rate_hz=round((len(t) - 1) / t[-1], 2),
+    )
+
+
 # each source file's name carries its start (Unix ms, e.g. 1506421989895): floored to the minute
 _OXFORD_START = {
     "oxford_steps_hand_user1": 1_506_421_980,
@@ -325,6 +389,8 @@ PREPARE: dict[str, Callable[[], None]] = {
     "systole_finger_ppg_75hz": prepare_systole,
     "oxford_steps_hand_user1": lambda: prepare_oxford("oxford_steps_hand_user1"),
     "oxford_steps_hand_user2": lambda: prepare_oxford("oxford_steps_hand_user2"),
+    "oxford_steps_swinging_arm_1": lambda: prepare_swinging_arm("oxford_steps_swinging_arm_1"),
+    "oxford_steps_swinging_arm_2": lambda: prepare_swinging_arm("oxford_steps_swinging_arm_2"),
 }
 
 

@@ -32,6 +32,9 @@ REAL_HR_COVERAGE_MIN_PCT = 90.0  # share of reference samples with a reading
 ECG_REFERENCED_HR_MAE_MAX_BPM = 3.0  # the recording with an ECG reference (met) <= 3
 REAL_RATE_SPREAD_MAX_BPM = 2.0  # its mean HR over 25..128 Hz (met) ----------- <= 2
 REAL_STEPS_ERROR_MAX_PCT = 10.0  # total counted vs the ground-truth counters
+# the two walks with the phone in a freely swinging hand (a wrist's motion): today the
+# firmware counts 17 % too few steps on them together (-13 % and -21 %)
+SWINGING_ARM_STEPS_ERROR_MAX_PCT = 20.0
 # ---------------------------------------------------------------------------------------
 
 FOLDERS = find_folders(DATA)
@@ -110,3 +113,15 @@ def test_the_rate_sweep_really_changes_the_rate() -> None:
     for hz in (25, 128):
         recording = open_recording(folder.csv, ImportOptions(resample_hz=hz))
         assert recording.metadata.ppg_hz == hz
+
+
+def test_steps_on_real_arm_swing_walks_hold_today_s_floor(
+    reports: dict[str, ValidationReport],
+) -> None:
+    swinging = [f.name for f in FOLDERS if "swinging_arm" in f.name]
+    assert len(swinging) >= 2
+    steps = [reports[n].steps for n in swinging]
+    assert all(s is not None for s in steps)
+    counted = sum(float(s.estimate.sum()) for s in steps if s is not None)
+    truth = sum(float(s.reference.sum()) for s in steps if s is not None)
+    assert abs(100 * (counted - truth) / truth) <= SWINGING_ARM_STEPS_ERROR_MAX_PCT

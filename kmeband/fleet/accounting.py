@@ -12,9 +12,14 @@ granted): those seqs are legitimately absent. So for each (band, stream):
 
 from __future__ import annotations
 
+import json
 from collections import Counter
 from collections.abc import Iterable
-from dataclasses import dataclass
+from dataclasses import dataclass, field
+from typing import Any
+
+from protocol.kme.records import StreamId
+from sync_client.activation import AccountFile
 
 
 @dataclass
@@ -54,3 +59,64 @@ def seqs_in_export(export: dict[str, object], stream_name: str) -> list[int]:
     if not isinstance(records, dict):
         return []
     return [int(r["seq"]) for r in records.get(stream_name, [])]
+
+
+@dataclass
+class BandLedger:
+    """What one band made (its counters: seqs 1..made per stream) and what its phone
+    withheld for consent, with the phone's account to find its records at the ingest.
+    The account's bearer token is a secret: the ledger is never printed or logged."""
+
+    index: int
+    account: AccountFile
+    made: dict[int, int] = field(default_factory=dict)
+    withheld: dict[int, int] = field(default_factory=dict)
+
+    def __repr__(self) -> str:
+        return f"BandLedger(index={self.index}, <account>)"
+
+
+@dataclass
+class HeldByIngest:
+    """What the ingest holds for one account: every stored seq per stream, and batches."""
+
+    seqs: dict[int, list[int]] = field(default_factory=dict)
+    batches: int = 0
+
+
+def held_in_store(store: Any, ledger: BandLedger) -> HeldByIngest:
+    """Read the seqs straight from an ingest store (the embedded ingest)."""
+    held = HeldByIngest()
+    account_id = store.account_for_token(ledger.account.token)
+    if account_id is None:
+        return held
+    for segment in store.segments_of(account_id):
+        held.seqs.setdefault(int(segment.stream), []).extend(segment.body.seqs)
+    held.batches = len(store.batches_of(account_id))
+    return held
+
+
+async def held_by_export(ledger: BandLedger) -> HeldByIngest:
+    """Read the seqs through the ingest's export (``GET /v1/export``): any ingest URL."""
+    from sync_client.rights import export_data
+
+    export = json.loads((await export_data(ledger.account, "json")).body)
+    held = HeldByIngest(batches=len(export.get("batches", [])))
+    for stream in StreamId:
+        held.seqs[int(stream)] = seqs_in_export(export, stream.name.lower())
+    return held
+
+
+def check_band(ledger: BandLedger, held: HeldByIngest) -> list[tuple[StreamId, StreamAccount]]:
+    """Check every stream of one band."""
+    return [
+        (
+            stream,
+            check_stream(
+                ledger.made.get(int(stream), 0),
+                ledger.withheld.get(int(stream), 0),
+                held.seqs.get(int(stream), []),
+            ),
+        )
+        for stream in StreamId
+    ]

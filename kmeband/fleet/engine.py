@@ -21,6 +21,13 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+from kmeband.fleet.accounting import (
+    BandLedger,
+    HeldByIngest,
+    check_band,
+    held_by_export,
+    held_in_store,
+)
 from kmeband.fleet.schedule import ArrivalPattern
 from kmeband.fleet.worker import Faults, WaveResult, WaveSpec, run_wave
 from protocol.errors import UsageError
@@ -82,7 +89,10 @@ class FleetResult:
 
     spec: FleetSpec
     totals: WaveResult
+    #: wall seconds of the run: from the first wave handed out to the last one done
     seconds: float
+    #: wall seconds of the check after the run (not part of the throughput)
+    check_seconds: float = 0.0
 
     @property
     def ok(self) -> bool:
@@ -112,6 +122,7 @@ class FleetResult:
             "duplicated": t.duplicated,
             "unexpected": t.unexpected,
             "seconds": round(self.seconds, 3),
+            "check_seconds": round(self.check_seconds, 3),
             "fleet_records_per_s": round(t.records / self.seconds, 1) if self.seconds else 0.0,
             "worker_peak_rss_mb": round(t.peak_rss_kb / 1024, 1),
             "ok": self.ok,
@@ -141,16 +152,33 @@ def waves(spec: FleetSpec) -> list[tuple[int, ...]]:
 async def run_fleet(spec: FleetSpec, progress: Progress | None = None) -> FleetResult:
     """Run the fleet (see the module docstring); ``progress(bands_done, bands)``."""
     if spec.ingest_url is not None:
-        return await _run(spec, spec.ingest_url, progress)
+        result = await _run(spec, spec.ingest_url, progress)
+        started = time.perf_counter()
+        for ledger in result.totals.ledgers:
+            _account(result.totals, ledger, await held_by_export(ledger))
+        result.check_seconds = time.perf_counter() - started
+        return result
     from cloud_ingest.server import IngestServer
 
     directory = spec.data_dir or Path(tempfile.mkdtemp(prefix="kmeband-fleet-ingest-"))
     try:
         async with IngestServer(directory / "ingest.db", directory / "ingest-keys") as ingest:
-            return await _run(spec, ingest.url, progress)
+            result = await _run(spec, ingest.url, progress)
+            started = time.perf_counter()
+            for ledger in result.totals.ledgers:
+                _account(result.totals, ledger, held_in_store(ingest.store, ledger))
+            result.check_seconds = time.perf_counter() - started
+            return result
     finally:
         if spec.data_dir is None:
             shutil.rmtree(directory, ignore_errors=True)
+
+
+def _account(totals: WaveResult, ledger: BandLedger, held: HeldByIngest) -> None:
+    totals.batches += held.batches
+    for stream, account in check_band(ledger, held):
+        totals.add_account(ledger.index, stream, account)
+        totals.records += account.held
 
 
 async def _run(spec: FleetSpec, url: str, progress: Progress | None) -> FleetResult:

@@ -78,5 +78,24 @@ def test_faults_are_parsed_and_unknown_ones_refused() -> None:
     assert parse_faults("") == Faults()
     with pytest.raises(UsageError, match="unknown fault"):
         parse_faults("meteor=0.1")
-    with pytest.raises(UsageError, match="within 0..1"):
+    with pytest.raises(UsageError, match=r"within 0\.\.1"):
         parse_faults("link-drop=2")
+
+
+async def test_a_fleet_against_an_ingest_url_is_checked_through_the_export(
+    tmp_path: Path,
+) -> None:
+    from cloud_ingest.server import IngestServer
+
+    async with IngestServer(tmp_path / "ingest.db", tmp_path / "keys") as ingest:
+        spec = FleetSpec(bands=2, days=0.25, workers=1, ingest_url=ingest.url)
+        result = await run_fleet(spec)
+        assert ingest.store is not None
+        stored = sum(
+            len(segment.body.seqs)
+            for account in ingest.store.account_ids()
+            for segment in ingest.store.segments_of(account)
+        )
+    s = result.summary()
+    assert s["records"] == stored > 0
+    assert result.ok and s["lost"] == 0 and s["duplicated"] == 0

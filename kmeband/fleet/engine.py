@@ -142,10 +142,11 @@ Progress = Callable[[int, int], None]
 
 
 def waves(spec: FleetSpec) -> list[tuple[int, ...]]:
-    """The band indices of each wave."""
+    """The band indices of each wave: at most ``wave_size`` bands, and small enough that
+    every worker gets a wave."""
+    size = max(1, min(spec.wave_size, -(-spec.bands // spec.workers)))
     return [
-        tuple(range(start, min(spec.bands, start + spec.wave_size)))
-        for start in range(0, spec.bands, spec.wave_size)
+        tuple(range(start, min(spec.bands, start + size))) for start in range(0, spec.bands, size)
     ]
 
 

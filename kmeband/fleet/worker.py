@@ -15,7 +15,6 @@ from __future__ import annotations
 
 import asyncio
 import hashlib
-import resource
 import shutil
 import tempfile
 import time
@@ -33,6 +32,7 @@ from device_sim.bleak_backend.bonds import BondStore
 from device_sim.clock import ManualClock
 from device_sim.radio import LinkFault, Radio
 from kmeband.fleet.accounting import BandLedger, StreamAccount
+from kmeband.fleet.memory import peak_rss_kb
 from kmeband.fleet.schedule import ArrivalPattern, Event, EventKind, scenario_for
 from protocol.errors import KmebandError
 from protocol.kme.ownership import private_key_from_seed
@@ -240,7 +240,7 @@ async def _run_wave(spec: WaveSpec) -> WaveResult:
             radio.detach(phone.endpoint.address)
         shutil.rmtree(tmp, ignore_errors=True)
     result.wire_bytes = sum(p.outbox.sealed_bytes for p in phones)
-    result.peak_rss_kb = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
+    result.peak_rss_kb = peak_rss_kb()
     result.finished_at = time.time()
     return result
 

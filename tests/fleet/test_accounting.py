@@ -44,3 +44,12 @@ def test_percentiles_are_nearest_rank() -> None:
     values = [float(v) for v in range(1, 101)]
     assert percentiles(values, (50, 95, 99)) == (50.0, 95.0, 99.0)
     assert percentiles([], (50,)) == (0.0,)
+
+
+def test_waves_cover_every_band_once_and_feed_every_worker() -> None:
+    from kmeband.fleet.engine import FleetSpec, waves
+
+    cut = waves(FleetSpec(bands=21, workers=2, wave_size=8))
+    assert [i for wave in cut for i in wave] == list(range(21))
+    assert max(len(w) for w in cut) == 8
+    assert len(waves(FleetSpec(bands=4, workers=2, wave_size=8))) == 2

@@ -106,9 +106,9 @@ def main() -> None:
         "cost_ratio_2k_vs_100": round(per_band_large / per_band_small, 3),
         "cost_ratio_bands": [args.small, args.large],
         "worker_peak_rss_mb": round(max(r.totals.peak_rss_kb for r in runs) / 1024, 1),
-        "lost": sum(r.totals.lost for r in runs),
-        "duplicated": sum(r.totals.duplicated for r in runs),
-        "unexpected": sum(r.totals.unexpected for r in runs),
+        "lost": sum(r.totals.checked.lost for r in runs),
+        "duplicated": sum(r.totals.checked.duplicated for r in runs),
+        "unexpected": sum(r.totals.checked.unexpected for r in runs),
         "live_band_rss_kb": round(live_kb, 1),
     }
     print(json.dumps(figures))

@@ -37,6 +37,11 @@ class StreamAccount:
     def ok(self) -> bool:
         return not (self.lost or self.duplicated or self.unexpected)
 
+    def add(self, other: StreamAccount) -> None:
+        """Add ``other``'s counts to these (totals over streams, bands, waves)."""
+        for name in ("made", "withheld", "held", "lost", "duplicated", "unexpected"):
+            setattr(self, name, getattr(self, name) + getattr(other, name))
+
 
 def check_stream(made: int, withheld: int, held_seqs: Iterable[int]) -> StreamAccount:
     """Check one stream: ``made`` is the band's counter (seqs 1..made exist),

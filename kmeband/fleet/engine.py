@@ -96,8 +96,7 @@ class FleetResult:
 
     @property
     def ok(self) -> bool:
-        t = self.totals
-        return not (t.lost or t.duplicated or t.unexpected)
+        return self.totals.checked.ok
 
     def summary(self) -> dict[str, Any]:
         """The figures as one flat JSON-ready dict (no identifiers)."""
@@ -116,11 +115,11 @@ class FleetResult:
             "sync_latency_ms_p95": round(p95, 1),
             "sync_latency_ms_p99": round(p99, 1),
             "errors": dict(sorted(t.errors.items())),
-            "made": t.made,
-            "withheld": t.withheld,
-            "lost": t.lost,
-            "duplicated": t.duplicated,
-            "unexpected": t.unexpected,
+            "made": t.checked.made,
+            "withheld": t.checked.withheld,
+            "lost": t.checked.lost,
+            "duplicated": t.checked.duplicated,
+            "unexpected": t.checked.unexpected,
             "seconds": round(self.seconds, 3),
             "check_seconds": round(self.check_seconds, 3),
             "fleet_records_per_s": round(t.records / self.seconds, 1) if self.seconds else 0.0,

@@ -102,12 +102,8 @@ class WaveResult:
     syncs: int = 0
     latencies_ms: list[float] = field(default_factory=list)
     errors: Counter[str] = field(default_factory=Counter)
-    made: int = 0
-    withheld: int = 0
-    held: int = 0
-    lost: int = 0
-    duplicated: int = 0
-    unexpected: int = 0
+    #: the accounting's totals over every checked stream (filled in by the check)
+    checked: StreamAccount = field(default_factory=StreamAccount)
     #: (band index, stream name) of every stream whose check failed
     problems: list[tuple[int, str]] = field(default_factory=list)
     #: what each band made and its phone withheld, for the check after the run
@@ -127,17 +123,12 @@ class WaveResult:
             "air_bytes",
             "wire_bytes",
             "syncs",
-            "made",
-            "withheld",
-            "held",
-            "lost",
-            "duplicated",
-            "unexpected",
         ):
             setattr(self, name, getattr(self, name) + getattr(other, name))
         for name in ("simulate_s", "sync_s"):
             setattr(self, name, getattr(self, name) + getattr(other, name))
         self.latencies_ms.extend(other.latencies_ms)
+        self.checked.add(other.checked)
         self.errors.update(other.errors)
         self.problems.extend(other.problems)
         self.ledgers.extend(other.ledgers)
@@ -145,12 +136,7 @@ class WaveResult:
         self.finished_at = max(self.finished_at, other.finished_at)
 
     def add_account(self, index: int, stream: StreamId, account: StreamAccount) -> None:
-        self.made += account.made
-        self.withheld += account.withheld
-        self.held += account.held
-        self.lost += account.lost
-        self.duplicated += account.duplicated
-        self.unexpected += account.unexpected
+        self.checked.add(account)
         if not account.ok:
             self.problems.append((index, stream.name.lower()))
 

@@ -21,7 +21,7 @@ ROOT = Path(__file__).resolve().parents[2]
 async def test_a_fleet_with_link_drops_lands_every_record_exactly_once() -> None:
     spec = FleetSpec(
         bands=6,
-        days=1.0,
+        days=0.5,
         seed=4,
         workers=2,
         wave_size=3,

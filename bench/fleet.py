@@ -7,7 +7,8 @@ in this process), with link drops at ``--link-drop`` per sync attempt.
 * bands, records: the main run (``--bands`` bands, ``--workers`` workers, default: cores);
   records are those the ingest holds at the end.
 * fleet_records_per_s: records / wall seconds of the main run (simulation, sync, sealing,
-  upload and the ingest's store; the accounting pass after it is not timed in).
+  upload and the ingest's store; the worker processes are started before the clock runs,
+  and the accounting pass after it is not timed in).
 * fleet_records_per_s_per_core: fleet_records_per_s / the cores this process may use
   (the ingest shares them with the workers).
 * scaling_efficiency_2w: the same ``--scaling-bands`` fleet with 2 workers and with 1; the

@@ -189,6 +189,12 @@ def band_seed(seed: int, index: int) -> int:
     )
 
 
+def warm_up(linger_s: float) -> None:
+    """A worker's first task: its imports are done by now; linger so that the pool hands
+    the other start-up tasks to the other workers."""
+    time.sleep(linger_s)
+
+
 def run_wave(spec: WaveSpec) -> WaveResult:
     """Run one wave to the end (blocking): the worker process's entry point."""
     return asyncio.run(_run_wave(spec))

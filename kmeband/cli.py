@@ -24,6 +24,7 @@ SUBCOMMAND_PROVIDERS: tuple[str, ...] = (
     "sync_client.cli",
     "cloud_ingest.cli",
     "kmeband.report_cli",
+    "kmeband.fleet.cli",
 )
 
 #: Exit codes shared by every subcommand, so scripts can branch on them.

@@ -31,6 +31,7 @@ from dataclasses import dataclass, field
 from typing import Any, Protocol
 
 from protocol.errors import KmebandError
+from protocol.kme.batch import BatchError
 from protocol.kme.chunk_framing import MAX_PAYLOAD_SIZE, MIN_PAYLOAD_SIZE
 from protocol.kme.profile import KME_RECORD_SYNC_CONTROL_POINT, KME_RECORD_SYNC_DATA
 from protocol.kme.record_sync import (
@@ -110,6 +111,8 @@ class StreamResult:
     acked_up_to: int | None = None
     complete: bool = False
     error: str | None = None
+    #: The typed error that stopped this stream alone (the other streams and the upload go on).
+    failure: StreamSyncError | None = None
 
 
 @dataclass(slots=True)
@@ -273,19 +276,35 @@ class Puller:
                         result.error = event.reason
         except TimeoutError:
             result.error = "the band stopped sending mid-transfer; sync again to resume"
+        except BatchError as exc:
+            # Records that cannot be sealed stop this stream alone: what is not committed is
+            # not acknowledged, so the band keeps it for a client that can seal it.
+            pending = _Pending()
+            self._fail(result, exc)
         except PullLinkLostError:
             # Keep what arrived valid: it is sealed and committed, but nothing is acked.
             self._commit(pending, result)
             raise
         if result.error is not None:
             await self._abort(receiver)
-        await self._flush(pending, receiver, result)
+        try:
+            await self._flush(pending, receiver, result)
+        except BatchError as exc:
+            self._fail(result, exc)
         if result.complete and result.acked_up_to is None and stored and not self.keep_on_band:
             # Nothing new, but what an earlier connection stored may never have been
             # acknowledged (its link dropped first): acknowledge it now so the band frees it.
             await self._write(receiver.stored_up_to(stored))
             result.acked_up_to = stored
         return result
+
+    @staticmethod
+    def _fail(result: StreamResult, exc: BatchError) -> None:
+        result.failure = StreamSyncError(
+            f"stream {result.stream.name} stopped: a record could not be sealed ({exc}); "
+            "the band keeps it; update the app and sync again"
+        )
+        result.error = str(result.failure)
 
     async def _next_item(self) -> tuple[str, bytes]:
         try:

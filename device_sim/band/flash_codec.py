@@ -14,6 +14,7 @@ from collections.abc import Callable, Iterable
 from typing import TypeVar
 
 from protocol.errors import UsageError
+from protocol.kme.record_domain import check_domain
 from protocol.kme.records import (
     STREAM_RECORD_TYPE,
     ActivityClass,
@@ -118,6 +119,7 @@ def encode_record(stream: StreamId, record: Record) -> bytes:
             f"stream {stream.name} holds {expected.__name__} records, not "
             f"{type(record).__name__}; append it to the stream of its own type"
         )
+    check_domain(stream, [record], FlashRecordError, "check the values the firmware produced")
     try:
         return _FORMATS[stream].pack(*_fields(stream, record))
     except (struct.error, TypeError, ValueError) as exc:

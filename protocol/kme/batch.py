@@ -36,6 +36,7 @@ import cbor2
 import numpy as np
 
 from protocol.errors import KmebandError
+from protocol.kme.record_domain import MAX_RELATIVE_S, RECORD_DOMAIN, check_domain, field_domain
 from protocol.kme.record_fields import field_columns, int64_column
 from protocol.kme.records import (
     STREAM_RECORD_TYPE,
@@ -273,67 +274,31 @@ class ColumnSpec(NamedTuple):
     increasing: bool = False  # strictly increasing: every difference at least 1
 
 
-_T = MAX_TIME
-_TZ = 18 * 60  # UTC offsets stay within +/-18 h (ISO 8601)
+def _column(stream: StreamId, field: str, typecode: str, *, delta: bool = False) -> ColumnSpec:
+    """A column whose bounds are the field's domain (protocol.kme.record_domain)."""
+    domain = field_domain(stream, field)
+    return ColumnSpec(field, typecode, domain.low, domain.high, delta)
+
+
+#: The wire type of each field; the bounds come from the record domain. The first field
+#: of every stream (its time) is delta-coded.
+_TYPECODES: Final[Mapping[StreamId, tuple[str, ...]]] = {
+    StreamId.ACTIVITY_MINUTES: ("q", "h", "B", "B", "B", "B", "B"),
+    StreamId.HR_SAMPLES: ("q", "h", "B", "B"),
+    StreamId.SLEEP_EPOCHS: ("q", "h", "B"),
+    StreamId.SLEEP_SUMMARIES: ("q", "h", "q", "q", "q", "B", "h", "h", "h", "h", "h"),
+    StreamId.ALARM_EVENTS: ("q", "h", "B", "B", "q", "b"),  # sleep_stage -1: not known
+    StreamId.GNSS_FIXES: ("q", "h", "i", "i", "i", "i"),
+    StreamId.TELEMETRY: ("q", "h", "B", "q", "q"),
+}
 
 #: Per stream, the record fields as columns, in dataclass field order.
 COLUMNS: Final[Mapping[StreamId, tuple[ColumnSpec, ...]]] = {
-    StreamId.ACTIVITY_MINUTES: (
-        ColumnSpec("start", "q", 0, _T, delta=True),
-        ColumnSpec("tz_offset_min", "h", -_TZ, _TZ),
-        ColumnSpec("steps", "B", 0, 255),
-        ColumnSpec("activity_class", "B", min(ActivityClass), max(ActivityClass)),
-        ColumnSpec("intensity", "B", 0, 3),
-        ColumnSpec("avg_hr", "B", 0, 255),
-        ColumnSpec("worn", "B", 0, 1),
-    ),
-    StreamId.HR_SAMPLES: (
-        ColumnSpec("timestamp", "q", 0, _T, delta=True),
-        ColumnSpec("tz_offset_min", "h", -_TZ, _TZ),
-        ColumnSpec("bpm", "B", 0, 255),
-        ColumnSpec("confidence", "B", 0, 3),
-    ),
-    StreamId.SLEEP_EPOCHS: (
-        ColumnSpec("start", "q", 0, _T, delta=True),
-        ColumnSpec("tz_offset_min", "h", -_TZ, _TZ),
-        ColumnSpec("stage", "B", min(SleepStage), max(SleepStage)),
-    ),
-    StreamId.SLEEP_SUMMARIES: (
-        ColumnSpec("bed_time", "q", 0, _T, delta=True),
-        ColumnSpec("tz_offset_min", "h", -_TZ, _TZ),
-        ColumnSpec("sleep_onset", "q", 0, _T),
-        ColumnSpec("final_wake", "q", 0, _T),
-        ColumnSpec("out_of_bed", "q", 0, _T),
-        ColumnSpec("efficiency_pct", "B", 0, 100),
-        ColumnSpec("awakenings", "h", 0, 1440),
-        ColumnSpec("light_min", "h", 0, 1440),
-        ColumnSpec("deep_min", "h", 0, 1440),
-        ColumnSpec("rem_min", "h", 0, 1440),
-        ColumnSpec("wake_min", "h", 0, 1440),
-    ),
-    StreamId.ALARM_EVENTS: (
-        ColumnSpec("timestamp", "q", 0, _T, delta=True),
-        ColumnSpec("tz_offset_min", "h", -_TZ, _TZ),
-        ColumnSpec("alarm_id", "B", 0, 255),
-        ColumnSpec("kind", "B", min(AlarmEventKind), max(AlarmEventKind)),
-        ColumnSpec("set_time", "q", 0, _T),
-        ColumnSpec("sleep_stage", "b", -1, max(SleepStage)),  # -1: not known
-    ),
-    StreamId.GNSS_FIXES: (
-        ColumnSpec("timestamp", "q", 0, _T, delta=True),
-        ColumnSpec("tz_offset_min", "h", -_TZ, _TZ),
-        ColumnSpec("lat_e7", "i", -900_000_000, 900_000_000),
-        ColumnSpec("lon_e7", "i", -1_800_000_000, 1_800_000_000),
-        ColumnSpec("alt_m", "i", -1000, 100_000),
-        ColumnSpec("accuracy_m", "i", 0, 100_000),
-    ),
-    StreamId.TELEMETRY: (
-        ColumnSpec("timestamp", "q", 0, _T, delta=True),
-        ColumnSpec("tz_offset_min", "h", -_TZ, _TZ),
-        ColumnSpec("kind", "B", min(TelemetryKind), max(TelemetryKind)),
-        ColumnSpec("value", "q", -(2**40), 2**40),
-        ColumnSpec("detail", "q", -(2**40), 2**40),
-    ),
+    stream: tuple(
+        _column(stream, domain.name, code, delta=i == 0)
+        for i, (domain, code) in enumerate(zip(RECORD_DOMAIN[stream], codes, strict=True))
+    )
+    for stream, codes in _TYPECODES.items()
 }
 
 SEQ_COLUMN: Final = ColumnSpec("seq", "q", 0, MAX_SEQ, delta=True, increasing=True)
@@ -525,6 +490,7 @@ def encode_batch_plaintext(records: Sequence[StoredRecord], consent_record: byte
         map(type, values)
     ) != {record_type}:
         raise BatchError("a batch holds records of one stream and its record type only")
+    check_domain(stream, values, BatchError, "the band stored a record outside the record domain")
     columns = {SEQ_COLUMN.field: _seq_column(list(map(_SEQ_OF, records)))}
     specs = COLUMNS[stream]
     for spec, column in zip(specs, field_columns(values, [s.field for s in specs]), strict=True):
@@ -632,6 +598,14 @@ def decode_body(
         columns[spec.field], low, high = _unpack(spec, raw_columns[spec.field], count)
         if i == 0:
             time_bounds = (low, high)
+    for domain in RECORD_DOMAIN[stream]:
+        if domain.relative_to is not None:
+            field = np.asarray(columns[domain.name], dtype=np.int64)
+            anchor = np.asarray(columns[domain.relative_to], dtype=np.int64)
+            if int(np.abs(field - anchor).max()) > MAX_RELATIVE_S:
+                raise MalformedBatchError(
+                    f"batch body: column {domain.name!r} has values out of range"
+                )
     return BatchBody(stream, consent_record, columns, time_bounds)
 
 

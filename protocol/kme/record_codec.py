@@ -46,6 +46,7 @@ from protocol.kme.chunk_framing import (
     seal_chunk,
 )
 from protocol.kme.column_codec import COLUMN_CODECS, ColumnPlan, unpack_columns
+from protocol.kme.record_domain import check_domain
 from protocol.kme.record_fields import int64_column
 from protocol.kme.records import (
     STREAM_RECORD_TYPE,
@@ -167,6 +168,7 @@ def pack_chunks(
         return []
     values = list(map(_RECORD_OF, records))
     breaks, tzs = _check_common(stream, records, values)
+    check_domain(stream, values, ChunkValueError, "the band cannot send a record outside it")
     breaks.append(len(records))
     pack: Callable[[int, int, int], tuple[int, bytes]]
     if stream == StreamId.ACTIVITY_MINUTES:
@@ -248,6 +250,12 @@ def decode_chunk(data: bytes) -> DecodedChunk:
         records = unpack_activity(stream, first_seq, count, data, HEADER_SIZE, end)
     else:
         records = unpack_columns(stream, first_seq, count, data, HEADER_SIZE, end)
+    check_domain(
+        stream,
+        [r.record for r in records],
+        ChunkValueError,
+        "the band sent a record no codec accepts; report it to the band's maker",
+    )
     return DecodedChunk(
         stream=stream,
         first_seq=first_seq,

@@ -414,7 +414,7 @@ ops = st.lists(
 def _record(stream: StreamId, i: int) -> Record:
     if stream is HR:
         return hr(i, bpm=40 + i % 150)
-    return ActivityMinute(T0 + 60 * i, 0, i % 300, ActivityClass.RUN, i % 4, i % 200, i % 2 == 0)
+    return ActivityMinute(T0 + 60 * i, 0, i % 256, ActivityClass.RUN, i % 4, i % 200, i % 2 == 0)
 
 
 @settings(

@@ -60,6 +60,7 @@ from protocol.kme.column_codec import (
     _zigzag_int,
 )
 from protocol.kme.record_codec import _pack_best, _runs_break
+from protocol.kme.record_domain import check_domain
 from protocol.kme.records import (
     STREAM_RECORD_TYPE,
     AlarmEvent,
@@ -301,6 +302,12 @@ def reference_pack_chunks(
     if not records:
         return []
     _reference_check_common(stream, records)
+    check_domain(
+        stream,
+        [s.record for s in records],
+        ChunkValueError,
+        "the band cannot send a record outside it",
+    )
     seqs = [s.seq for s in records]
     tzs = [s.record.tz_offset_min for s in records]
     breaks = [*_runs_break(seqs, tzs), len(records)]
@@ -364,6 +371,10 @@ def reference_batch_plaintext(records: Sequence[StoredRecord], consent_record: b
     for r in records:
         if r.stream is not stream or type(r.record) is not record_type:
             raise BatchError("a batch holds records of one stream and its record type only")
+    values_all = [r.record for r in records]
+    check_domain(
+        stream, values_all, BatchError, "the band stored a record outside the record domain"
+    )
     if any(b <= a for a, b in pairwise(seqs)):
         raise BatchError("batch records must be in strictly increasing sequence order")
     columns = {SEQ_COLUMN.field: _pack(SEQ_COLUMN, seqs)}

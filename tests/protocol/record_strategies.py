@@ -9,6 +9,7 @@ from __future__ import annotations
 
 from hypothesis import strategies as st
 
+from protocol.kme.record_domain import field_domain
 from protocol.kme.records import (
     ActivityClass,
     ActivityMinute,
@@ -29,6 +30,12 @@ from protocol.kme.records import (
 TZ = st.sampled_from([-600, -300, 0, 60, 120, 330, 345, 840]) | st.integers(-1080, 1080)
 BASE_TIME = st.integers(0, 4_000_000_000)
 INTERVAL = {StreamId.ACTIVITY_MINUTES: 60, StreamId.SLEEP_EPOCHS: 30, StreamId.HR_SAMPLES: 5}
+
+
+def _in(stream: StreamId, name: str, values: st.SearchStrategy[int]) -> st.SearchStrategy[int]:
+    """``values`` clamped into the field's domain (protocol.kme.record_domain)."""
+    domain = field_domain(stream, name)
+    return values.map(lambda v: min(max(v, domain.low), domain.high))
 
 
 def _hr_value() -> st.SearchStrategy[int]:
@@ -59,15 +66,15 @@ def _fields(stream: StreamId, t: int, tz: int) -> st.SearchStrategy[Record]:
             SleepSummary,
             st.just(t),
             st.just(tz),
-            near,
-            near,
-            near,
+            _in(stream, "sleep_onset", near),
+            _in(stream, "final_wake", near),
+            _in(stream, "out_of_bed", near),
             st.integers(0, 100),
-            st.integers(0, 0xFFFF),
-            minutes,
-            minutes,
-            minutes,
-            minutes,
+            _in(stream, "awakenings", minutes),
+            _in(stream, "light_min", minutes),
+            _in(stream, "deep_min", minutes),
+            _in(stream, "rem_min", minutes),
+            _in(stream, "wake_min", minutes),
         )
     if stream == StreamId.ALARM_EVENTS:
         return st.builds(
@@ -76,7 +83,7 @@ def _fields(stream: StreamId, t: int, tz: int) -> st.SearchStrategy[Record]:
             st.just(tz),
             st.integers(0, 255),
             st.sampled_from(AlarmEventKind),
-            st.integers(-3600, 3600).map(lambda d: t + d),
+            _in(stream, "set_time", st.integers(-3600, 3600).map(lambda d: t + d)),
             st.none() | st.sampled_from(SleepStage),
         )
     if stream == StreamId.GNSS_FIXES:
@@ -86,8 +93,8 @@ def _fields(stream: StreamId, t: int, tz: int) -> st.SearchStrategy[Record]:
             st.just(tz),
             st.integers(-900_000_000, 900_000_000),
             st.integers(-1_800_000_000, 1_800_000_000),
-            st.integers(-500, 9000) | st.integers(-(2**31), 2**31 - 1),
-            st.integers(0, 100) | st.integers(0, 2**32 - 1),
+            _in(stream, "alt_m", st.integers(-500, 9000) | st.integers(-(2**31), 2**31 - 1)),
+            _in(stream, "accuracy_m", st.integers(0, 100) | st.integers(0, 2**32 - 1)),
         )
     return st.builds(
         TelemetryEvent,

@@ -112,7 +112,7 @@ RECORD_STRATEGIES: dict[StreamId, st.SearchStrategy[Any]] = {
         _time,
         _tz,
         st.sampled_from(TelemetryKind),
-        st.integers(-(2**31), 2**31),
+        st.integers(-(2**31), 2**31 - 1),
         st.integers(0, 2**16),
     ),
 }

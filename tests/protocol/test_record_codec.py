@@ -38,6 +38,7 @@ from protocol.kme.record_codec import (
     encode_empty_chunk,
     pack_chunks,
 )
+from protocol.kme.record_domain import check_domain
 from protocol.kme.records import (
     ActivityClass,
     ActivityMinute,
@@ -233,10 +234,15 @@ def test_column_decoding_matches_the_reference_on_good_and_damaged_chunks(
     first_seq = int.from_bytes(chunk[1:5], "little")
     count = int.from_bytes(chunk[5:7], "little")
     end = len(chunk) - CRC_SIZE
-    expected = _outcome(
-        lambda: reference_unpack_columns(stream, first_seq, count, chunk, HEADER_SIZE, end)
-    )
-    assert _outcome(lambda: decode_chunk(chunk).records) == expected
+
+    def reference() -> list[StoredRecord]:
+        # the wire decoder of old, then the record domain every decoded record must meet
+        records = reference_unpack_columns(stream, first_seq, count, chunk, HEADER_SIZE, end)
+        action = "the band sent a record no codec accepts; report it to the band's maker"
+        check_domain(stream, [r.record for r in records], ChunkValueError, action)
+        return records
+
+    assert _outcome(lambda: list(decode_chunk(chunk).records)) == _outcome(reference)
 
 
 def test_packing_a_week_is_byte_identical_to_the_reference() -> None:

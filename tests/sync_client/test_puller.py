@@ -14,13 +14,19 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 from cloud_ingest.opening import open_batch
-from protocol.kme.batch import decode_batch_plaintext
+from protocol.kme.batch import BatchError, decode_batch_plaintext
 from protocol.kme.record_sync import BandSyncSender
 from protocol.kme.records import ConsentCategory, HeartRateSample, StoredRecord, StreamId
 from sync_client.batcher import Batcher, BatchLimits, ServiceData
 from sync_client.consent import AllowedIntervals
 from sync_client.outbox import Outbox, QueuedBatch
-from sync_client.puller import Progress, Puller, PullLinkLostError, StreamResult
+from sync_client.puller import (
+    Progress,
+    Puller,
+    PullLinkLostError,
+    StreamResult,
+    StreamSyncError,
+)
 from tests.sync_client.band_fakes import (
     DATA,
     INGEST_KEY,
@@ -354,3 +360,27 @@ def test_pulled_batches_respect_size_and_age_and_keep_every_record_in_order(
     for run, following in itertools.pairwise(runs):
         first_time = run[0].record.start  # type: ignore[union-attr]
         assert not limits.admits(len(run), first_time, following[0].record.start)  # type: ignore[union-attr]
+
+
+async def test_a_stream_that_cannot_be_sealed_stops_alone(tmp_path: Path) -> None:
+    minutes = activity_minutes(60)
+    samples = hr_samples(30)
+    flash = MemoryFlash({StreamId.HR_SAMPLES: samples, StreamId.ACTIVITY_MINUTES: minutes})
+    client = FakeBandClient(BandSyncSender(flash, 244), flash)
+    with Outbox(tmp_path / "outbox.db") as outbox:
+        puller = make_puller(client, outbox)
+        seal_run = puller.batcher.seal_run
+
+        def refuse_hr(records: list[StoredRecord]) -> object:
+            if records[0].stream is StreamId.HR_SAMPLES:
+                raise BatchError("record field 'bpm' is outside its allowed range")
+            return seal_run(records)
+
+        puller.batcher.seal_run = refuse_hr  # type: ignore[method-assign,assignment]
+        hr, activity = await puller.pull_all([StreamId.HR_SAMPLES, StreamId.ACTIVITY_MINUTES])
+        assert isinstance(hr.failure, StreamSyncError) and "HR_SAMPLES" in str(hr.failure)
+        assert hr.acked_up_to is None and hr.queued == 0
+        assert outbox.stored_up_to(BAND, StreamId.HR_SAMPLES) == 0
+        assert activity.complete and activity.failure is None and activity.acked_up_to == 60
+        assert queued_records(outbox) == minutes
+    assert flash.records[StreamId.HR_SAMPLES] == samples  # the band keeps what was not sealed

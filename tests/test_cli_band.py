@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 import json
 from pathlib import Path
 
@@ -34,6 +35,12 @@ async def test_band_reset_erases_the_band_and_releases_it(
         monkeypatch.setenv("KMEBAND_CLIENT_DIR", str(tmp_path / "client"))
         assert await run_cli("band", "reset", endpoint.address, "--yes", "--json") == 0
         assert json.loads(capsys.readouterr().out.splitlines()[-1]) == {"reset": True}
+        # The band resets once the phone's confirmation of its answer (or the link's drop)
+        # reaches it, which may be just after the command has returned.
+        for _ in range(500):
+            if not band.activated:
+                break
+            await asyncio.sleep(0.01)
         assert not band.activated and band.owner.bonds == {}
         assert band.firmware.alarms == []
         assert all(band.flash.count(s) == 0 for s in StreamId) and len(band.consent) == 0

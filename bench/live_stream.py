@@ -34,23 +34,11 @@ from device_sim.bleak_backend import SimBleakClient, SimBleakScanner
 from device_sim.bleak_backend.agent import AGENT_ENV
 from device_sim.bleak_backend.port import HUB_ENV
 from device_sim.hub_runner import BandHub, HubOptions
+from protocol.ble.sig_codecs import SensorContact, decode_heart_rate_measurement
 from protocol.kme.profile import HEART_RATE_MEASUREMENT
 
 # 2026-01-05 10:00 UTC: the default wearer is up and wearing the band.
 START_UTC = 1_767_607_200.0
-
-
-def _parse(data: bytes) -> tuple[int, int, bool]:
-    """(bpm, RR interval count, sensor contact detected) of a Heart Rate Measurement."""
-    flags = data[0]
-    wide = flags & 0x01
-    i = 3 if wide else 2
-    bpm = int.from_bytes(data[1:i], "little")
-    if flags & 0x08:
-        i += 2
-    rr = (len(data) - i) // 2 if flags & 0x10 else 0
-    contact = flags & 0x06 == 0x06
-    return bpm, rr, contact
 
 
 async def run(seconds: float, seed: int) -> dict[str, object]:
@@ -87,13 +75,15 @@ async def run(seconds: float, seed: int) -> dict[str, object]:
         raise SystemExit("no Heart Rate Measurement arrived")
     times = [t for t, _ in arrivals]
     gaps = [b - a for a, b in itertools.pairwise(times)]
-    parsed = [_parse(v) for _, v in arrivals]
-    worn = [p for p in parsed if p[2]]
+    parsed = [decode_heart_rate_measurement(v) for _, v in arrivals]
+    worn = [m for m in parsed if m.sensor_contact is SensorContact.DETECTED]
     return {
         "bench": "live_stream",
         "first_notify_ms": round((times[0] - subscribed) * 1000, 1),
         "notify_interval_s": round(statistics.median(gaps), 3) if gaps else None,
-        "rr_present_pct": round(100 * sum(1 for p in worn if p[1]) / len(worn), 1) if worn else 0.0,
+        "rr_present_pct": round(100 * sum(1 for m in worn if m.rr_intervals) / len(worn), 1)
+        if worn
+        else 0.0,
         "distinct_values_per_min": round(len({v for _, v in arrivals}) * 60 / seconds, 1),
         "notifications": len(arrivals),
     }

@@ -73,7 +73,11 @@ from protocol.ble.gatt import (
     ValueWritten,
 )
 from protocol.ble.gatt_model import SecurityLevel
-from protocol.ble.sig_codecs import encode_battery_level, encode_heart_rate_measurement
+from protocol.ble.sig_codecs import (
+    HeartRateMeasurement,
+    encode_battery_level,
+    encode_heart_rate_measurement,
+)
 from protocol.ble.smp import (
     DisplayPasskey,
     PairingAborted,
@@ -276,19 +280,24 @@ class BandGattEndpoint:
     def push_live_values(self) -> None:
         """Notify subscribers of this second's heart rate (with its RR intervals) and, when it
         changed, the battery level (:mod:`device_sim.band.live`)."""
-        measurement = self.live_hr.measurement(self.band.clock.now())
         hr_handle = self.db.value_handle(HEART_RATE_MEASUREMENT)
         battery = self.band.battery.percent
         battery_changed = battery != self._last_battery
         self._last_battery = battery
+        measurement: HeartRateMeasurement | None = None
         for conn in list(self._connections.values()):
-            # The newest intervals that fit this link's payload (HRS 3.1.1.5: drop the oldest).
-            room = measurement.max_rr_intervals(conn.server.mtu - 3)
-            fitted = dataclasses.replace(
-                measurement, rr_intervals=measurement.rr_intervals[-room:] if room else ()
-            )
-            hrm = encode_heart_rate_measurement(fitted)
-            self._send_att(conn, conn.server.notify(hr_handle, hrm))
+            if conn.server.subscription(hr_handle)[0]:
+                # Measured once, and only while someone listens: idle bands do no work here.
+                if measurement is None:
+                    measurement = self.live_hr.measurement(self.band.clock.now())
+                # The newest intervals that fit this link's payload (HRS 3.1.1.5: drop the
+                # oldest).
+                room = measurement.max_rr_intervals(conn.server.mtu - 3)
+                fitted = dataclasses.replace(
+                    measurement, rr_intervals=measurement.rr_intervals[-room:] if room else ()
+                )
+                hrm = encode_heart_rate_measurement(fitted)
+                self._send_att(conn, conn.server.notify(hr_handle, hrm))
             if battery_changed:
                 battery_handle = self.db.value_handle(BATTERY_LEVEL)
                 self._send_att(

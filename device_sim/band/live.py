@@ -82,12 +82,15 @@ class LiveHeartRate:
 
 
 def _beat_jitter(seed: int, beats: np.ndarray) -> np.ndarray:
-    """The same jitter for the same beat, whichever second asks (hash of its time)."""
-    keys = np.round(beats * 1000).astype(np.int64)
-    mixed = (keys * 0x9E3779B1 + seed * 0x85EBCA77) % (1 << 31)
-    uniform = (mixed.astype(np.float64) + 0.5) / float(1 << 31)
-    # a triangular distribution of the same spread: cheap and bounded
-    return (uniform - 0.5) * 2 * RR_JITTER_S * math.sqrt(6) / 2
+    """The same jitter for the same beat, whichever second asks: a hash of its time.
+
+    Fibonacci hashing in uint64 (whose wrap-around numpy defines) gives a uniform value per
+    beat; a uniform spread of +-sqrt(3) SD has standard deviation ``RR_JITTER_S``.
+    """
+    keys = np.round(beats * 1000).astype(np.uint64) ^ np.uint64(seed & 0xFFFFFFFF)
+    mixed = (keys * np.uint64(0x9E3779B97F4A7C15)) >> np.uint64(11)  # the top 53 bits
+    uniform = (mixed.astype(np.float64) + 0.5) / float(1 << 53)
+    return (uniform - 0.5) * 2 * math.sqrt(3) * RR_JITTER_S
 
 
 def _keytel_j_per_s(person: Person, bpm: int) -> float:

@@ -555,3 +555,20 @@ async def test_heart_rate_control_point_resets_energy_expended() -> None:
     await central.write(HEART_RATE_CONTROL_POINT, b"\x01")
     after = await energies(10)
     assert after and after[0] < before[-1]
+
+
+async def test_live_heart_rate_is_measured_only_while_someone_listens() -> None:
+    _, radio, endpoint = await _setup(hours=0)
+    clock = endpoint.band.clock
+    central = await Central(radio, endpoint.address, seed=5).connect()
+    await central.pair(lambda: endpoint.display)
+    measured: list[float] = []
+    original = endpoint.live_hr.measurement
+    endpoint.live_hr.measurement = lambda t: measured.append(t) or original(t)  # type: ignore[method-assign]
+    await clock.advance(1.0)
+    endpoint.push_live_values()
+    assert measured == []  # connected but not subscribed: no work per second
+    await central.subscribe(HEART_RATE_MEASUREMENT)
+    await clock.advance(1.0)
+    endpoint.push_live_values()
+    assert len(measured) == 1
